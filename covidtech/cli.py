@@ -1,0 +1,90 @@
+"""The ``covidtech`` command: operators' entry point to every process of the system."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from covidtech import settings as settings_mod
+from covidtech.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return settings_mod.get()
+    except SettingsError as e:
+        raise click.ClickException(f"bad setting: {e}") from e
+
+
+@click.group()
+def main() -> None:
+    """covidtech: event-sourced outbreak response (check-in, testing, vaccination)."""
+
+
+# ------------------------------------------------------------------ infra
+
+
+@main.group()
+def infra() -> None:
+    """Start, stop and inspect the local Kafka and Cassandra."""
+
+
+@infra.command("up")
+@click.option("--no-schema", is_flag=True, help="Skip topic creation and CQL migrations.")
+def infra_up(no_schema: bool) -> None:
+    """Resolve jars if missing, start Kafka and Cassandra, create topics, migrate."""
+    from infra.lifecycle import up
+    from infra.services import InfraError
+
+    s = _settings()
+    try:
+        t = up(s, log=click.echo, with_schema=not no_schema)
+    except InfraError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"infra up in {t.total_s:.1f}s")
+
+
+@infra.command("down")
+def infra_down() -> None:
+    """Stop Kafka and Cassandra cleanly."""
+    from infra.lifecycle import down
+
+    down(_settings(), log=click.echo)
+
+
+@infra.command("status")
+def infra_status() -> None:
+    """Say what runs where."""
+    from infra.lifecycle import status
+
+    s = _settings()
+    rows = status(s)
+    cols = ["service", "pid", "port", "answers", "rss_mib", "data"]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    click.echo("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        click.echo("  ".join(r[c].ljust(widths[c]) for c in cols))
+    if not all(r["answers"] == "yes" for r in rows):
+        sys.exit(3)
+
+
+@infra.command("reset")
+@click.option("--jars", is_flag=True, help="Also delete the resolved jars.")
+@click.confirmation_option(prompt="Stop the services and delete all their data?")
+def infra_reset(jars: bool) -> None:
+    """Stop the services and wipe their data."""
+    from infra.lifecycle import reset
+
+    reset(_settings(), log=click.echo, jars=jars)
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (secrets masked)."""
+    for k, v in _settings().describe().items():
+        click.echo(f"COVIDTECH_{k.upper()}={v}")
+
+
+if __name__ == "__main__":
+    main()

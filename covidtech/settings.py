@@ -1,0 +1,184 @@
+"""Typed settings, read once from the environment and validated at start.
+
+Every variable has the prefix ``COVIDTECH_``. A bad value raises :class:`SettingsError`
+naming the variable, so a process fails at start instead of mid-stream. Secrets are never
+part of ``repr`` (see :meth:`Settings.describe`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+PREFIX = "COVIDTECH_"
+DEV_SECRET = "dev-only-secret-change-me-in-production"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "covidtech"
+
+
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "covidtech"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One process's configuration. Field ``x`` is read from ``COVIDTECH_X``."""
+
+    # where things live (outside git)
+    home: Path = field(default_factory=_default_home, metadata={"doc": "data and logs of services"})
+    cache: Path = field(default_factory=_default_cache, metadata={"doc": "Maven-resolved jars"})
+    java_home: str = field(default="", metadata={"doc": "JDK 17 for Cassandra and Kafka"})
+
+    # Kafka
+    kafka_bootstrap: str = field(default="127.0.0.1:9092", metadata={"doc": "bootstrap servers"})
+    kafka_port: int = field(default=9092, metadata={"doc": "local broker port"})
+    kafka_controller_port: int = field(default=9093, metadata={"doc": "local KRaft port"})
+    kafka_heap: str = field(default="1g", metadata={"doc": "local broker heap"})
+    topic_prefix: str = field(default="", metadata={"doc": "prefix of every topic (isolation)"})
+    topic_partitions: int = field(default=4, metadata={"doc": "partitions per topic"})
+    topic_replication: int = field(default=1, metadata={"doc": "replication factor of topics"})
+
+    # Cassandra
+    cassandra_contact_points: tuple[str, ...] = field(
+        default=("127.0.0.1",), metadata={"doc": "comma-separated hosts"}
+    )
+    cassandra_port: int = field(default=9042, metadata={"doc": "CQL port"})
+    cassandra_storage_port: int = field(default=7000, metadata={"doc": "local node gossip port"})
+    cassandra_local_dc: str = field(default="datacenter1", metadata={"doc": "local data centre"})
+    cassandra_heap: str = field(default="1g", metadata={"doc": "local node heap"})
+    keyspace: str = field(default="covidtech", metadata={"doc": "keyspace of the projections"})
+    replication_factor: int = field(default=1, metadata={"doc": "keyspace replication factor"})
+
+    # processes
+    app_id: str = field(default="covidtech", metadata={"doc": "Faust app id (consumer group)"})
+    ingest_port: int = field(default=8001, metadata={"doc": "ingest API port"})
+    read_port: int = field(default=8002, metadata={"doc": "read API port"})
+    worker_web_port: int = field(default=6066, metadata={"doc": "Faust worker web port"})
+    secret: str = field(default=DEV_SECRET, metadata={"doc": "HMAC key of QR codes and tokens"})
+
+    def describe(self) -> dict[str, str]:
+        """Settings as strings for logs and ``covidtech status``, secrets masked."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "secret":
+                out[f.name] = "(dev default)" if value == DEV_SECRET else "***"
+            elif isinstance(value, tuple):
+                out[f.name] = ",".join(value)
+            else:
+                out[f.name] = str(value)
+        return out
+
+    @property
+    def kafka_lib(self) -> Path:
+        return self.cache / "lib" / "kafka"
+
+    @property
+    def kafka_tools_lib(self) -> Path:
+        return self.cache / "lib" / "kafka-tools"
+
+    @property
+    def cassandra_lib(self) -> Path:
+        return self.cache / "lib" / "cassandra"
+
+    def topic(self, name: str) -> str:
+        """Full name of one of the DESIGN.md topics, with this deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+def _parse_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not an integer") from e
+    if value < 0:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} must not be negative")
+    return value
+
+
+def _parse_tuple(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(x.strip() for x in raw.split(",") if x.strip())
+    if not items:
+        raise SettingsError(f"{PREFIX}{name.upper()} must name at least one host")
+    return items
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "int": _parse_int,
+    "Path": lambda _n, raw: Path(raw).expanduser(),
+    "tuple[str, ...]": _parse_tuple,
+    "str": lambda _n, raw: raw,
+}
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: ``os.environ``); raise SettingsError if invalid."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(PREFIX + f.name.upper())
+        if raw is None or raw == "":
+            continue
+        parser = _PARSERS[str(f.type)]
+        values[f.name] = parser(f.name, raw)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    for port_name in (
+        "kafka_port",
+        "kafka_controller_port",
+        "cassandra_port",
+        "cassandra_storage_port",
+        "ingest_port",
+        "read_port",
+        "worker_web_port",
+    ):
+        port = getattr(s, port_name)
+        if not 0 < port < 65536:
+            raise SettingsError(f"{PREFIX}{port_name.upper()}={port} is not a TCP port")
+    if s.topic_partitions < 1:
+        raise SettingsError(f"{PREFIX}TOPIC_PARTITIONS must be at least 1")
+    if s.replication_factor < 1 or s.topic_replication < 1:
+        raise SettingsError("replication factors must be at least 1")
+    if not s.keyspace.replace("_", "").isalnum() or not s.keyspace[0].isalpha():
+        raise SettingsError(f"{PREFIX}KEYSPACE={s.keyspace!r} is not a valid keyspace name")
+    if len(s.secret) < 16:
+        raise SettingsError(f"{PREFIX}SECRET must be at least 16 characters")
+    for heap_name in ("kafka_heap", "cassandra_heap"):
+        heap = getattr(s, heap_name)
+        if not (heap[:-1].isdigit() and heap[-1] in "mgMG"):
+            raise SettingsError(f"{PREFIX}{heap_name.upper()}={heap!r} must look like 512m or 1g")
+
+
+_cached: Settings | None = None
+
+
+def get() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    global _cached
+    if _cached is None:
+        _cached = load()
+    return _cached
+
+
+def with_overrides(base: Settings, **changes: T) -> Settings:
+    """A copy of ``base`` with some fields changed (tests use it to isolate)."""
+    from dataclasses import replace
+
+    s = replace(base, **changes)  # type: ignore[arg-type]
+    _validate(s)
+    return s

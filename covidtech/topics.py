@@ -1,0 +1,77 @@
+"""The topic catalogue of DESIGN.md: names, keys, retention and compaction.
+
+One place names every topic so that producers, workers, infra and tests agree. A deployment
+prefixes every name with ``COVIDTECH_TOPIC_PREFIX`` (tests use it to isolate themselves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic: its name (without prefix), what its key is, and how long Kafka keeps it."""
+
+    name: str
+    key: str
+    retention_ms: int | None  # None = forever
+    compacted: bool = False
+    derived: bool = False
+    dlq: bool = False
+
+    def configs(self) -> dict[str, str]:
+        """Kafka topic configs that enforce this spec's retention."""
+        if self.compacted:
+            return {"cleanup.policy": "compact"}
+        return {
+            "cleanup.policy": "delete",
+            "retention.ms": str(-1 if self.retention_ms is None else self.retention_ms),
+        }
+
+
+VENUES = TopicSpec("venues", "venue_id", None, compacted=True)
+PEOPLE = TopicSpec("people", "person_id", None, compacted=True)
+CHECKINS = TopicSpec("checkins", "person_id", 21 * DAY_MS)
+DECLARATIONS = TopicSpec("declarations", "person_id", 21 * DAY_MS)
+SAMPLES = TopicSpec("samples", "sample_id", 90 * DAY_MS)
+DOSES = TopicSpec("doses", "person_id", None)
+VACCINATION_REGISTRATIONS = TopicSpec("vaccination-registrations", "person_id", None)
+VACCINE_SUPPLY = TopicSpec("vaccine-supply", "province", None)
+CASES = TopicSpec("cases", "person_id", 90 * DAY_MS, derived=True)
+VISITS = TopicSpec("visits", "venue_id", 21 * DAY_MS, derived=True)
+EXPOSURE_WINDOWS = TopicSpec("exposure-windows", "venue_id", 21 * DAY_MS, derived=True)
+EXPOSURE_ALERTS = TopicSpec("exposure-alerts", "province", 21 * DAY_MS, derived=True)
+CLUSTERS = TopicSpec("clusters", "province", 90 * DAY_MS, derived=True)
+COVERAGE_STATUS = TopicSpec("coverage-status", "province", 90 * DAY_MS, derived=True)
+
+SOURCE_TOPICS: tuple[TopicSpec, ...] = (
+    VENUES,
+    PEOPLE,
+    CHECKINS,
+    DECLARATIONS,
+    SAMPLES,
+    DOSES,
+    VACCINATION_REGISTRATIONS,
+    VACCINE_SUPPLY,
+)
+DERIVED_TOPICS: tuple[TopicSpec, ...] = (
+    CASES,
+    VISITS,
+    EXPOSURE_WINDOWS,
+    EXPOSURE_ALERTS,
+    CLUSTERS,
+    COVERAGE_STATUS,
+)
+
+
+def dlq_of(spec: TopicSpec) -> TopicSpec:
+    """The dead-letter topic of ``spec``: same key, 30 days."""
+    return TopicSpec(f"{spec.name}.dlq", spec.key, 30 * DAY_MS, dlq=True)
+
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    SOURCE_TOPICS + DERIVED_TOPICS + tuple(dlq_of(t) for t in SOURCE_TOPICS + DERIVED_TOPICS)
+)

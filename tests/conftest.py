@@ -1,0 +1,65 @@
+"""Session fixtures: the real Kafka and Cassandra, reused if running, else started here.
+
+Only services this session started are stopped at its end. Every test isolates itself with a
+unique topic prefix, keyspace and consumer group (the ``isolated`` fixture), so tests never see
+each other's data and can run against a long-lived local platform too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from covidtech import settings as settings_mod
+from covidtech.settings import Settings, with_overrides
+from tests.support import unique
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return settings_mod.load()
+
+
+@pytest.fixture(scope="session")
+def platform(base_settings: Settings) -> Iterator[Settings]:
+    """Kafka and Cassandra answering on the configured ports."""
+    from infra import lifecycle, services
+
+    s = base_settings
+    started = [
+        svc.name
+        for svc in (services.kafka(s), services.cassandra(s))
+        if services.running_pid(svc, s) is None
+    ]
+    lifecycle.up(s, log=lambda m: print(f"[infra] {m}"))
+    yield s
+    if started:
+        for svc in (services.kafka(s), services.cassandra(s)):
+            if svc.name in started:
+                services.stop(svc, s)
+
+
+@pytest.fixture
+def isolated(platform: Settings) -> Iterator[Settings]:
+    """Settings with this test's own topics, keyspace and consumer group, all created."""
+    from infra.cassandra_schema import migrate
+    from infra.kafka_topics import create_topics
+    from infra.lifecycle import cassandra_session
+
+    name = unique("t")
+    s = with_overrides(platform, topic_prefix=f"{name}.", keyspace=name, app_id=f"app-{name}")
+    asyncio.run(create_topics(s))
+    session: Any = cassandra_session(s)
+    try:
+        migrate(session, s.keyspace, s.replication_factor, log=lambda m: None)
+    finally:
+        session.cluster.shutdown()
+    yield s
+    session = cassandra_session(s)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
+    finally:
+        session.cluster.shutdown()

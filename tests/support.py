@@ -1,0 +1,54 @@
+"""Helpers shared by the integration and e2e tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def unique(prefix: str = "t") -> str:
+    """A short random name, valid as a topic prefix, keyspace or consumer group."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def eventually(
+    check: Callable[[], T | None],
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    Tests never sleep for eventual consistency; they poll with a deadline (a slow machine
+    makes a test slower, never flaky)."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+        time.sleep(interval)
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[T | None]],
+    within: float = 30.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Async twin of :func:`eventually`."""
+    deadline = time.monotonic() + within
+    while True:
+        last = await check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {within}s (last: {last!r})")
+        await asyncio.sleep(interval)
