@@ -7,15 +7,15 @@ each other's data and can run against a long-lived local platform too.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from covidtech import settings as settings_mod
 from covidtech.settings import Settings, with_overrides
-from tests.support import unique
+from tests.support import run_coroutine, unique
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,9 @@ def platform(base_settings: Settings) -> Iterator[Settings]:
         for svc in (services.kafka(s), services.cassandra(s))
         if services.running_pid(svc, s) is None
     ]
-    lifecycle.up(s, log=lambda m: print(f"[infra] {m}"))
+    # On a helper thread: this fixture may be first requested inside the test event loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lifecycle.up, s, lambda m: print(f"[infra] {m}")).result()
     yield s
     if started:
         for svc in (services.kafka(s), services.cassandra(s)):
@@ -51,7 +53,7 @@ def isolated(platform: Settings) -> Iterator[Settings]:
 
     name = unique("t")
     s = with_overrides(platform, topic_prefix=f"{name}.", keyspace=name, app_id=f"app-{name}")
-    asyncio.run(create_topics(s))
+    run_coroutine(create_topics(s))
     session: Any = cassandra_session(s)
     try:
         migrate(session, s.keyspace, s.replication_factor, log=lambda m: None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -14,6 +15,13 @@ T = TypeVar("T")
 def unique(prefix: str = "t") -> str:
     """A short random name, valid as a topic prefix, keyspace or consumer group."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from sync code, even while an event loop is running
+    (sync fixtures requested by async fixtures run inside the test loop)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def eventually(

@@ -1,0 +1,294 @@
+"""What a projection writes and reads, independent of the database.
+
+Projections are rows with deterministic primary keys: every change is an :class:`Upsert` of
+absolute values or a :class:`Delete` of one row, so applying a change twice is the same as
+applying it once, and a replay of the log writes the same rows. ``TABLES`` mirrors the CQL
+migrations (a contract test compares it with Cassandra's own schema).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    partition_key: tuple[str, ...]
+    clustering: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()  # regular columns
+    descending: frozenset[str] = frozenset()  # clustering columns in DESC order
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self.partition_key + self.clustering
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return self.primary_key + self.columns
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """Write these column values to the row named by the primary key columns in ``row``.
+
+    ``expires_at`` (event time + retention) becomes a per-row TTL, so data expires by the
+    age of the event, not of the write; a row already past it is not written."""
+
+    table: str
+    row: Mapping[str, Any]
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete the row named by its full primary key."""
+
+    table: str
+    key: Mapping[str, Any]
+
+
+Mutation = Upsert | Delete
+
+
+@dataclass(frozen=True)
+class Query:
+    """Rows of one partition, optionally bounded on the first clustering column."""
+
+    table: str
+    partition: Mapping[str, Any]
+    clustering_from: Any = None  # inclusive lower bound of the first clustering column
+    clustering_to: Any = None  # inclusive upper bound
+    limit: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # further clustering equalities
+
+
+class StoreUnavailable(RuntimeError):
+    """The database could not be reached or did not acknowledge a write in time."""
+
+
+class ProjectionStore(Protocol):
+    """What projections need from storage. Implemented on Cassandra and in memory."""
+
+    async def apply(self, mutations: Sequence[Mutation]) -> None:
+        """Apply every mutation; raise StoreUnavailable if any was not acknowledged."""
+
+    async def select(self, query: Query) -> list[Row]:
+        """The rows of one partition in clustering order."""
+
+    async def scan(self, table: str) -> list[Row]:
+        """Every row of a table (tests, digests and small reference tables only)."""
+
+
+def _t(
+    name: str,
+    pk: tuple[str, ...],
+    ck: tuple[str, ...],
+    cols: tuple[str, ...],
+    desc: tuple[str, ...] = (),
+) -> TableSpec:
+    return TableSpec(name, pk, ck, cols, frozenset(desc))
+
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        _t(
+            "venues",
+            ("venue_id",),
+            (),
+            (
+                "name",
+                "address",
+                "province",
+                "district",
+                "category",
+                "default_dwell_minutes",
+                "updated_at",
+            ),
+        ),
+        _t("people", ("person_id",), (), ("province", "district", "birth_year", "registered_at")),
+        _t(
+            "visits_by_person",
+            ("person_id",),
+            ("visit_start", "venue_id"),
+            ("visit_end", "venue_province"),
+            ("visit_start",),
+        ),
+        _t("visits_by_venue", ("venue_id", "day"), ("visit_start", "person_id"), ("visit_end",)),
+        _t(
+            "cases_by_person",
+            ("person_id",),
+            ("case_id",),
+            (
+                "sample_id",
+                "province",
+                "collected_at",
+                "symptom_onset",
+                "infectious_from",
+                "infectious_until",
+            ),
+        ),
+        _t(
+            "exposure_windows_by_venue",
+            ("venue_id",),
+            ("case_person_id", "visit_start"),
+            ("window_start", "window_end", "venue_province"),
+        ),
+        _t(
+            "exposure_sites_by_province",
+            ("province", "day"),
+            ("venue_id", "case_person_id", "visit_start"),
+            ("window_start", "window_end"),
+        ),
+        _t(
+            "alerts_by_province",
+            ("province", "day"),
+            ("contact_visit_start", "alert_id"),
+            (
+                "case_person_id",
+                "contact_person_id",
+                "venue_id",
+                "contact_visit_end",
+                "overlap_seconds",
+                "risk",
+                "status",
+                "version",
+            ),
+            ("contact_visit_start",),
+        ),
+        _t(
+            "alerts_by_person",
+            ("contact_person_id",),
+            ("contact_visit_start", "alert_id"),
+            (
+                "case_person_id",
+                "venue_id",
+                "province",
+                "contact_visit_end",
+                "overlap_seconds",
+                "risk",
+                "status",
+                "version",
+            ),
+            ("contact_visit_start",),
+        ),
+        _t(
+            "clusters_by_province",
+            ("province",),
+            ("venue_id",),
+            ("case_person_ids", "first_window_start", "last_window_start"),
+        ),
+        _t(
+            "samples_by_id",
+            ("sample_id",),
+            (),
+            (
+                "site_id",
+                "province",
+                "test_type",
+                "collected_at",
+                "member_count",
+                "result",
+                "resulted_at",
+                "lab_id",
+                "turnaround_seconds",
+            ),
+        ),
+        _t(
+            "results_by_lookup",
+            ("lookup_code_sha256",),
+            (),
+            ("sample_id", "person_id", "state", "test_type", "collected_at", "resulted_at"),
+        ),
+        _t(
+            "results_by_person",
+            ("person_id",),
+            ("collected_at", "sample_id"),
+            ("state", "test_type", "province", "resulted_at"),
+            ("collected_at",),
+        ),
+        _t(
+            "turnaround_by_province",
+            ("province", "day"),
+            ("sample_id",),
+            ("lab_id", "site_id", "turnaround_seconds"),
+        ),
+        _t(
+            "pending_samples_by_province",
+            ("province",),
+            ("collected_at", "sample_id"),
+            ("site_id",),
+        ),
+        _t(
+            "syndromic_by_province",
+            ("province",),
+            ("day", "source_partition"),
+            ("declarations", "symptomatic"),
+        ),
+        _t(
+            "doses_by_person",
+            ("person_id",),
+            ("administered_at", "dose_id"),
+            ("vaccine", "site_id", "residence_province", "birth_year"),
+        ),
+        _t(
+            "coverage_daily",
+            ("province", "age_band"),
+            ("day",),
+            (
+                "first_doses",
+                "completions",
+                "boosters",
+                "doses",
+                "people_vaccinated",
+                "people_fully_vaccinated",
+                "total_boosters",
+                "total_doses",
+            ),
+            ("day",),
+        ),
+    )
+}
+
+
+def normalize(value: Any) -> Any:
+    """The value as Cassandra returns it: times to the millisecond, aware UTC."""
+    if isinstance(value, datetime):
+        from datetime import UTC
+
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if isinstance(value, (list, tuple)):
+        return [normalize(v) for v in value]
+    return value
+
+
+def ttl_seconds(expires_at: datetime | None, now: datetime) -> int | None:
+    """Seconds left until ``expires_at`` (None: no TTL; 0 or less: already expired)."""
+    if expires_at is None:
+        return None
+    return int((expires_at - now) / timedelta(seconds=1))
+
+
+__all__ = [
+    "TABLES",
+    "Delete",
+    "Mutation",
+    "ProjectionStore",
+    "Query",
+    "Row",
+    "StoreUnavailable",
+    "TableSpec",
+    "Upsert",
+    "date",
+    "normalize",
+    "ttl_seconds",
+]

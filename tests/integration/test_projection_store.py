@@ -1,0 +1,144 @@
+"""One contract, two stores: the Cassandra store and its in-memory twin behave the same."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from covidtech.settings import Settings
+from projections.cassandra import CassandraStore
+from projections.memory import InMemoryStore
+from projections.model import TABLES, Delete, ProjectionStore, Query, Upsert
+
+T0 = datetime(2021, 8, 1, 3, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "cassandra"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[ProjectionStore]:
+    if request.param == "memory":
+        yield InMemoryStore()
+        return
+    s: Settings = request.getfixturevalue("isolated")
+    cs = CassandraStore.from_settings(s)
+    try:
+        yield cs
+    finally:
+        cs.close()
+
+
+def visit(person: str, minutes: int, venue: str = "v1", end_minutes: int = 30) -> Upsert:
+    start = T0 + timedelta(minutes=minutes)
+    return Upsert(
+        "visits_by_venue",
+        {
+            "venue_id": venue,
+            "day": date(2021, 8, 1),
+            "visit_start": start,
+            "person_id": person,
+            "visit_end": start + timedelta(minutes=end_minutes),
+        },
+    )
+
+
+@pytest.mark.integration
+class TestProjectionStoreContract:
+    async def test_upsert_is_idempotent_and_select_orders_by_clustering(
+        self, store: ProjectionStore
+    ) -> None:
+        await store.apply([visit("b", 10), visit("a", 5), visit("c", 20)])
+        await store.apply([visit("b", 10)])
+        rows = await store.select(
+            Query("visits_by_venue", {"venue_id": "v1", "day": date(2021, 8, 1)})
+        )
+        assert [r["person_id"] for r in rows] == ["a", "b", "c"]
+        # times come back as aware UTC, truncated to the millisecond
+        assert rows[0]["visit_start"] == T0.replace(microsecond=123000) + timedelta(minutes=5)
+        assert rows[0]["visit_start"].tzinfo is not None
+
+    async def test_upsert_merges_columns_and_delete_removes(self, store: ProjectionStore) -> None:
+        await store.apply([visit("a", 5)])
+        row = {
+            "venue_id": "v1",
+            "day": date(2021, 8, 1),
+            "visit_start": T0 + timedelta(minutes=5),
+            "person_id": "a",
+        }
+        await store.apply([Upsert("visits_by_venue", {**row, "visit_end": T0})])
+        (got,) = await store.select(
+            Query("visits_by_venue", {"venue_id": "v1", "day": date(2021, 8, 1)})
+        )
+        assert got["visit_end"] == T0.replace(microsecond=123000)
+        await store.apply([Delete("visits_by_venue", row)])
+        assert (
+            await store.select(
+                Query("visits_by_venue", {"venue_id": "v1", "day": date(2021, 8, 1)})
+            )
+            == []
+        )
+
+    async def test_clustering_range_limit_and_descending_order(
+        self, store: ProjectionStore
+    ) -> None:
+        await store.apply(
+            [
+                Upsert(
+                    "visits_by_person",
+                    {
+                        "person_id": "p",
+                        "visit_start": T0 + timedelta(hours=h),
+                        "venue_id": f"v{h}",
+                        "visit_end": T0,
+                    },
+                )
+                for h in range(6)
+            ]
+        )
+        rows = await store.select(
+            Query(
+                "visits_by_person",
+                {"person_id": "p"},
+                clustering_from=T0 + timedelta(hours=1),
+                clustering_to=T0 + timedelta(hours=4),
+                limit=3,
+            )
+        )
+        assert [r["venue_id"] for r in rows] == ["v4", "v3", "v2"]  # visit_start DESC
+
+    async def test_expired_rows_are_not_written(self, store: ProjectionStore) -> None:
+        old = Upsert(
+            "people",
+            {"person_id": "old", "province": "01"},
+            expires_at=datetime.now(UTC) - timedelta(seconds=1),
+        )
+        fresh = Upsert(
+            "people",
+            {"person_id": "new", "province": "01"},
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+        )
+        await store.apply([old, fresh])
+        assert [r["person_id"] for r in await store.scan("people")] == ["new"]
+
+
+@pytest.mark.integration
+async def test_tables_spec_matches_the_migrations(isolated: Settings) -> None:
+    cs = CassandraStore.from_settings(isolated)
+    try:
+        session = cs._session
+        rows = session.execute(
+            "SELECT table_name, column_name, kind, clustering_order FROM system_schema.columns "
+            "WHERE keyspace_name = %s",
+            (isolated.keyspace,),
+        )
+        actual: dict[str, dict[str, tuple[str, str]]] = {}
+        for r in rows:
+            actual.setdefault(r.table_name, {})[r.column_name] = (r.kind, r.clustering_order)
+    finally:
+        cs.close()
+    for name, spec in TABLES.items():
+        cols = actual[name]
+        assert set(cols) == set(spec.all_columns), name
+        assert {c for c, (k, _) in cols.items() if k == "partition_key"} == set(spec.partition_key)
+        assert {c for c, (k, _) in cols.items() if k == "clustering"} == set(spec.clustering)
+        assert {c for c, (_, o) in cols.items() if o == "desc"} == set(spec.descending), name
