@@ -79,6 +79,29 @@ def infra_reset(jars: bool) -> None:
     reset(_settings(), log=click.echo, jars=jars)
 
 
+@main.command("worker")
+@click.option(
+    "--loglevel",
+    default="warn",
+    show_default=True,
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+)
+def worker(loglevel: str) -> None:
+    """Run a stream worker (Faust); start more for more partitions in parallel."""
+    from streams.worker import run_worker
+
+    run_worker(_settings(), loglevel=loglevel)
+
+
+@main.command("replay")
+@click.option("--into", "keyspace", required=True, help="Fresh keyspace to rebuild into.")
+def replay_cmd(keyspace: str) -> None:
+    """Rebuild every projection from the start of the log into a fresh keyspace."""
+    from streams.replay import replay
+
+    replay(_settings(), keyspace, log=click.echo)
+
+
 @main.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets masked)."""

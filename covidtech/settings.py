@@ -46,6 +46,9 @@ class Settings:
     kafka_controller_port: int = field(default=9093, metadata={"doc": "local KRaft port"})
     kafka_heap: str = field(default="1g", metadata={"doc": "local broker heap"})
     topic_prefix: str = field(default="", metadata={"doc": "prefix of every topic (isolation)"})
+    derived_topic_prefix: str = field(
+        default="", metadata={"doc": "prefix of derived and DLQ topics (default: topic_prefix)"}
+    )
     topic_partitions: int = field(default=4, metadata={"doc": "partitions per topic"})
     topic_replication: int = field(default=1, metadata={"doc": "replication factor of topics"})
 
@@ -93,7 +96,14 @@ class Settings:
         return self.cache / "lib" / "cassandra"
 
     def topic(self, name: str) -> str:
-        """Full name of one of the DESIGN.md topics, with this deployment's prefix."""
+        """Full name of one of the DESIGN.md topics, with this deployment's prefix.
+
+        Derived and dead-letter topics take ``derived_topic_prefix`` when it is set, so a
+        replay can rebuild them beside the live ones from the same source topics."""
+        from covidtech.topics import is_derived
+
+        if self.derived_topic_prefix and is_derived(name):
+            return f"{self.derived_topic_prefix}{name}"
         return f"{self.topic_prefix}{name}"
 
 

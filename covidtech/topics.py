@@ -46,6 +46,11 @@ EXPOSURE_WINDOWS = TopicSpec("exposure-windows", "venue_id", 21 * DAY_MS, derive
 EXPOSURE_ALERTS = TopicSpec("exposure-alerts", "province", 21 * DAY_MS, derived=True)
 CLUSTERS = TopicSpec("clusters", "province", 90 * DAY_MS, derived=True)
 COVERAGE_STATUS = TopicSpec("coverage-status", "province", 90 * DAY_MS, derived=True)
+# Access control (written by the read API): grants and their revocations, compacted by grant
+# so a revocation survives compaction; and the audit trail of personal-data reads, keyed by
+# what was read so every read of one person's data lands in one partition, in order.
+GRANTS = TopicSpec("grants", "grant_id", None, compacted=True)
+AUDIT = TopicSpec("audit", "subject", 365 * DAY_MS)
 
 SOURCE_TOPICS: tuple[TopicSpec, ...] = (
     VENUES,
@@ -72,6 +77,19 @@ def dlq_of(spec: TopicSpec) -> TopicSpec:
     return TopicSpec(f"{spec.name}.dlq", spec.key, 30 * DAY_MS, dlq=True)
 
 
+ACCESS_TOPICS: tuple[TopicSpec, ...] = (GRANTS, AUDIT)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
-    SOURCE_TOPICS + DERIVED_TOPICS + tuple(dlq_of(t) for t in SOURCE_TOPICS + DERIVED_TOPICS)
+    SOURCE_TOPICS
+    + DERIVED_TOPICS
+    + tuple(dlq_of(t) for t in SOURCE_TOPICS + DERIVED_TOPICS)
+    + ACCESS_TOPICS
 )
+
+
+_DERIVED_NAMES = frozenset(t.name for t in ALL_TOPICS if t.derived or t.dlq)
+
+
+def is_derived(name: str) -> bool:
+    """Whether ``name`` is a derived or dead-letter topic (rebuilt by a replay)."""
+    return name in _DERIVED_NAMES or name.endswith(".dlq")

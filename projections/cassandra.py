@@ -33,7 +33,7 @@ from projections.model import (
 
 
 def connect(s: Settings, *, request_timeout: float = 10.0) -> Any:
-    """A driver session on the settings' keyspace (token-aware, local DC, LOCAL_QUORUM)."""
+    """A driver session (token-aware, local DC, LOCAL_QUORUM); statements name keyspaces."""
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(s.cassandra_local_dc)),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
@@ -47,7 +47,7 @@ def connect(s: Settings, *, request_timeout: float = 10.0) -> Any:
         connect_timeout=5,
     )
     try:
-        return cluster.connect(s.keyspace)
+        return cluster.connect()
     except (NoHostAvailable, DriverException, OSError) as e:
         cluster.shutdown()
         raise StoreUnavailable(f"cannot connect to Cassandra: {e}") from e
@@ -66,14 +66,15 @@ def _from_db(value: Any) -> Any:
 class CassandraStore:
     """ProjectionStore on a cassandra-driver session (libev reactor, futures bridged)."""
 
-    def __init__(self, session: Any, *, max_in_flight: int = 256) -> None:
+    def __init__(self, session: Any, keyspace: str, *, max_in_flight: int = 256) -> None:
         self._session = session
+        self._ks = keyspace  # statements name keyspace.table (no reliance on USE)
         self._prepared: dict[tuple[Any, ...], PreparedStatement] = {}
         self._in_flight = asyncio.Semaphore(max_in_flight)
 
     @classmethod
     def from_settings(cls, s: Settings) -> CassandraStore:
-        return cls(connect(s))
+        return cls(connect(s), s.keyspace)
 
     def close(self) -> None:
         self._session.cluster.shutdown()
@@ -127,14 +128,14 @@ class CassandraStore:
                 using = " USING TTL ?" if ttl is not None else ""
                 stmt = self._prepare(
                     ("u", m.table, cols, bool(using)),
-                    f"INSERT INTO {m.table} ({', '.join(cols)}) "
+                    f"INSERT INTO {self._ks}.{m.table} ({', '.join(cols)}) "
                     f"VALUES ({', '.join('?' for _ in cols)}){using}",
                 )
                 params = [m.row[c] for c in cols] + ([ttl] if using else [])
             else:
                 stmt = self._prepare(
                     ("d", m.table),
-                    f"DELETE FROM {m.table} WHERE "
+                    f"DELETE FROM {self._ks}.{m.table} WHERE "
                     + " AND ".join(f"{c} = ?" for c in spec.primary_key),
                 )
                 params = [m.key[c] for c in spec.primary_key]
@@ -172,7 +173,7 @@ class CassandraStore:
             shape.append("limit")
         stmt = self._prepare(
             tuple(shape),
-            f"SELECT {', '.join(spec.all_columns)} FROM {query.table} "
+            f"SELECT {', '.join(spec.all_columns)} FROM {self._ks}.{query.table} "
             f"WHERE {' AND '.join(where)}{limit}",
         )
         rows = await self._execute(stmt, params)
@@ -180,7 +181,9 @@ class CassandraStore:
 
     async def scan(self, table: str) -> list[Row]:
         spec = TABLES[table]
-        stmt = self._prepare(("scan", table), f"SELECT {', '.join(spec.all_columns)} FROM {table}")
+        stmt = self._prepare(
+            ("scan", table), f"SELECT {', '.join(spec.all_columns)} FROM {self._ks}.{table}"
+        )
         rows = await self._execute(stmt, [])
         return [{c: normalize(_from_db(getattr(r, c))) for c in spec.all_columns} for r in rows]
 

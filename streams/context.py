@@ -1,0 +1,116 @@
+"""What a stream handler may do while it processes one batch of messages.
+
+Handlers never touch Faust, Kafka or Cassandra themselves. They read and stage state, stage
+row mutations and derived events, and dead-letter bad input through a :class:`BatchContext`.
+The runtime (``streams.runtime`` under Faust, ``streams.local`` in tests) then commits the
+batch in this order, which is what makes at-least-once delivery safe:
+
+1. row mutations are written to the projection store (idempotent upserts and deletes);
+2. derived events are produced and acknowledged by Kafka (deterministic ids, so a repeat is
+   a duplicate the consumer ignores);
+3. staged state is written to the tables (and their changelogs, which are flushed);
+4. only then are the source messages acknowledged, so their offsets may be committed.
+
+A crash anywhere before 4 redelivers the batch; handlers recompute the same mutations and
+events from the state as it was before the batch, so the projections converge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from projections.model import Mutation, ProjectionStore
+from schemas.codec import Event
+
+
+@dataclass(frozen=True)
+class Message:
+    """One source message: where it came from, its raw bytes and (once decoded) its event."""
+
+    topic: str  # the catalogue name (without prefix), e.g. "checkins"
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    event: Event | None = None
+
+    @property
+    def position(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A derived event to produce: catalogue topic name, key, schema name and record."""
+
+    topic: str
+    key: str
+    name: str
+    record: dict[str, Any]
+
+
+class StateTable(Protocol):
+    """Keyed state of one handler (a Faust table under the worker, a dict in tests)."""
+
+    def get(self, key: str) -> Any: ...
+
+
+@dataclass
+class BatchContext:
+    """Staged effects of one batch; see the module docstring for the commit order."""
+
+    store: ProjectionStore
+    tables: dict[str, StateTable]
+    mutations: list[Mutation] = field(default_factory=list)
+    emits: list[Emit] = field(default_factory=list)
+    dead_letters: list[tuple[Message, str]] = field(default_factory=list)
+    # (table, key) -> (value, partition of the message that set it)
+    staged: dict[tuple[str, str], tuple[Any, int]] = field(default_factory=dict)
+    flushed: int = 0  # how many of ``mutations`` are already written
+
+    def state(self, table: str, key: str) -> Any:
+        """The state under ``key``: staged in this batch, else as committed."""
+        staged = self.staged.get((table, key))
+        if staged is not None:
+            return staged[0]
+        return self.tables[table].get(key)
+
+    def set_state(self, table: str, key: str, value: Any, msg: Message) -> None:
+        """Stage new state for ``key``; it belongs to the partition of ``msg``."""
+        self.staged[(table, key)] = (value, msg.partition)
+
+    def write(self, mutations: Sequence[Mutation]) -> None:
+        self.mutations.extend(mutations)
+
+    def emit(self, topic: str, key: str, name: str, record: dict[str, Any]) -> None:
+        self.emits.append(Emit(topic, key, name, record))
+
+    def dead_letter(self, msg: Message, error: str) -> None:
+        self.dead_letters.append((msg, error))
+
+    async def read_your_writes(self) -> ProjectionStore:
+        """Write the mutations staged so far, then return the store for reading.
+
+        A handler that reads rows it may itself have staged earlier in the batch calls this
+        first (the per-venue agent reads the venue's visits when a window changes)."""
+        pending = self.mutations[self.flushed :]
+        if pending:
+            await self.store.apply(pending)
+            self.flushed = len(self.mutations)
+        return self.store
+
+
+class Handler(Protocol):
+    """Processes messages of some topics; must be deterministic in (state, message)."""
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """Catalogue names of the topics it reads (co-partitioned, one key)."""
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Names of its state tables."""
+
+    async def handle(self, ctx: BatchContext, msg: Message) -> None: ...

@@ -1,0 +1,24 @@
+"""The handlers of one worker, built from the rules in the settings."""
+
+from __future__ import annotations
+
+from domain.rules import DEFAULT_RULES, PresenceRules
+from streams.context import Handler
+from streams.directory import DirectoryHandler
+from streams.people import PersonHandler
+from streams.testing import DeclarationHandler, SampleHandler
+from streams.vaccination import CoverageHandler, DoseHandler
+from streams.venues import VenueHandler
+
+
+def all_handlers(rules: PresenceRules = DEFAULT_RULES) -> list[Handler]:
+    """One handler per agent; each lists its source topics and state tables."""
+    return [
+        DirectoryHandler(),
+        PersonHandler(rules),
+        VenueHandler(rules),
+        SampleHandler(rules),
+        DeclarationHandler(rules),
+        DoseHandler(),
+        CoverageHandler(),
+    ]

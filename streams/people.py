@@ -1,0 +1,292 @@
+"""Per-person agent: check-ins and case candidates of one person, in one place.
+
+DESIGN "Data flow" 1. ``checkins`` and ``cases`` are both keyed by person and co-partitioned,
+so one handler sees every scan and every positive of a person in log order. Its state holds the
+person's scans of the last 21 days (plus the lateness bound), the visits and exposure windows it
+last published, and every individual positive (for the one-case-per-90-days rule).
+
+Each scan re-pairs the person's visits at that venue from all their scans there and publishes
+the difference (``visits``, keyed by venue). When the person is a case, the changed exposure
+windows go to ``exposure-windows``. A case candidate recomputes the windows at every venue.
+Because the visits and the case of a person are decided here, a late visit of a case and a
+case confirmed after its visits both land, whatever the arrival order.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from domain.exposure import Interval, diff_windows, exposure_windows, infectious_window
+from domain.presence import Direction, Scan, Visit, diff_visits, pair_visits
+from domain.results import CaseRecord, PersonCases, cases, record_positive
+from domain.rules import DEFAULT_RULES, PresenceRules
+from projections.model import Delete, Upsert
+from streams.context import BatchContext, Message
+from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
+
+TABLE = "persons"
+SCAN = "covidtech.checkin.CheckInScanned"
+CASE = "covidtech.testing.CaseConfirmed"
+
+
+def _empty() -> dict[str, Any]:
+    return {"scans": {}, "visits": {}, "windows": {}, "positives": [], "newest": 0}
+
+
+class PersonHandler:
+    """Visits, cases and exposure windows of one person (see the module docstring)."""
+
+    topics = ("checkins", "cases")
+    tables = (TABLE,)
+
+    def __init__(self, rules: PresenceRules = DEFAULT_RULES) -> None:
+        self.rules = rules
+        self.keep = rules.presence_retention + rules.lateness
+
+    async def handle(self, ctx: BatchContext, msg: Message) -> None:
+        assert msg.event is not None
+        rec = msg.event.record
+        person = rec["person_id"]
+        state = ctx.state(TABLE, person)
+        state = _copy(state) if state else _empty()
+        if msg.event.name == SCAN:
+            changed = self._on_scan(ctx, person, state, rec)
+        elif msg.event.name == CASE:
+            changed = self._on_case(ctx, person, state, rec)
+        else:
+            ctx.dead_letter(msg, f"unexpected event {msg.event.name} on {msg.topic}")
+            return
+        if changed:
+            ctx.set_state(TABLE, person, state, msg)
+
+    # ------------------------------------------------------------------ scans
+
+    def _on_scan(
+        self, ctx: BatchContext, person: str, st: dict[str, Any], rec: dict[str, Any]
+    ) -> bool:
+        venue = rec["venue_id"]
+        scans = st["scans"].setdefault(venue, [])
+        if any(s[0] == rec["event_id"] for s in scans):
+            return False  # a redelivered or retried scan changes nothing
+        at = to_ms(rec["scanned_at"])
+        scans.append(
+            [
+                rec["event_id"],
+                at,
+                rec["direction"],
+                rec["venue_dwell_minutes"],
+                rec["venue_province"],
+            ]
+        )
+        if at > st["newest"]:
+            st["newest"] = at
+            self._prune(st)
+        if venue in st["scans"]:
+            self._republish_venue(ctx, person, st, venue)
+        return True
+
+    def _prune(self, st: dict[str, Any]) -> None:
+        """Forget presence older than retention + lateness (event time, so replays agree)."""
+        horizon = st["newest"] - int(self.keep / timedelta(milliseconds=1))
+        for venue in list(st["scans"]):
+            st["scans"][venue] = [s for s in st["scans"][venue] if s[1] >= horizon]
+            st["visits"][venue] = [v for v in st["visits"].get(venue, []) if v[0] >= horizon]
+            st["windows"][venue] = [w for w in st["windows"].get(venue, []) if w[0] >= horizon]
+            if not st["scans"][venue]:
+                for part in ("scans", "visits", "windows"):
+                    st[part].pop(venue, None)
+
+    def _republish_venue(
+        self, ctx: BatchContext, person: str, st: dict[str, Any], venue: str
+    ) -> None:
+        scans = st["scans"][venue]
+        # The venue's dwell and province as the latest scan (by event time) carried them,
+        # so a replay in any order picks the same values.
+        latest = max(scans, key=lambda s: (s[1], s[0]))
+        dwell, province = timedelta(minutes=latest[3]), latest[4]
+        visits = pair_visits(
+            (Scan(s[0], from_ms(s[1]), Direction(s[2])) for s in scans), dwell, self.rules
+        )
+        old = [Visit(from_ms(a), from_ms(b)) for a, b in st["visits"].get(venue, [])]
+        diff = diff_visits(old, visits)
+        for v in diff.removed:
+            ctx.write(
+                [
+                    Delete(
+                        "visits_by_person",
+                        {"person_id": person, "visit_start": v.start, "venue_id": venue},
+                    )
+                ]
+            )
+            self._emit_visit(ctx, person, venue, province, v, removed=True)
+        for v in diff.upserted:
+            ctx.write(
+                [
+                    Upsert(
+                        "visits_by_person",
+                        {
+                            "person_id": person,
+                            "visit_start": v.start,
+                            "venue_id": venue,
+                            "visit_end": v.end,
+                            "venue_province": province,
+                        },
+                        expires_at=v.start + self.rules.presence_retention,
+                    )
+                ]
+            )
+            self._emit_visit(ctx, person, venue, province, v, removed=False)
+        st["visits"][venue] = [[to_ms(v.start), to_ms(v.end)] for v in visits]
+        if st["positives"]:
+            self._republish_windows(ctx, person, st, venue, province)
+
+    def _emit_visit(
+        self, ctx: BatchContext, person: str, venue: str, province: str, v: Visit, removed: bool
+    ) -> None:
+        ctx.emit(
+            "visits",
+            venue,
+            "covidtech.exposure.VisitChanged",
+            {
+                "event_id": derived_id(
+                    "visit", person, venue, to_ms(v.start), to_ms(v.end), removed
+                ),
+                "venue_id": venue,
+                "venue_province": province,
+                "person_id": person,
+                "visit_start": v.start,
+                "visit_end": v.end,
+                "removed": removed,
+            },
+        )
+
+    # ------------------------------------------------------------------ cases
+
+    def _on_case(
+        self, ctx: BatchContext, person: str, st: dict[str, Any], rec: dict[str, Any]
+    ) -> bool:
+        candidate = CaseRecord(
+            person, rec["sample_id"], rec["collected_at"], rec["symptom_onset"], rec["province"]
+        )
+        decision = record_positive(_person_cases(person, st), candidate)
+        if not decision.confirmed and not decision.retracted:
+            return False  # a positive already known, or inside an existing case's 90 days
+        for case in decision.retracted:
+            ctx.write([Delete("cases_by_person", {"person_id": person, "case_id": case.case_id})])
+        for case in decision.confirmed:
+            window = infectious_window(case.collected_at, case.symptom_onset, self.rules)
+            ctx.write(
+                [
+                    Upsert(
+                        "cases_by_person",
+                        {
+                            "person_id": person,
+                            "case_id": case.case_id,
+                            "sample_id": case.sample_id,
+                            "province": case.province,
+                            "collected_at": case.collected_at,
+                            "symptom_onset": case.symptom_onset,
+                            "infectious_from": window.start,
+                            "infectious_until": window.end,
+                        },
+                        expires_at=case.collected_at + timedelta(days=90),
+                    )
+                ]
+            )
+        assert decision.state is not None
+        st["positives"] = [
+            [
+                p.sample_id,
+                to_ms(p.collected_at),
+                to_days(p.symptom_onset) if p.symptom_onset else None,
+                p.province,
+            ]
+            for p in decision.state.positives
+        ]
+        for venue in list(st["visits"]):
+            province = max(st["scans"][venue], key=lambda s: (s[1], s[0]))[4]
+            self._republish_windows(ctx, person, st, venue, province)
+        return True
+
+    def _republish_windows(
+        self, ctx: BatchContext, person: str, st: dict[str, Any], venue: str, province: str
+    ) -> None:
+        visits = [Visit(from_ms(a), from_ms(b)) for a, b in st["visits"].get(venue, [])]
+        new: dict[datetime, Interval] = {}
+        for case in cases(_person_cases(person, st)):
+            iw = infectious_window(case.collected_at, case.symptom_onset, self.rules)
+            for start, window in exposure_windows(visits, iw, self.rules).items():
+                new.setdefault(start, window)
+        old = {
+            from_ms(w[0]): Interval(from_ms(w[1]), from_ms(w[2]))
+            for w in st["windows"].get(venue, [])
+        }
+        diff = diff_windows(old, new)
+        for start in diff.removed:
+            self._emit_window(ctx, person, venue, province, start, old[start], removed=True)
+        for start, window in diff.upserted:
+            self._emit_window(ctx, person, venue, province, start, window, removed=False)
+        st["windows"][venue] = [
+            [to_ms(s), to_ms(w.start), to_ms(w.end)] for s, w in sorted(new.items())
+        ]
+
+    def _emit_window(
+        self,
+        ctx: BatchContext,
+        person: str,
+        venue: str,
+        province: str,
+        visit_start: datetime,
+        window: Interval,
+        removed: bool,
+    ) -> None:
+        ctx.emit(
+            "exposure-windows",
+            venue,
+            "covidtech.exposure.ExposureWindowChanged",
+            {
+                "event_id": derived_id(
+                    "window",
+                    person,
+                    venue,
+                    to_ms(visit_start),
+                    to_ms(window.start),
+                    to_ms(window.end),
+                    removed,
+                ),
+                "venue_id": venue,
+                "venue_province": province,
+                "case_person_id": person,
+                "visit_start": visit_start,
+                "window_start": window.start,
+                "window_end": window.end,
+                "removed": removed,
+            },
+        )
+
+
+def _person_cases(person: str, st: dict[str, Any]) -> PersonCases:
+    return PersonCases(
+        person,
+        tuple(
+            CaseRecord(
+                person, p[0], from_ms(p[1]), from_days(p[2]) if p[2] is not None else None, p[3]
+            )
+            for p in st["positives"]
+        ),
+    )
+
+
+def _copy(st: dict[str, Any]) -> dict[str, Any]:
+    """A deep-enough copy: handlers never mutate committed state in place."""
+    return {
+        "scans": {k: [list(s) for s in v] for k, v in st["scans"].items()},
+        "visits": {k: [list(s) for s in v] for k, v in st["visits"].items()},
+        "windows": {k: [list(s) for s in v] for k, v in st["windows"].items()},
+        "positives": [list(p) for p in st["positives"]],
+        "newest": st["newest"],
+    }
+
+
+__all__ = ["PersonHandler", "date"]

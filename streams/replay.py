@@ -1,0 +1,141 @@
+"""``covidtech replay``: rebuild every projection from the start of the log.
+
+The replay is a second worker with its own consumer group, its own keyspace (migrated
+fresh) and its own derived topics (``derived_topic_prefix``), reading the same source topics
+from offset 0. Derived events are deterministic, so the rebuilt tables equal the live ones
+(the integration tests compare digests). It stops when its group has committed the end
+offset of every partition it reads, and reports events/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from covidtech.settings import Settings
+from covidtech.topics import ALL_TOPICS, SOURCE_TOPICS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    keyspace: str
+    source_events: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.source_events / self.seconds if self.seconds else 0.0
+
+
+async def end_offsets(s: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))
+        ]
+        return dict(await consumer.end_offsets(parts)) if parts else {}
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # metadata refresh only
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def committed(s: Settings, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
+
+
+async def caught_up(s: Settings) -> bool:
+    """Whether the worker group of ``s`` has committed the end offset of every partition
+    its agents read."""
+    from streams.handlers import all_handlers
+
+    topics = sorted({s.topic(t) for h in all_handlers() for t in h.topics})
+    ends = await end_offsets(s, topics)
+    done = await committed(s, s.app_id)
+    return all(done.get(tp, 0) >= end for tp, end in ends.items())
+
+
+def worker_env(s: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for k, v in s.describe().items():
+        if k != "secret":
+            env[f"COVIDTECH_{k.upper()}"] = v
+    return env
+
+
+def replay(
+    base: Settings, keyspace: str, *, log: Callable[[str], None] = print, timeout: float = 3600
+) -> ReplayReport:
+    """Rebuild the projections of ``base`` into ``keyspace``; return the throughput."""
+    from dataclasses import replace
+
+    from infra.cassandra_schema import migrate
+    from infra.kafka_topics import create_topics
+    from infra.lifecycle import cassandra_session
+
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    s = replace(
+        base,
+        keyspace=keyspace,
+        app_id=f"{base.app_id}-replay-{stamp}",
+        derived_topic_prefix=f"{base.topic_prefix}replay-{stamp}.",
+        worker_web_port=base.worker_web_port + 100,
+    )
+    asyncio.run(create_topics(s, [t for t in ALL_TOPICS if t.derived or t.dlq]))
+    session = cassandra_session(s)
+    try:
+        migrate(session, s.keyspace, s.replication_factor, log)
+    finally:
+        session.cluster.shutdown()  # type: ignore[attr-defined]
+    sources = [s.topic(t.name) for t in SOURCE_TOPICS]
+    total = sum(asyncio.run(end_offsets(s, sources)).values())
+    log(f"replaying {total} source events into keyspace {keyspace} ...")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", "worker"],
+        cwd=ROOT,
+        env=worker_env(s),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while not asyncio.run(caught_up(s)):
+            if proc.poll() is not None:
+                raise RuntimeError(f"replay worker exited with {proc.returncode}")
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"replay not done after {timeout:.0f}s")
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    report = ReplayReport(keyspace, total, elapsed)
+    log(f"replayed {total} events in {elapsed:.1f}s ({report.events_per_second:.0f} events/s)")
+    return report

@@ -1,0 +1,319 @@
+"""The worker through the real Kafka, Faust and Cassandra (poll with deadlines, no sleeps)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from covidtech.settings import Settings, with_overrides
+from projections.cassandra import CassandraStore
+from projections.model import TABLES
+from schemas.codec import default_registry
+from tests.scenarios import Ev
+from tests.support import run_coroutine
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_of(s: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for k, v in s.describe().items():
+        if k != "secret":
+            env[f"COVIDTECH_{k.upper()}"] = v
+    return env
+
+
+@contextmanager
+def worker(s: Settings, web_port: int) -> Iterator[subprocess.Popen[bytes]]:
+    s = with_overrides(s, worker_web_port=web_port)
+    log = open(s.home / f"worker-{s.app_id}-{web_port}.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", "worker"],
+        cwd=ROOT,
+        env=env_of(s),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+async def publish(s: Settings, events: list[Ev]) -> None:
+    registry = default_registry()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send_and_wait(
+                s.topic(e.topic), registry.encode(e.name, e.record), key=e.key.encode()
+            )
+    finally:
+        await producer.stop()
+
+
+def publish_sync(s: Settings, events: list[Ev]) -> None:
+    run_coroutine(publish(s, events))
+
+
+def snapshot(s: Settings) -> dict[str, list[dict[str, Any]]]:
+    store = CassandraStore.from_settings(s)
+    try:
+        return {t: sorted(run_coroutine(store.scan(t)), key=repr) for t in TABLES}
+    finally:
+        store.close()
+
+
+def digest(snap: dict[str, list[dict[str, Any]]]) -> str:
+    return hashlib.sha256(repr(sorted(snap.items())).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def expected_rows(events: list[Ev]) -> dict[str, list[dict[str, Any]]]:
+    """What the projections must hold: the same handlers, in process, in memory."""
+    from projections.memory import InMemoryStore
+    from streams.local import LocalPipeline
+
+    async def go() -> dict[str, list[dict[str, Any]]]:
+        store = InMemoryStore()
+        p = LocalPipeline(store)
+        for e in events:
+            p.publish(e.topic, e.key, e.name, e.record)
+        await p.run_until_idle()
+        return {t: sorted(await store.scan(t), key=repr) for t in TABLES}
+
+    return run_coroutine(go())
+
+
+ALERT_TABLES = ("alerts_by_province", "alerts_by_person")
+
+
+def comparable(snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The part of a snapshot that is a function of the set of events: everything but the
+    WITHDRAWN alerts, which record history (an alert published, then withdrawn when a later
+    event removed its overlap) and so depend on the order events arrived in."""
+    out = dict(snap)
+    for t in ALERT_TABLES:
+        withdrawn = [r for r in snap[t] if r["status"] == "WITHDRAWN"]
+        active_ids = {r["alert_id"] for r in snap[t] if r["status"] == "ACTIVE"}
+        assert all(r["overlap_seconds"] == 0 for r in withdrawn), t
+        assert not active_ids & {r["alert_id"] for r in withdrawn}, t
+        out[t] = [r for r in snap[t] if r["status"] == "ACTIVE"]
+    return out
+
+
+def converge(
+    s: Settings, want: dict[str, list[dict[str, Any]]], proc: Any = None, timeout: float = 120
+) -> dict[str, list[dict[str, Any]]]:
+    """Poll the keyspace until it equals ``want``."""
+    from tests.support import eventually
+
+    target = comparable(want)
+    last: list[dict[str, list[dict[str, Any]]]] = []
+
+    def check() -> dict[str, list[dict[str, Any]]] | None:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode}")
+        snap = snapshot(s)
+        last[:] = [snap]
+        return snap if comparable(snap) == target else None
+
+    try:
+        return eventually(check, timeout=timeout, interval=1.0, what="projections converge")
+    except AssertionError:
+        if last:
+            got = comparable(last[0])
+            diff = {t: (len(got[t]), len(target[t])) for t in target if got[t] != target[t]}
+            raise AssertionError(f"tables differing (got, want rows): {diff}") from None
+        raise
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def mixed_scenario() -> list[Ev]:
+    from tests.scenarios import dose, m, outbreak_at_venue, result, sample, scan
+
+    return [
+        *outbreak_at_venue(),
+        scan("gymgoer", "gym", m(0), "IN", dwell=120),  # a venue with a custom dwell
+        sample("pool", ["p1", "p2", "p3"], m(0)),
+        result("pool", "POSITIVE", m(600)),
+        sample("r1", ["p1"], m(700)),
+        result("r1", "NEGATIVE", m(900)),
+        sample("r2", ["p2"], m(700)),
+        result("r2", "POSITIVE", m(900)),
+        dose("j", "d1", m(0), "JANSSEN"),
+        dose("j", "d2", m(60 * 24), "PFIZER"),
+        dose("j", "d2", m(60 * 24), "PFIZER"),  # a duplicate dose
+    ]
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
+    isolated: Settings,
+) -> None:
+    from streams.replay import caught_up, replay
+    from tests.scenarios import m, scan
+
+    events = mixed_scenario()
+    publish_sync(isolated, events)
+    want = expected_rows(events)
+    contacts = {r["contact_person_id"]: (r["risk"], r["status"]) for r in want["alerts_by_person"]}
+    assert contacts == {"a": ("HIGH", "ACTIVE"), "b": ("LOW", "ACTIVE")}  # d: no overlap
+    with worker(isolated, free_port()) as proc:
+        converge(isolated, want, proc)
+        # A contact's scans arrive late, after the case's window was opened.
+        late = [scan("late", "venue", m(20), "IN"), scan("late", "venue", m(50), "OUT")]
+        publish_sync(isolated, late)
+        events += late
+        want = expected_rows(events)
+        assert {r["contact_person_id"] for r in want["alerts_by_person"]} == {"a", "b", "late"}
+        got = converge(isolated, want, proc)
+        # Every event delivered twice changes nothing, not even an alert's version.
+        publish_sync(isolated, events)
+        from tests.support import eventually
+
+        eventually(
+            lambda: run_coroutine(caught_up(isolated)),
+            timeout=60,
+            what="worker caught up with the redelivered events",
+        )
+        assert digest(snapshot(isolated)) == digest(got)
+    rebuilt = with_overrides(isolated, keyspace=f"{isolated.keyspace}r")
+    try:
+        report = replay(isolated, rebuilt.keyspace, log=print)
+        assert report.source_events == 2 * len(events)
+        assert digest(snapshot(rebuilt)) == digest(got)
+    finally:
+        from infra.lifecycle import cassandra_session
+
+        session: Any = cassandra_session(isolated)
+        session.execute(f"DROP KEYSPACE IF EXISTS {rebuilt.keyspace}", timeout=60)
+        session.cluster.shutdown()
+
+
+def test_shuffled_delivery_gives_the_same_projections(isolated: Settings) -> None:
+    from tests.scenarios import outbreak_at_venue, shuffled, town
+
+    events = town(7, people=120) + outbreak_at_venue("x")
+    want = expected_rows(events)
+    publish_sync(isolated, shuffled(events, seed=3))
+    with worker(isolated, free_port()) as proc:
+        converge(isolated, want, proc)
+
+
+def test_a_killed_worker_resumes_without_loss_or_double_counts(isolated: Settings) -> None:
+    from tests.scenarios import town
+    from tests.support import eventually
+
+    events = town(11, people=300)
+    want = expected_rows(events)
+    publish_sync(isolated, events)
+    with worker(isolated, free_port()) as proc:
+        # Kill it in the middle of the stream: some rows written, not all.
+        total = len(want["visits_by_person"])
+        eventually(
+            lambda: 0 < len(snapshot(isolated)["visits_by_person"]) < total or None,
+            timeout=90,
+            interval=0.1,
+            what="worker mid-stream",
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with worker(isolated, free_port()) as proc:
+        converge(isolated, want, proc, timeout=180)
+
+
+def test_two_workers_give_the_same_projections_as_one(isolated: Settings) -> None:
+    from tests.scenarios import outbreak_at_venue, town
+
+    events = town(5, people=200) + outbreak_at_venue("y")
+    want = expected_rows(events)
+    publish_sync(isolated, events)
+    with worker(isolated, free_port()) as one, worker(isolated, free_port()) as two:
+        converge(isolated, want, one, timeout=180)
+        assert two.poll() is None
+
+
+def test_poison_messages_go_to_each_topics_dlq_and_processing_continues(
+    isolated: Settings,
+) -> None:
+    from covidtech.topics import SOURCE_TOPICS
+    from tests.scenarios import outbreak_at_venue
+
+    async def poison() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for t in SOURCE_TOPICS:
+                await producer.send_and_wait(
+                    isolated.topic(t.name), b"\xc3\x01not-avro", key=b"poison"
+                )
+        finally:
+            await producer.stop()
+
+    run_coroutine(poison())
+    events = outbreak_at_venue()
+    publish_sync(isolated, events)
+    handled = {"venues", "people", "checkins", "declarations", "samples", "doses"}
+    with worker(isolated, free_port()) as proc:
+        converge(isolated, expected_rows(events), proc)
+        for name in sorted(handled):
+            (letter,) = run_coroutine(read_all(isolated, isolated.topic(f"{name}.dlq"), 1))
+            rec = default_registry().decode(letter).record
+            assert rec["source_topic"] == name and rec["value"] == b"\xc3\x01not-avro"
+            assert "MalformedEvent" in rec["error"] or "UnknownSchema" in rec["error"]
+
+
+async def read_all(s: Settings, topic: str, expect: int, within: float = 60) -> list[bytes]:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=s.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        async with asyncio.timeout(within):
+            while len(out) < expect:
+                batch = await consumer.getmany(timeout_ms=500)
+                out += [msg.value for msgs in batch.values() for msg in msgs]
+    finally:
+        await consumer.stop()
+    return out

@@ -1,0 +1,152 @@
+"""The stream handlers end to end, in process (no Kafka, no Cassandra)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from projections.memory import InMemoryStore
+from projections.model import TABLES
+from streams.local import LocalPipeline
+from tests.scenarios import Ev, dose, m, outbreak_at_venue, result, sample, scan, shuffled, town
+
+
+async def run(events: list[Ev], twice: bool = False) -> tuple[LocalPipeline, InMemoryStore]:
+    store = InMemoryStore()
+    p = LocalPipeline(store)
+    for e in events + (events if twice else []):
+        p.publish(e.topic, e.key, e.name, e.record)
+    await p.run_until_idle()
+    return p, store
+
+
+async def rows(store: InMemoryStore) -> dict[str, list[dict[str, Any]]]:
+    return {t: sorted((await store.scan(t)), key=repr) for t in TABLES}
+
+
+def alerts(snapshot: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[str, str, int]]:
+    return {
+        r["contact_person_id"]: (r["risk"], r["status"], r["overlap_seconds"])
+        for r in snapshot["alerts_by_person"]
+    }
+
+
+async def test_a_case_alerts_the_contacts_that_overlapped_its_window() -> None:
+    _, store = await run(outbreak_at_venue())
+    snap = await rows(store)
+    assert alerts(snap) == {"a": ("HIGH", "ACTIVE", 1800), "b": ("LOW", "ACTIVE", 600)}
+    (case,) = snap["cases_by_person"]
+    assert case["person_id"] == "case"
+    (window,) = snap["exposure_windows_by_venue"]
+    assert (window["window_start"], window["window_end"]) == (m(0), m(90))
+    assert {r["person_id"] for r in snap["visits_by_venue"]} == {"case", "a", "b", "d"}
+
+
+async def test_order_and_duplicates_do_not_change_the_projections() -> None:
+    events = outbreak_at_venue()
+    _, in_order = await run(events)
+    expected = await rows(in_order)
+    for seed in range(5):
+        _, store = await run(shuffled(events, seed), twice=True)
+        got = await rows(store)
+        assert got == expected, f"seed {seed}"
+
+
+async def test_a_busy_town_converges_whatever_the_order() -> None:
+    """Only ACTIVE alerts are a function of the set of events; WITHDRAWN rows record that an
+    alert was published before a later event removed its overlap (history, kept for audit)."""
+    events = town(3, people=80, venues=6)
+    _, in_order = await run(events)
+    expected = active_only(await rows(in_order))
+    for seed in range(3):
+        _, store = await run(shuffled(events, seed), twice=True)
+        assert active_only(await rows(store)) == expected, f"seed {seed}"
+
+
+def active_only(snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    for t in ("alerts_by_person", "alerts_by_province"):
+        assert all(r["overlap_seconds"] == 0 for r in snap[t] if r["status"] == "WITHDRAWN")
+        snap[t] = [r for r in snap[t] if r["status"] == "ACTIVE"]
+    return snap
+
+
+async def test_a_late_out_withdraws_an_alert() -> None:
+    # B scans in at 11:25 without an OUT: the dwell makes the visit [11:25, 12:25], which
+    # overlaps the case's window (to 11:30) by 5 min -> LOW.
+    events = [e for e in outbreak_at_venue() if e.record.get("person_id") != "b"]
+    events.append(scan("b", "venue", m(85), "IN"))
+    p, store = await run(events)
+    assert alerts(await rows(store))["b"] == ("LOW", "ACTIVE", 300)
+    # B's offline scanner delivers the OUT late: B left at 11:25 -> zero overlap.
+    p.publish(*_ev(scan("b", "venue", m(85), "OUT")))
+    await p.run_until_idle()
+    snap = await rows(store)
+    assert alerts(snap)["b"] == ("LOW", "WITHDRAWN", 0)
+    (row,) = [r for r in snap["alerts_by_province"] if r["contact_person_id"] == "b"]
+    assert row["status"] == "WITHDRAWN"
+    (withdrawn,) = [
+        e
+        for e in p.logs["exposure-alerts"]
+        if p.registry.decode(e.value).record["status"] == "WITHDRAWN"
+    ]
+    assert p.registry.decode(withdrawn.value).record["version"] == 2
+
+
+def _ev(e: Ev) -> tuple[str, str, str, dict[str, Any]]:
+    return e.topic, e.key, e.name, e.record
+
+
+async def test_pooled_positive_then_individual_retests() -> None:
+    events = [
+        sample("pool", ["p1", "p2", "p3"], m(0)),
+        result("pool", "POSITIVE", m(600)),
+        sample("r1", ["p1"], m(700)),
+        result("r1", "NEGATIVE", m(900)),
+        sample("r2", ["p2"], m(700)),
+        result("r2", "POSITIVE", m(900)),
+    ]
+    _, store = await run(events)
+    snap = await rows(store)
+    states = {(r["person_id"], r["sample_id"]): r["state"] for r in snap["results_by_person"]}
+    assert states[("p1", "pool")] == "POOL_POSITIVE_RETEST"
+    assert states[("p3", "pool")] == "POOL_POSITIVE_RETEST"
+    assert states[("p1", "r1")] == "NEGATIVE"
+    assert [r["person_id"] for r in snap["cases_by_person"]] == ["p2"]
+
+
+async def test_single_dose_product_with_booster_and_duplicate_dose() -> None:
+    events = [
+        dose("j", "d1", m(0), "JANSSEN"),
+        dose("j", "d2", m(60 * 24 * 90), "PFIZER"),
+        dose("j", "d2", m(60 * 24 * 90), "PFIZER"),
+        dose("k", "k1", m(0), "AZ"),
+        dose("k", "k2", m(60 * 24 * 60), "PFIZER"),
+    ]
+    _, store = await run(events, twice=True)
+    snap = await rows(store)
+    latest = max(
+        (r for r in snap["coverage_daily"] if r["age_band"] == "18-49"), key=lambda r: r["day"]
+    )
+    assert (
+        latest["people_vaccinated"],
+        latest["people_fully_vaccinated"],
+        latest["total_boosters"],
+        latest["total_doses"],
+    ) == (2, 2, 1, 4)
+    assert len(snap["doses_by_person"]) == 4
+
+
+async def test_custom_dwell_decides_the_visit_end() -> None:
+    _, store = await run([scan("x", "gym", m(0), "IN", dwell=120)])
+    (visit,) = (await rows(store))["visits_by_person"]
+    assert visit["visit_end"] == m(120)
+
+
+async def test_poison_bytes_are_dead_lettered_and_processing_continues() -> None:
+    store = InMemoryStore()
+    p = LocalPipeline(store)
+    p.append("checkins", "x", b"\x00garbage")
+    e = scan("y", "v", m(0), "IN")
+    p.publish(e.topic, e.key, e.name, e.record)
+    await p.run_until_idle()
+    assert len(p.logs["checkins.dlq"]) == 1
+    assert len(await store.scan("visits_by_person")) == 1
