@@ -16,7 +16,7 @@ from typing import Any
 from cassandra import ConsistencyLevel, DriverException
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from cassandra.util import Date
 
 from covidtech.settings import Settings
@@ -30,6 +30,9 @@ from projections.model import (
     normalize,
     ttl_seconds,
 )
+
+
+_MAX_BATCH = 50  # statements per unlogged batch (keeps batches under the size warning)
 
 
 def connect(s: Settings, *, request_timeout: float = 10.0) -> Any:
@@ -89,7 +92,7 @@ class CassandraStore:
             self._prepared[shape] = stmt
         return stmt
 
-    async def _execute(self, stmt: PreparedStatement, params: Sequence[Any]) -> list[Any]:
+    async def _execute(self, stmt: Any, params: Sequence[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
         pages: list[Any] = []
@@ -116,8 +119,10 @@ class CassandraStore:
                 raise StoreUnavailable(f"{type(e).__name__}: {e}") from e
 
     async def apply(self, mutations: Sequence[Upsert | Delete]) -> None:
+        """Write every mutation. Mutations of one partition go as one UNLOGGED batch (one
+        request, applied atomically on that partition's replicas); partitions in parallel."""
         now = datetime.now(UTC)
-        calls = []
+        groups: dict[tuple[Any, ...], list[tuple[PreparedStatement, list[Any]]]] = {}
         for m in mutations:
             spec = TABLES[m.table]
             if isinstance(m, Upsert):
@@ -132,6 +137,7 @@ class CassandraStore:
                     f"VALUES ({', '.join('?' for _ in cols)}){using}",
                 )
                 params = [m.row[c] for c in cols] + ([ttl] if using else [])
+                values = m.row
             else:
                 stmt = self._prepare(
                     ("d", m.table),
@@ -139,7 +145,19 @@ class CassandraStore:
                     + " AND ".join(f"{c} = ?" for c in spec.primary_key),
                 )
                 params = [m.key[c] for c in spec.primary_key]
-            calls.append(self._execute(stmt, params))
+                values = m.key
+            partition = (m.table, *(normalize(values[c]) for c in spec.partition_key))
+            groups.setdefault(partition, []).append((stmt, params))
+        calls = []
+        for statements in groups.values():
+            if len(statements) == 1:
+                calls.append(self._execute(*statements[0]))
+            else:
+                for i in range(0, len(statements), _MAX_BATCH):
+                    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                    for stmt, params in statements[i : i + _MAX_BATCH]:
+                        batch.add(stmt, params)
+                    calls.append(self._execute(batch, ()))
         results = await asyncio.gather(*calls, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):

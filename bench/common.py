@@ -1,0 +1,100 @@
+"""Shared helpers of the benchmarks: isolated environments, percentiles, reporting.
+
+Benchmarks print figures beside the ceilings measured in the same run on the same machine;
+they never assert timings (tests assert behaviour, benchmarks measure it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from covidtech import settings as settings_mod
+from covidtech.settings import Settings, with_overrides
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def isolated_settings(tag: str, **overrides: Any) -> Settings:
+    """Settings with a fresh topic prefix, keyspace and app id; topics and tables created."""
+    from infra.cassandra_schema import migrate
+    from infra.kafka_topics import create_topics
+    from infra.lifecycle import cassandra_session
+
+    name = f"b{tag}{uuid.uuid4().hex[:8]}"
+    s = with_overrides(
+        settings_mod.load(),
+        topic_prefix=f"{name}.",
+        keyspace=name,
+        app_id=f"app-{name}",
+        **overrides,
+    )
+    asyncio.run(create_topics(s))
+    session: Any = cassandra_session(s)
+    try:
+        migrate(session, s.keyspace, s.replication_factor, log=lambda _m: None)
+    finally:
+        session.cluster.shutdown()
+    return s
+
+
+def drop_keyspace(s: Settings) -> None:
+    from infra.lifecycle import cassandra_session
+
+    session: Any = cassandra_session(s)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=120)
+    finally:
+        session.cluster.shutdown()
+
+
+def percentile(values: Iterable[float], p: float) -> float:
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    k = (len(data) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+@dataclass
+class Report:
+    """Rows of (measure, value, unit, ceiling) printed as a table and saved as JSON."""
+
+    name: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def add(self, measure: str, value: float, unit: str, note: str = "") -> None:
+        self.rows.append({"measure": measure, "value": round(value, 2), "unit": unit, "note": note})
+        print(f"  {measure:<58} {value:>12,.1f} {unit:<10} {note}", flush=True)
+
+    def save(self) -> Path:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{self.name}.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "benchmark": self.name,
+                    "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+                    "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                    "rows": self.rows,
+                },
+                indent=2,
+            )
+        )
+        return path
+
+
+def mean(values: Iterable[float]) -> float:
+    data = list(values)
+    return statistics.fmean(data) if data else float("nan")

@@ -1,0 +1,187 @@
+"""Stream worker throughput, beside the ceilings measured in the same run.
+
+    python -m bench.streams [--people 8000]
+
+1. Produces a deterministic town (check-ins with IN/OUT, repeated INs, cases, a pool, doses)
+   into a fresh topic set.
+2. Ceiling: a raw aiokafka consumer reading the same source events (no processing).
+3. Ceiling: a raw cassandra-driver write loop (``execute_concurrent_with_args``, 100 in
+   flight) of visit rows.
+4. One worker from offset 0 until its group has committed every end offset: source events/s,
+   the largest consumer lag seen, the worker's RSS.
+5. ``covidtech replay`` of the same log into a fresh keyspace: events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.common import Report, drop_keyspace, isolated_settings
+from covidtech.settings import Settings, with_overrides
+from covidtech.topics import SOURCE_TOPICS
+from infra.services import rss_mib
+from schemas.codec import default_registry
+from streams.replay import ROOT, caught_up, committed, end_offsets, replay, worker_env
+from tests.scenarios import town
+
+
+async def produce(s: Settings, people: int) -> int:
+    registry = default_registry()
+    events = town(42, people=people, venues=max(20, people // 40))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                s.topic(e.topic), registry.encode(e.name, e.record), key=e.key.encode()
+            )
+            for e in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(events)
+
+
+async def raw_consume(s: Settings, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *(s.topic(t.name) for t in SOURCE_TOPICS),
+        bootstrap_servers=s.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
+            seen += sum(len(v) for v in batch.values())
+    finally:
+        await consumer.stop()
+    return seen / (time.perf_counter() - started)
+
+
+def raw_cassandra_writes(s: Settings, rows: int) -> float:
+    from datetime import UTC, datetime
+
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    from projections.cassandra import connect
+
+    session: Any = connect(s)
+    try:
+        stmt = session.prepare(
+            f"INSERT INTO {s.keyspace}.visits_by_person (person_id, visit_start, venue_id, "
+            "visit_end, venue_province) VALUES (?, ?, ?, ?, ?)"
+        )
+        now = datetime.now(UTC)
+        params = [
+            (f"p{i % 5000}", now + timedelta(seconds=i), f"v{i % 97}", now, "79")
+            for i in range(rows)
+        ]
+        started = time.perf_counter()
+        execute_concurrent_with_args(session, stmt, params, concurrency=100)
+        return rows / (time.perf_counter() - started)
+    finally:
+        session.cluster.shutdown()
+
+
+async def lag(s: Settings) -> int:
+    from streams.handlers import all_handlers
+
+    topics = sorted({s.topic(t) for h in all_handlers() for t in h.topics})
+    ends = await end_offsets(s, topics)
+    done = await committed(s, s.app_id)
+    return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
+
+
+def run_worker(s: Settings, total: int, report: Report) -> None:
+    w = with_overrides(s, worker_web_port=16166)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", "worker"],
+        cwd=ROOT,
+        env=worker_env(w),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started = time.monotonic()
+    max_lag, rss = 0, 0.0
+    try:
+        while True:
+            current = asyncio.run(lag(w))
+            max_lag = max(max_lag, current)
+            rss = max(rss, rss_mib(proc.pid) or 0.0)
+            if current == 0 and asyncio.run(caught_up(w)):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}")
+            time.sleep(1.0)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    report.add(
+        "worker: source events/s, 1 worker, start to caught up",
+        total / elapsed,
+        "events/s",
+        f"{total} events in {elapsed:.1f}s incl. ~5s start",
+    )
+    report.add("worker: largest consumer lag sampled (source+derived)", max_lag, "messages")
+    report.add("worker: peak RSS", rss, "MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--people", type=int, default=8000)
+    args = parser.parse_args()
+    report = Report("streams")
+    s = isolated_settings("s")
+    try:
+        print(f"producing a town of {args.people} people ...", flush=True)
+        total = asyncio.run(produce(s, args.people))
+        report.add("source events produced", total, "events")
+        report.add(
+            "ceiling: raw aiokafka consume of the same events",
+            asyncio.run(raw_consume(s, total)),
+            "events/s",
+        )
+        report.add(
+            "ceiling: raw cassandra-driver writes (concurrency 100)",
+            raw_cassandra_writes(s, 50_000),
+            "rows/s",
+        )
+        run_worker(s, total, report)
+        rebuilt = with_overrides(s, keyspace=f"{s.keyspace}r")
+        try:
+            r = replay(s, rebuilt.keyspace, log=lambda _m: None)
+            report.add(
+                "replay: source events/s into a fresh keyspace",
+                r.events_per_second,
+                "events/s",
+                f"{r.source_events} events in {r.seconds:.1f}s",
+            )
+        finally:
+            drop_keyspace(rebuilt)
+    finally:
+        drop_keyspace(s)
+    print(f"saved {report.save()}")
+
+
+if __name__ == "__main__":
+    main()
