@@ -31,7 +31,6 @@ from projections.model import (
     ttl_seconds,
 )
 
-
 _MAX_BATCH = 50  # statements per unlogged batch (keeps batches under the size warning)
 
 
