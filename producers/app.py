@@ -1,0 +1,218 @@
+"""The ingest API application: routes, error handling, metrics, and its composition root.
+
+``create_app(settings)`` builds a Starlette app whose typed lifespan connects the Kafka
+producer, starts following the ``venues`` and ``samples`` topics, builds the
+:class:`~producers.service.IngestService` and hands it to requests through the lifespan state;
+at shutdown it flushes the producer (bounded) and stops the feeds. Run it with
+``covidtech ingest-api`` (uvicorn), or ``uvicorn --factory producers.app:app_from_env``.
+
+Errors are mapped to problem details in one place (:func:`_handlers`): our own
+:class:`~producers.problems.Problem`, Starlette's 404/405, the event log's
+:class:`~producers.ports.BrokerUnavailable` (503 with Retry-After) and, last, anything
+unexpected (500 without details).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Scope
+
+from covidtech import settings as settings_mod
+from covidtech import topics
+from covidtech.settings import Settings
+from producers.caches import SampleBook, VenueDirectory
+from producers.metrics import IngestMetrics, MetricsMiddleware
+from producers.ports import BrokerUnavailable, EventLog, Feed
+from producers.problems import Problem, problem_response
+from producers.routes import declarations, doses, ops, people, samples, scans, venues
+from producers.service import IngestConfig, IngestService
+from schemas.codec import Registry, default_registry
+
+__all__ = ["IngestConfig", "State", "app_from_env", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    """What the lifespan hands to every request (``request.state.ingest``)."""
+
+    ingest: IngestService
+
+
+#: The topics this API writes (their metadata is fetched at start-up).
+WRITTEN_TOPICS = (
+    topics.VENUES,
+    topics.PEOPLE,
+    topics.CHECKINS,
+    topics.DECLARATIONS,
+    topics.SAMPLES,
+    topics.DOSES,
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+ROUTES = [
+    Route("/v1/venues", venues.register_venue, methods=["POST"]),
+    Route("/v1/venues/{venue_id}/poster.png", venues.venue_poster_png, methods=["GET"]),
+    Route("/v1/venues/{venue_id}/poster.svg", venues.venue_poster_svg, methods=["GET"]),
+    Route("/v1/people", people.register_person, methods=["POST"]),
+    Route("/v1/scans", scans.record_scans, methods=["POST"]),
+    Route("/v1/declarations", declarations.submit_declaration, methods=["POST"]),
+    Route("/v1/samples", samples.collect_sample, methods=["POST"]),
+    Route("/v1/samples/{sample_id}/result", samples.record_result, methods=["POST"]),
+    Route("/v1/doses", doses.record_doses, methods=["POST"]),
+    Route("/v1/vaccines", ops.vaccines, methods=["GET"]),
+    Route("/healthz", ops.healthz, methods=["GET"]),
+    Route("/readyz", ops.readyz, methods=["GET"]),
+    Route("/metrics", ops.metrics, methods=["GET"]),
+    Route("/openapi.json", ops.openapi, methods=["GET"]),
+]
+
+
+def _templates() -> Callable[[Scope], str]:
+    by_endpoint = {route.endpoint: route.path for route in ROUTES}
+
+    def template(scope: Scope) -> str:
+        endpoint = scope.get("endpoint")
+        return by_endpoint.get(endpoint, "unmatched") if endpoint is not None else "unmatched"
+
+    return template
+
+
+def _handlers(metrics: IngestMetrics) -> dict[Any, Callable[..., Any]]:
+    def count_unavailable(status: int) -> None:
+        if status == 503:
+            metrics.broker_unavailable.inc()
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        count_unavailable(exc.status)
+        return problem_response(exc, request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
+            exc.status_code, "internal-error"
+        )
+        problem = Problem(slug, str(exc.detail), headers=dict(exc.headers or {}))
+        return problem_response(problem, request.url.path)
+
+    async def on_unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BrokerUnavailable)
+        count_unavailable(503)
+        problem = Problem(
+            "broker-unavailable",
+            "the event log is unavailable; retry with the same ids after Retry-After seconds",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+        return problem_response(problem, request.url.path)
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            Problem("internal-error", "an unexpected error occurred"), request.url.path
+        )
+
+    return {
+        Problem: on_problem,
+        HTTPException: on_http,
+        BrokerUnavailable: on_unavailable,
+        Exception: on_error,
+    }
+
+
+def create_app(
+    settings: Settings,
+    *,
+    producer: EventLog | None = None,
+    config: IngestConfig | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+    is_revoked: Callable[[str], bool] | None = None,
+) -> Starlette:
+    """The ingest API for ``settings``.
+
+    ``producer`` replaces the Kafka producer (the app starts and stops it); ``clock`` and
+    ``is_revoked`` are injected for tests and for the revocation set of the read API.
+    """
+    cfg = config or IngestConfig()
+    metrics = IngestMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        from producers.kafka import KafkaEventLog, TopicFeed
+
+        registry = default_registry()
+        venue_view = VenueDirectory(registry)
+        sample_view = SampleBook(registry)
+        # Events are built from validated requests by producers/events.py, whose records are
+        # checked against the schemas by the unit tests; re-validating every record on the hot
+        # path would cost a fifth of a scan's CPU. fastavro still refuses a wrong type.
+        encoder = Registry(validate=False)
+        written = [settings.topic(t.name) for t in WRITTEN_TOPICS]
+        event_log: EventLog = producer or KafkaEventLog(
+            settings.kafka_bootstrap,
+            topics=written,
+            request_timeout_s=cfg.delivery_timeout_s,
+            linger_ms=cfg.linger_ms,
+            retry_after=cfg.retry_after_s,
+        )
+        venue_feed: Feed = TopicFeed(
+            settings.kafka_bootstrap, settings.topic(topics.VENUES.name), venue_view.apply
+        )
+        sample_feed: Feed = TopicFeed(
+            settings.kafka_bootstrap, settings.topic(topics.SAMPLES.name), sample_view.apply
+        )
+        await event_log.start()
+        venue_feed.start()
+        sample_feed.start()
+        await asyncio.gather(
+            venue_feed.wait_caught_up(cfg.startup_wait_s),
+            sample_feed.wait_caught_up(cfg.startup_wait_s),
+        )
+        service = IngestService(
+            settings=settings,
+            config=cfg,
+            log=event_log,
+            registry=encoder,
+            venues=venue_view,
+            samples=sample_view,
+            venue_feed=venue_feed,
+            sample_feed=sample_feed,
+            metrics=metrics,
+            clock=clock,
+            is_revoked=is_revoked,
+        )
+        try:
+            yield {"ingest": service}
+        finally:
+            await event_log.stop(cfg.shutdown_grace_s)
+            await service.guard.close()
+            await venue_feed.stop()
+            await sample_feed.stop()
+
+    return Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics, templates=_templates())],
+        exception_handlers=_handlers(metrics),
+        lifespan=lifespan,
+    )
+
+
+def app_from_env() -> Starlette:
+    """The app for the process's settings (``uvicorn --factory producers.app:app_from_env``)."""
+    return create_app(settings_mod.get())

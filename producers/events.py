@@ -1,0 +1,216 @@
+"""Ids and Avro records of the events the ingest API writes (pure; see docs/events.md).
+
+``event_id`` conventions: the client's id where the client has one (``scan_id``, ``dose_id``,
+``declaration_id``), otherwise derived from the event's identity so that a retry of the same
+write carries the same id: ``<venue_id>.registered``, ``<person_id>.registered``,
+``<sample_id>.collected``, ``<sample_id>.resulted`` (a sample has one result; a different second
+result is refused with 409, the same one again is answered without a new event).
+
+Each builder returns an :class:`Outgoing`: the topic (a :class:`~covidtech.topics.TopicSpec`,
+unprefixed), the partition key DESIGN.md gives for that topic, the record's full Avro name and
+the record itself, ready for :meth:`schemas.codec.Registry.encode`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from covidtech import topics
+from covidtech.topics import TopicSpec
+from producers.requests import (
+    DeclarationRequest,
+    DoseRequest,
+    PersonRequest,
+    SampleRequest,
+    ScanMethod,
+    ScanRequest,
+    VenueRequest,
+)
+
+__all__ = [
+    "Outgoing",
+    "checkin_scanned",
+    "declaration_submitted",
+    "dose_administered",
+    "new_id",
+    "person_registered",
+    "sample_collected",
+    "sample_resulted",
+    "venue_registered",
+]
+
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_`` + 20 random base32 characters (100 bits from the OS CSPRNG); no ``:``."""
+    bits = secrets.randbits(100)
+    return prefix + "_" + "".join(_BASE32[(bits >> (5 * i)) & 31] for i in range(20))
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One event ready to encode and produce."""
+
+    topic: TopicSpec
+    key: str
+    record_name: str
+    record: Mapping[str, Any]
+
+    @property
+    def event_id(self) -> str:
+        return str(self.record["event_id"])
+
+
+def venue_registered(venue_id: str, venue: VenueRequest, now: datetime) -> Outgoing:
+    """VenueRegistered on ``venues``, keyed by venue id."""
+    return Outgoing(
+        topics.VENUES,
+        venue_id,
+        "covidtech.checkin.VenueRegistered",
+        {
+            "event_id": f"{venue_id}.registered",
+            "occurred_at": now,
+            "venue_id": venue_id,
+            "name": venue.name,
+            "address": venue.address,
+            "province": venue.province,
+            "district": venue.district,
+            "category": venue.category,
+            "default_dwell_minutes": venue.default_dwell_minutes,
+        },
+    )
+
+
+def person_registered(person_id: str, person: PersonRequest, now: datetime) -> Outgoing:
+    """PersonRegistered on ``people``, keyed by person id."""
+    return Outgoing(
+        topics.PEOPLE,
+        person_id,
+        "covidtech.people.PersonRegistered",
+        {
+            "event_id": f"{person_id}.registered",
+            "occurred_at": now,
+            "person_id": person_id,
+            "province": person.province,
+            "district": person.district,
+            "birth_year": person.birth_year,
+        },
+    )
+
+
+def checkin_scanned(
+    scan: ScanRequest,
+    method: ScanMethod,
+    venue_province: str,
+    venue_dwell_minutes: int,
+    received_at: datetime,
+) -> Outgoing:
+    """CheckInScanned on ``checkins``, keyed by person id; event id = scan id.
+
+    The venue's province and dwell are copied in as the API knows them now (DESIGN "Data
+    flow" 1), so the per-person agent needs no venue lookup and a replay sees the same dwell.
+    """
+    return Outgoing(
+        topics.CHECKINS,
+        scan.person_id,
+        "covidtech.checkin.CheckInScanned",
+        {
+            "event_id": scan.scan_id,
+            "scanned_at": scan.scanned_at,
+            "received_at": received_at,
+            "person_id": scan.person_id,
+            "venue_id": scan.venue_id,
+            "direction": scan.direction.value,
+            "method": method.value,
+            "venue_province": venue_province,
+            "venue_dwell_minutes": venue_dwell_minutes,
+            "device_id": scan.device_id,
+        },
+    )
+
+
+def declaration_submitted(
+    declaration: DeclarationRequest, event_id: str, now: datetime
+) -> Outgoing:
+    """HealthDeclarationSubmitted on ``declarations``, keyed by person id."""
+    return Outgoing(
+        topics.DECLARATIONS,
+        declaration.person_id,
+        "covidtech.checkin.HealthDeclarationSubmitted",
+        {
+            "event_id": event_id,
+            "submitted_at": now,
+            "person_id": declaration.person_id,
+            "province": declaration.province,
+            "symptoms": [s.value for s in declaration.symptoms],
+            "contact_with_case": declaration.contact_with_case,
+            "travelled_from_province": declaration.travelled_from_province,
+        },
+    )
+
+
+def sample_collected(sample: SampleRequest, site_id: str, code_hashes: Sequence[str]) -> Outgoing:
+    """SampleCollected on ``samples``, keyed by sample id; members carry code hashes only."""
+    if len(code_hashes) != len(sample.members):
+        raise ValueError("one lookup code hash per member")
+    return Outgoing(
+        topics.SAMPLES,
+        sample.sample_id,
+        "covidtech.testing.SampleCollected",
+        {
+            "event_id": f"{sample.sample_id}.collected",
+            "sample_id": sample.sample_id,
+            "collected_at": sample.collected_at,
+            "site_id": site_id,
+            "province": sample.province,
+            "test_type": sample.test_type.value,
+            "members": [
+                {
+                    "person_id": m.person_id,
+                    "lookup_code_sha256": h,
+                    "symptom_onset": m.symptom_onset,
+                }
+                for m, h in zip(sample.members, code_hashes, strict=True)
+            ],
+        },
+    )
+
+
+def sample_resulted(sample_id: str, result: str, resulted_at: datetime, lab_id: str) -> Outgoing:
+    """SampleResulted on ``samples``, keyed by sample id."""
+    return Outgoing(
+        topics.SAMPLES,
+        sample_id,
+        "covidtech.testing.SampleResulted",
+        {
+            "event_id": f"{sample_id}.resulted",
+            "sample_id": sample_id,
+            "resulted_at": resulted_at,
+            "lab_id": lab_id,
+            "result": result,
+        },
+    )
+
+
+def dose_administered(dose: DoseRequest, site_id: str) -> Outgoing:
+    """DoseAdministered on ``doses``, keyed by person id; event id = dose id."""
+    return Outgoing(
+        topics.DOSES,
+        dose.person_id,
+        "covidtech.vaccination.DoseAdministered",
+        {
+            "event_id": dose.dose_id,
+            "dose_id": dose.dose_id,
+            "person_id": dose.person_id,
+            "administered_at": dose.administered_at,
+            "site_id": site_id,
+            "vaccine": dose.vaccine,
+            "birth_year": dose.birth_year,
+            "residence_province": dose.residence_province,
+        },
+    )

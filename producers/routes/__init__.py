@@ -1,0 +1,1 @@
+"""HTTP routes of the ingest API, one module per area; ``producers/app.py`` assembles them."""

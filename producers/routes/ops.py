@@ -1,0 +1,58 @@
+"""Operational routes: health, readiness, metrics, the OpenAPI document, the vaccine list."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from domain.vaccines import VACCINES
+from producers.metrics import CONTENT_TYPE_LATEST
+from producers.openapi import openapi_document
+from producers.routes.common import json_response, service
+
+
+async def healthz(request: Request) -> Response:
+    """The process is up and serving (no dependency checked)."""
+    return json_response(200, {"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 when the broker answers a metadata request and both topic views have caught up."""
+    svc = service(request)
+    checks = {
+        "broker": await svc.log.ready(),
+        "venues": svc.venue_feed.caught_up if svc.venue_feed is not None else True,
+        "samples": svc.sample_feed.caught_up if svc.sample_feed is not None else True,
+    }
+    ready = all(checks.values())
+    return json_response(
+        200 if ready else 503,
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        headers=None if ready else {"Retry-After": str(svc.config.retry_after_s)},
+    )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    svc = service(request)
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI 3.1 document of this API."""
+    return json_response(200, openapi_document())
+
+
+async def vaccines(request: Request) -> Response:
+    """The vaccine products a dose may name, with their single-dose flag (any valid token)."""
+    svc = service(request)
+    svc.authenticate(request)
+    return json_response(
+        200,
+        {
+            "vaccines": [
+                {"code": v.code, "name": v.name, "single_dose": v.single_dose}
+                for v in VACCINES.values()
+            ]
+        },
+    )

@@ -1,0 +1,141 @@
+"""``POST /v1/scans``: one check-in scan, or a batch of up to 500 from an offline scanner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from covidtech.tokens import Claims, ScopeKind
+from producers.caches import VenueEntry
+from producers.events import Outgoing, checkin_scanned
+from producers.problems import Problem, validation_problem
+from producers.requests import ScanMethod, ScanRequest, batch_items, parse_scan
+from producers.routes.common import (
+    BatchItem,
+    batch_response,
+    raw_id,
+    service,
+    settle,
+    single_response,
+)
+from producers.service import (
+    fingerprint,
+    read_json,
+    require_any,
+    scope_problem,
+)
+from producers.validation import FieldError, field_path
+
+ROUTE = "/v1/scans"
+
+
+def scan_method(claims: Claims, scan: ScanRequest, venue: VenueEntry, path: str) -> ScanMethod:
+    """Who scanned whom, and whether this token may say so.
+
+    A person's app (``app``) scans the venue's poster; venue staff (``venue-admin:<province>``
+    of the venue's province) scan the person's QR. Without ``method`` in the body the token
+    decides (``app`` first).
+    """
+    method = scan.method
+    if method is None:
+        method = (
+            ScanMethod.PERSON_SCANNED_VENUE
+            if claims.has(ScopeKind.APP)
+            else ScanMethod.STAFF_SCANNED_PERSON
+        )
+    if method is ScanMethod.PERSON_SCANNED_VENUE:
+        if not claims.has(ScopeKind.APP):
+            raise scope_problem("app", field_path(path, "method"))
+    elif not claims.has(ScopeKind.VENUE_ADMIN, venue.province):
+        raise scope_problem(
+            f"venue-admin:{venue.province}",
+            field_path(path, "venue_qr"),
+            f"staff scans at this venue need a venue-admin:{venue.province} scope",
+        )
+    return method
+
+
+async def record_scans(request: Request) -> Response:
+    """Validate, then write every acceptable scan concurrently; answer per item for batches.
+
+    Single scan: 202 ``{scan_id, status: accepted}`` (200 ``duplicate`` for a known scan_id), or
+    a problem. Batch ``{"scans": [...]}``: 200 ``{accepted, duplicate, rejected, results}``,
+    only accepted items written; 503 if any acceptable item could not be written.
+    """
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.APP, ScopeKind.VENUE_ADMIN)
+    body = await read_json(request, svc.config.max_body_bytes)
+    now = svc.now()
+    is_batch = isinstance(body, dict) and "scans" in body
+    envelope_errors: list[FieldError] = []
+    raw_items: list[tuple[str, Any]] | None
+    if is_batch:
+        raw_items = batch_items(body, "scans", svc.limits.max_batch, envelope_errors)
+        if raw_items is None:
+            raise validation_problem(envelope_errors)
+    else:
+        raw_items = [("", body)]
+
+    items: list[BatchItem] = []
+    scans: list[ScanRequest | None] = []
+    for index, (path, raw) in enumerate(raw_items):
+        item = BatchItem(index, raw_id(raw, "scan_id"))
+        errors: list[FieldError] = []
+        scan = parse_scan(raw, path, errors, svc.qr, now, svc.limits)
+        if scan is None:
+            item.reject(errors)
+        items.append(item)
+        scans.append(scan)
+
+    venues = await svc.venues_for({s.venue_id for s in scans if s is not None})
+    writes: list[tuple[str, bytes, Outgoing, Callable[[], Problem]]] = []
+    written: list[BatchItem] = []
+    for item, scan, (path, _) in zip(items, scans, raw_items, strict=True):
+        if scan is None:
+            continue
+        venue = venues.get(scan.venue_id)
+        if venue is None:
+            item.reject(
+                [
+                    FieldError(
+                        field_path(path, "venue_qr"),
+                        "unknown-venue",
+                        "this venue is not registered",
+                    )
+                ]
+            )
+            continue
+        try:
+            method = scan_method(claims, scan, venue, path)
+        except Problem as p:
+            item.problem = p
+            continue
+        out = checkin_scanned(scan, method, venue.province, venue.default_dwell_minutes, now)
+        writes.append(
+            (f"checkins/{scan.scan_id}", fingerprint(scan, method), out, _conflict(scan, path))
+        )
+        written.append(item)
+    for item, result in zip(written, await svc.write_many(writes), strict=True):
+        settle(item, result)
+    if not is_batch:
+        return single_response(items[0], "scan_id", svc.config.retry_after_s)
+    return batch_response(svc, ROUTE, items, "scan_id")
+
+
+def _conflict(scan: ScanRequest, path: str) -> Callable[[], Problem]:
+    def conflict() -> Problem:
+        return Problem(
+            "id-conflict",
+            f"scan_id {scan.scan_id} was already used for a different scan",
+            errors=[
+                FieldError(
+                    field_path(path, "scan_id"), "id-conflict", "already used for a different scan"
+                )
+            ],
+        )
+
+    return conflict

@@ -1,0 +1,104 @@
+"""``POST /v1/venues`` and the venue posters."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from covidtech.tokens import ScopeKind
+from domain.qr import QrKind
+from producers.caches import VenueEntry
+from producers.events import new_id, venue_registered
+from producers.problems import Problem, validation_problem
+from producers.requests import VENUE_ID, parse_venue
+from producers.routes.common import json_response, service
+from producers.service import fingerprint, read_json, require_any, scope_problem
+from producers.validation import FieldError
+
+
+async def register_venue(request: Request) -> Response:
+    """Register a venue in the province of a ``venue-admin:<province>`` token.
+
+    201 with the new venue id, its signed QR payload and the poster links, once the
+    VenueRegistered event is acknowledged. An ``Idempotency-Key`` header makes a retry return
+    the same venue instead of registering another.
+    """
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.VENUE_ADMIN)
+    key = svc.idempotency_key(request)
+    body = await read_json(request, svc.config.max_body_bytes)
+    errors: list[FieldError] = []
+    venue = parse_venue(body, errors)
+    if venue is None:
+        raise validation_problem(errors)
+    if not claims.has(ScopeKind.VENUE_ADMIN, venue.province):
+        raise scope_problem(f"venue-admin:{venue.province}", "province")
+
+    async def write() -> str:
+        venue_id = new_id("v")
+        await svc.produce(venue_registered(venue_id, venue, svc.now()))
+        svc.venues.put(
+            VenueEntry(
+                venue_id,
+                venue.name,
+                venue.address,
+                venue.province,
+                venue.district,
+                venue.category,
+                venue.default_dwell_minutes,
+            )
+        )
+        return venue_id
+
+    outcome = await svc.write_once(
+        f"venues/{claims.subject}/{key}" if key else None,
+        fingerprint(venue),
+        write,
+        conflict=lambda: Problem("id-conflict", "this Idempotency-Key was used for another venue"),
+    )
+    venue_id = outcome.value
+    location = f"/v1/venues/{venue_id}"
+    return json_response(
+        200 if outcome.duplicate else 201,
+        {
+            "venue_id": venue_id,
+            "venue_qr": svc.qr.payload(QrKind.VENUE, venue_id),
+            "province": venue.province,
+            "default_dwell_minutes": venue.default_dwell_minutes,
+            "poster_png": f"{location}/poster.png",
+            "poster_svg": f"{location}/poster.svg",
+        },
+        headers={"Location": location},
+    )
+
+
+async def _poster(request: Request, fmt: str) -> Response:
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.VENUE_ADMIN)
+    venue_id = request.path_params["venue_id"]
+    venue = await svc.venue(venue_id) if VENUE_ID.fullmatch(venue_id) else None
+    if venue is None:
+        raise Problem("unknown-venue-id", f"no venue {venue_id[:64]!r}")
+    if not claims.has(ScopeKind.VENUE_ADMIN, venue.province):
+        raise scope_problem(f"venue-admin:{venue.province}", "venue_id")
+    data = await svc.poster(venue, fmt)
+    return Response(
+        data,
+        media_type="image/png" if fmt == "png" else "image/svg+xml",
+        headers={
+            "Cache-Control": "private, max-age=3600",
+            "Content-Disposition": f'inline; filename="{venue_id}.{fmt}"',
+        },
+    )
+
+
+async def venue_poster_png(request: Request) -> Response:
+    """The venue's printable A4 poster (name, address, QR) as PNG."""
+    return await _poster(request, "png")
+
+
+async def venue_poster_svg(request: Request) -> Response:
+    """The venue's printable A4 poster (name, address, QR) as SVG."""
+    return await _poster(request, "svg")
