@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -102,12 +103,97 @@ def replay_cmd(keyspace: str) -> None:
     replay(_settings(), keyspace, log=click.echo)
 
 
+@main.command("simulate")
+@click.option("--people", default=2000, show_default=True, help="Simulated population.")
+@click.option("--venues", default=120, show_default=True)
+@click.option("--provinces", default=8, show_default=True, help="Largest N provinces.")
+@click.option("--days", default=2.0, show_default=True, help="Days back-filled before now.")
+@click.option("--rate", default=500.0, show_default=True, help="Requests per second.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--live/--no-live", default=False, help="Keep sending fresh check-ins.")
+@click.option("--duration", type=float, default=None, help="Seconds of live traffic.")
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write every request to this JSON-lines file.",
+)
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Send the requests recorded in this file instead.",
+)
+@click.option("--url", default=None, help="Ingest API (default: localhost, ingest port).")
+def simulate_cmd(
+    people: int,
+    venues: int,
+    provinces: int,
+    days: float,
+    rate: float,
+    seed: int,
+    live: bool,
+    duration: float | None,
+    record: Path | None,
+    from_file: Path | None,
+    url: str | None,
+) -> None:
+    """Send a seeded, deterministic outbreak through the ingest API."""
+    import asyncio
+
+    from simulator.client import replay_file, simulate
+    from simulator.model import Outbreak
+
+    s = _settings()
+    base = url or f"http://127.0.0.1:{s.ingest_port}"
+    if from_file:
+        stats = asyncio.run(replay_file(s, base, from_file, rate, progress=click.echo))
+    else:
+        params = Outbreak(people=people, venues=venues, provinces=provinces, days=days)
+        stats = asyncio.run(
+            simulate(
+                s,
+                base,
+                params,
+                seed=seed,
+                rate=rate,
+                live=live,
+                duration=duration,
+                record=record,
+                progress=click.echo,
+            )
+        )
+    click.echo(stats.line())
+
+
+@main.command("demo")
+@click.option("--people", default=3000, show_default=True, help="Simulated population.")
+@click.option("--rate", default=300.0, show_default=True, help="Requests per second.")
+@click.option("--seed", default=1, show_default=True)
+def demo(people: int, rate: float, seed: int) -> None:
+    """Run everything on a simulated outbreak; print where to look; Ctrl-C stops it all."""
+    from covidtech.demo import run_demo
+
+    run_demo(_settings(), people=people, rate=rate, seed=seed, log=click.echo)
+
+
 @main.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets masked)."""
     for k, v in _settings().describe().items():
         click.echo(f"COVIDTECH_{k.upper()}={v}")
 
+
+def _register_api_commands() -> None:
+    from api.cli import read_api
+    from producers.cli import ingest_api_command, token_group
+
+    main.add_command(token_group)
+    main.add_command(ingest_api_command)
+    main.add_command(read_api)
+
+
+_register_api_commands()
 
 if __name__ == "__main__":
     main()

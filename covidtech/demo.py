@@ -1,0 +1,149 @@
+"""``covidtech demo``: the whole system on a simulated outbreak, stopped cleanly by Ctrl-C.
+
+Starts Kafka and Cassandra (``infra up``), a stream worker and both APIs as child processes,
+waits until each answers, prints where to look with a token for each kind of user, then runs
+the simulator (the last two days back-filled, then live check-ins). Ctrl-C stops the
+simulator, the processes it started and the services it started, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from covidtech.settings import Settings
+from covidtech.tokens import issue
+
+ROOT = Path(__file__).resolve().parents[1]
+Log = Callable[[str], None]
+
+
+def child_env(s: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for k, v in s.describe().items():
+        if k != "secret":
+            env[f"COVIDTECH_{k.upper()}"] = v
+    env["COVIDTECH_SECRET"] = s.secret
+    return env
+
+
+@contextmanager
+def child(name: str, args: list[str], s: Settings, log: Log) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``covidtech`` subcommand as a child process, its output in the logs folder."""
+    logs = s.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out = (logs / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", *args],
+        cwd=ROOT,
+        env=child_env(s),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log(f"started {name} (pid {proc.pid}, log {logs / f'{name}.log'})")
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        out.close()
+        log(f"stopped {name}")
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see its log")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} not ready at {url} after {timeout:.0f}s")
+
+
+def user_tokens(s: Settings, province: str = "79") -> dict[str, tuple[str, str]]:
+    """(scope, token) per kind of user, valid 7 days."""
+    ttl = timedelta(days=7)
+    kinds = {
+        "MOH analyst": "moh",
+        f"province {province} health department": f"province:{province}",
+        f"contact tracer, province {province}": f"tracer:{province}",
+        f"venue owner, province {province}": f"venue-admin:{province}",
+        "citizen app": "app",
+        "sample site": "site:demo-site",
+        "lab": "lab:demo-lab",
+    }
+    return {
+        k: (scope, issue(s.secret, f"demo-{scope.replace(':', '-')}", [scope], ttl))
+        for k, scope in kinds.items()
+    }
+
+
+def run_demo(s: Settings, *, people: int, rate: float, seed: int, log: Log = print) -> None:
+    from infra import lifecycle, services
+    from simulator.client import simulate
+    from simulator.model import Outbreak
+
+    started_services = [
+        svc.name
+        for svc in (services.kafka(s), services.cassandra(s))
+        if services.running_pid(svc, s) is None
+    ]
+    lifecycle.up(s, log=log)
+    ingest = f"http://127.0.0.1:{s.ingest_port}"
+    read = f"http://127.0.0.1:{s.read_port}"
+    try:
+        with (
+            child("worker", ["worker"], s, log),
+            child("ingest-api", ["ingest-api"], s, log) as ingest_proc,
+            child("read-api", ["read-api", "--host", "127.0.0.1"], s, log) as read_proc,
+        ):
+            wait_ready(f"{ingest}/readyz", ingest_proc, "ingest API")
+            wait_ready(f"{read}/healthz", read_proc, "read API")
+            tokens = user_tokens(s)
+            moh = tokens["MOH analyst"][1]
+            log("")
+            log("covidtech is running:")
+            log(f"  dashboard (MOH)   {read}/#token={moh}")
+            log(f"  read API          {read}/openapi.json")
+            log(f"  ingest API        {ingest}/openapi.json")
+            log(f"  worker metrics    http://127.0.0.1:{s.worker_web_port}/metrics")
+            log(f"  logs              {s.home / 'logs'}")
+            log("tokens (Authorization: Bearer ...), one per kind of user:")
+            for kind, (scope, token) in tokens.items():
+                log(f"  {kind:<38} {scope:<16} {token}")
+            log("")
+            asyncio.run(
+                simulate(
+                    s,
+                    ingest,
+                    Outbreak(people=people),
+                    seed=seed,
+                    rate=rate,
+                    live=True,
+                    progress=log,
+                )
+            )
+    except KeyboardInterrupt:
+        log("\nstopping ...")
+    finally:
+        if started_services:
+            lifecycle.down(s, log=log)
