@@ -27,6 +27,7 @@ from projections.model import (
     Row,
     StoreUnavailable,
     Upsert,
+    collapse,
     normalize,
     ttl_seconds,
 )
@@ -122,7 +123,7 @@ class CassandraStore:
         request, applied atomically on that partition's replicas); partitions in parallel."""
         now = datetime.now(UTC)
         groups: dict[tuple[Any, ...], list[tuple[PreparedStatement, list[Any]]]] = {}
-        for m in mutations:
+        for m in collapse(mutations):
             spec = TABLES[m.table]
             if isinstance(m, Upsert):
                 ttl = ttl_seconds(m.expires_at, now)

@@ -383,6 +383,29 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
+def collapse(mutations: Sequence[Mutation]) -> list[Mutation]:
+    """One mutation per row with the same effect as applying ``mutations`` in order.
+
+    Statements sent together may be applied in any order (parallel requests) or with one
+    timestamp (a batch, where a tombstone beats an insert), so several changes of one row
+    must become one: upserts merge (later values win), a delete then an upsert becomes an
+    upsert that also clears the columns it does not set, an upsert then a delete a delete."""
+    last: dict[tuple[Any, ...], Mutation] = {}
+    for m in mutations:
+        spec = TABLES[m.table]
+        values = m.row if isinstance(m, Upsert) else m.key
+        key = (m.table, *(normalize(values[c]) for c in spec.primary_key))
+        prev = last.pop(key, None)
+        if isinstance(m, Upsert) and prev is not None:
+            if isinstance(prev, Upsert):
+                m = Upsert(m.table, {**prev.row, **m.row}, m.expires_at)
+            else:
+                cleared = {c: None for c in spec.columns if c not in m.row}
+                m = Upsert(m.table, {**cleared, **m.row}, m.expires_at)
+        last[key] = m
+    return list(last.values())
+
+
 def normalize(value: Any) -> Any:
     """The value as Cassandra returns it: times to the millisecond, aware UTC."""
     if isinstance(value, datetime):

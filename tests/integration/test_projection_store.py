@@ -142,3 +142,26 @@ async def test_tables_spec_matches_the_migrations(isolated: Settings) -> None:
         assert {c for c, (k, _) in cols.items() if k == "partition_key"} == set(spec.partition_key)
         assert {c for c, (k, _) in cols.items() if k == "clustering"} == set(spec.clustering)
         assert {c for c, (_, o) in cols.items() if o == "desc"} == set(spec.descending), name
+
+
+@pytest.mark.integration
+async def test_changes_of_one_row_in_one_apply_take_effect_in_order(
+    store: ProjectionStore,
+) -> None:
+    row = {"venue_id": "v1", "day": date(2021, 8, 1), "visit_start": T0, "person_id": "a"}
+    part = {"venue_id": "v1", "day": date(2021, 8, 1)}
+    # delete then re-insert (a window moved within its day): the row must survive
+    await store.apply([Upsert("visits_by_venue", {**row, "visit_end": T0})])
+    await store.apply(
+        [
+            Delete("visits_by_venue", row),
+            Upsert("visits_by_venue", {**row, "visit_end": T0 + timedelta(hours=1)}),
+        ]
+    )
+    (got,) = await store.select(Query("visits_by_venue", part))
+    assert got["visit_end"] == (T0 + timedelta(hours=1)).replace(microsecond=123000)
+    # insert then delete: gone
+    await store.apply(
+        [Upsert("visits_by_venue", {**row, "visit_end": T0}), Delete("visits_by_venue", row)]
+    )
+    assert await store.select(Query("visits_by_venue", part)) == []
