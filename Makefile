@@ -34,8 +34,9 @@ fmt: setup
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-bench: setup
-	$(BIN)/python -m bench.run_all
+bench: setup infra-up
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.streams
 
 infra-up: setup
 	$(BIN)/covidtech infra up
