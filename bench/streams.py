@@ -111,44 +111,50 @@ async def lag(s: Settings) -> int:
     return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
 
 
-def run_worker(s: Settings, total: int, report: Report) -> None:
-    w = with_overrides(s, worker_web_port=16166)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", "worker"],
-        cwd=ROOT,
-        env=worker_env(w),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "covidtech.cli", "worker"],
+            cwd=ROOT,
+            env=worker_env(with_overrides(s, worker_web_port=16166 + i)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(workers)
+    ]
     started = time.monotonic()
     max_lag, rss = 0, 0.0
     try:
         while True:
-            current = asyncio.run(lag(w))
+            current = asyncio.run(lag(s))
             max_lag = max(max_lag, current)
-            rss = max(rss, rss_mib(proc.pid) or 0.0)
-            if current == 0 and asyncio.run(caught_up(w)):
+            rss = max(rss, sum(rss_mib(p.pid) or 0.0 for p in procs))
+            if current == 0 and asyncio.run(caught_up(s)):
                 break
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}")
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker exited")
             time.sleep(1.0)
         elapsed = time.monotonic() - started
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
     report.add(
-        "worker: source events/s, 1 worker, start to caught up",
+        f"worker: source events/s, {workers} worker(s), start to caught up",
         total / elapsed,
         "events/s",
         f"{total} events in {elapsed:.1f}s incl. ~5s start",
     )
     report.add("worker: largest consumer lag sampled (source+derived)", max_lag, "messages")
-    report.add("worker: peak RSS", rss, "MiB")
+    report.add("worker: peak RSS (all workers)", rss, "MiB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--people", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-replay", action="store_true")
     args = parser.parse_args()
     report = Report("streams")
     s = isolated_settings("s")
@@ -166,7 +172,9 @@ def main() -> None:
             raw_cassandra_writes(s, 50_000),
             "rows/s",
         )
-        run_worker(s, total, report)
+        run_worker(s, total, report, args.workers)
+        if args.no_replay:
+            return
         rebuilt = with_overrides(s, keyspace=f"{s.keyspace}r")
         try:
             r = replay(s, rebuilt.keyspace, log=lambda _m: None)

@@ -66,3 +66,16 @@ async def create_topics(
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def delete_topics(s: Settings, prefixes: Iterable[str]) -> list[str]:
+    """Delete every topic whose name starts with one of ``prefixes`` (test teardown)."""
+    admin = await _admin(s)
+    try:
+        wanted = tuple(p for p in prefixes if p)
+        names = [t for t in await admin.list_topics() if wanted and t.startswith(wanted)]
+        if names:
+            await admin.delete_topics(names, timeout_ms=60000)
+        return names
+    finally:
+        await admin.close()

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -188,6 +189,17 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _raise_fd_limit() -> None:
+    """Kafka keeps several files open per partition segment, Cassandra per SSTable: give the
+    JVMs the hard limit of open files (the soft default is far too low for either)."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:  # root may raise the hard limit too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1_048_576, 1_048_576))
+    except (ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _spawn(service: Service, s: Settings, argv: list[str], env: dict[str, str]) -> int:
     root = service.root(s)
     (root / "logs").mkdir(parents=True, exist_ok=True)
@@ -200,6 +212,7 @@ def _spawn(service: Service, s: Settings, argv: list[str], env: dict[str, str]) 
             start_new_session=True,
             env=env,
             cwd=root,
+            preexec_fn=_raise_fd_limit,
         )
     service.pid_file(s).write_text(f"{proc.pid}\n")
     return proc.pid
