@@ -37,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from covidtech import settings as settings_mod
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -227,7 +229,6 @@ def _scan_bodies(venue_qr: str, person_qrs: list[str], batch: int = 0) -> Any:
 
 
 async def main(args: argparse.Namespace) -> None:
-    from covidtech import settings as settings_mod
     from covidtech.settings import with_overrides
     from covidtech.tokens import TokenSigner
     from covidtech.topics import SOURCE_TOPICS
@@ -311,6 +312,19 @@ async def main(args: argparse.Namespace) -> None:
                     f"{name:>14} {run.items_per_s:>10.0f} {run.achieved:>10.1f} "
                     f"{run.p50_ms:>8.1f} {run.p99_ms:>8.1f} {run.errors:>7}"
                 )
+        print("\nKafka's own ProducerPerformance (acks=all, idempotent, 120-byte records)")
+        from bench.kafka_ceiling import producer_performance
+
+        s = settings_mod.load()
+        for throughput, records in ((-1, 200_000), *((int(r), int(r * 10)) for r in args.rates)):
+            perf = await asyncio.to_thread(
+                producer_performance, s, records=records, throughput=throughput
+            )
+            label = "unthrottled" if throughput < 0 else f"{throughput}/s"
+            print(
+                f"{label:>14} {perf.records_per_s:>10.0f} records/s "
+                f"p50 {perf.p50_ms:>6.0f} ms  p99 {perf.p99_ms:>6.0f} ms"
+            )
     finally:
         for proc in (ingest, bare):
             proc.terminate()

@@ -177,6 +177,84 @@ def demo(people: int, rate: float, seed: int) -> None:
     run_demo(_settings(), people=people, rate=rate, seed=seed, log=click.echo)
 
 
+@main.group("venue")
+def venue() -> None:
+    """Venue owners' tasks."""
+
+
+@venue.command("register")
+@click.option("--name", required=True)
+@click.option("--address", required=True)
+@click.option("--province", required=True, help="GSO province code, e.g. 79.")
+@click.option("--district", required=True, help="GSO district code, e.g. 760.")
+@click.option("--category", default="other", show_default=True)
+@click.option(
+    "--dwell",
+    "dwell_minutes",
+    type=int,
+    default=60,
+    show_default=True,
+    help="Default minutes of a visit without a check-out scan (1-720).",
+)
+@click.option(
+    "--poster",
+    "poster",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to save the poster (.png or .svg).",
+)
+@click.option("--url", default=None, help="Ingest API (default: localhost, ingest port).")
+def venue_register(
+    name: str,
+    address: str,
+    province: str,
+    district: str,
+    category: str,
+    dwell_minutes: int,
+    poster: Path | None,
+    url: str | None,
+) -> None:
+    """Register a venue through the ingest API and save its QR poster."""
+    from datetime import timedelta
+
+    import httpx
+
+    from covidtech.tokens import issue
+
+    s = _settings()
+    base = url or f"http://127.0.0.1:{s.ingest_port}"
+    token = issue(s.secret, "covidtech-cli", [f"venue-admin:{province}"], timedelta(minutes=10))
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        r = httpx.post(
+            f"{base}/v1/venues",
+            headers=headers,
+            timeout=30,
+            json={
+                "name": name,
+                "address": address,
+                "province": province,
+                "district": district,
+                "category": category,
+                "default_dwell_minutes": dwell_minutes,
+            },
+        )
+    except httpx.HTTPError as e:
+        raise click.ClickException(f"the ingest API at {base} did not answer: {e}") from e
+    if r.status_code != 201:
+        raise click.ClickException(f"{r.status_code}: {r.text}")
+    body = r.json()
+    target = poster or Path(f"poster-{body['venue_id']}.png")
+    kind = "svg" if target.suffix == ".svg" else "png"
+    r = httpx.get(f"{base}/v1/venues/{body['venue_id']}/poster.{kind}", headers=headers, timeout=30)
+    if r.status_code != 200:
+        raise click.ClickException(f"poster: {r.status_code}: {r.text}")
+    target.write_bytes(r.content)
+    click.echo(f"venue_id  {body['venue_id']}")
+    click.echo(f"venue_qr  {body['venue_qr']}")
+    click.echo(f"poster    {target}")
+
+
 @main.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets masked)."""

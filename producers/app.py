@@ -177,6 +177,16 @@ def create_app(
         sample_feed: Feed = TopicFeed(
             settings.kafka_bootstrap, settings.topic(topics.SAMPLES.name), sample_view.apply
         )
+        revocations = None
+        check_revoked = is_revoked
+        if check_revoked is None:
+            # Revoked grants are refused here too, within seconds of DELETE /v1/grants/{id}
+            # on the read API; start() fails closed if the list cannot be read.
+            from covidtech.revocations import RevocationList
+
+            revocations = RevocationList(settings)
+            await revocations.start()
+            check_revoked = revocations.is_revoked
         await event_log.start()
         venue_feed.start()
         sample_feed.start()
@@ -195,7 +205,7 @@ def create_app(
             sample_feed=sample_feed,
             metrics=metrics,
             clock=clock,
-            is_revoked=is_revoked,
+            is_revoked=check_revoked,
         )
         try:
             yield {"ingest": service}
@@ -204,6 +214,8 @@ def create_app(
             await service.guard.close()
             await venue_feed.stop()
             await sample_feed.stop()
+            if revocations is not None:
+                await revocations.stop()
 
     return Starlette(
         routes=ROUTES,

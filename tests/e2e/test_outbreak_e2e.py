@@ -167,3 +167,47 @@ async def test_a_positive_result_reaches_tracers_citizens_and_the_audit(
             )
             routes = {a.get("route") for a in audit["items"]}
             assert any("alerts" in (r or "") for r in routes), routes
+
+
+async def test_a_revoked_grant_is_refused_by_the_ingest_api_within_seconds(
+    isolated: Settings,
+) -> None:
+    """MOH grants a sample site's scope through the read API; the site writes with it; MOH
+    revokes the grant; the ingest API refuses the token (through the Kafka-fed list)."""
+    read_app = create_read_app(isolated)
+    async with (
+        serving(create_ingest_app(isolated)) as ingest,
+        running(read_app),
+        read_client(read_app) as read,
+    ):
+        moh = bearer(isolated, "moh")
+        r = await read.post(
+            "/v1/grants",
+            headers=moh,
+            json={
+                "agency": "Pasteur Institute HCMC",
+                "scopes": ["site:pasteur-1"],
+                "purpose": "testing campaign District 8",
+                "expires_at": rfc3339(datetime.now(UTC) + timedelta(days=30)),
+            },
+        )
+        assert r.status_code == 201, r.text
+        grant = r.json()
+        site = {"Authorization": f"Bearer {grant['token']}"}
+        r = await ingest.post(
+            "/v1/people", headers=site, json={"province": "79", "district": "760"}
+        )
+        assert r.status_code == 201, r.text
+        r = await read.delete(f"/v1/grants/{grant['grant_id']}", headers=moh)
+        assert r.status_code in (200, 204), r.text
+
+        async def refused() -> bool:
+            r = await ingest.post(
+                "/v1/people", headers=site, json={"province": "79", "district": "760"}
+            )
+            assert r.status_code in (201, 401), r.text
+            return r.status_code == 401 and "revoked" in r.json()["type"]
+
+        await eventually_async(
+            refused, within=10, interval=0.2, what="the ingest API refuses the revoked token"
+        )

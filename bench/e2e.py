@@ -1,0 +1,256 @@
+"""End to end: HTTP ingest -> Kafka -> worker -> Cassandra, beside the ceilings of this run.
+
+    python -m bench.e2e [--scans 40000] [--trials 20]
+
+1. Sustained scans/s: offline-scanner batches of 500 scans posted to the ingest API (4
+   concurrent clients), timed from the first request until the worker group has committed
+   every partition (all rows written).
+2. Alert latency: while single scans run in the background at ``--background`` req/s, each
+   trial has a fresh case and contact share a venue visit, then posts the case's POSITIVE
+   result; latency runs from the 202 of the result to the contact's alert row being readable
+   in Cassandra (the row the read API serves), polled every 20 ms.
+Ceilings printed beside: Kafka's ProducerPerformance and a raw cassandra-driver write loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from bench.common import Report, drop_keyspace, isolated_settings, percentile
+from bench.kafka_ceiling import producer_performance
+from bench.streams import _free_port, raw_cassandra_writes
+from covidtech.settings import Settings, with_overrides
+from covidtech.tokens import issue
+from projections.cassandra import CassandraStore
+from projections.model import Query
+from streams.replay import ROOT, caught_up, worker_env
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat()
+
+
+class Api:
+    def __init__(self, s: Settings, base: str) -> None:
+        self.s = s
+        self.client = httpx.AsyncClient(
+            base_url=base, timeout=60, limits=httpx.Limits(max_connections=32)
+        )
+        self.tokens: dict[str, dict[str, str]] = {}
+
+    def auth(self, scope: str) -> dict[str, str]:
+        if scope not in self.tokens:
+            token = issue(self.s.secret, "bench", [scope], timedelta(hours=2))
+            self.tokens[scope] = {"Authorization": f"Bearer {token}"}
+        return self.tokens[scope]
+
+    async def post(self, scope: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = await self.client.post(path, json=body, headers=self.auth(scope))
+        if r.status_code >= 300:
+            raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+        return dict(r.json())
+
+    async def person(self) -> str:
+        body = await self.post("app", "/v1/people", {"province": "79", "district": "760"})
+        return str(body["person_qr"])
+
+    async def venue(self, dwell: int = 60) -> str:
+        body = await self.post(
+            "venue-admin:79",
+            "/v1/venues",
+            {
+                "name": "Bench venue",
+                "address": "1 Lê Lợi",
+                "province": "79",
+                "district": "760",
+                "category": "market",
+                "default_dwell_minutes": dwell,
+            },
+        )
+        return str(body["venue_qr"])
+
+
+def scan(venue: str, person: str, at: datetime, direction: str) -> dict[str, Any]:
+    return {
+        "scan_id": uuid.uuid4().hex,
+        "venue_qr": venue,
+        "person_qr": person,
+        "scanned_at": iso(at),
+        "direction": direction,
+    }
+
+
+async def sustained(api: Api, s: Settings, scans: int, report: Report) -> None:
+    venues = [await api.venue() for _ in range(50)]
+    people = list(await asyncio.gather(*(api.person() for _ in range(1000))))
+    now = datetime.now(UTC)
+    bodies = []
+    for i in range(scans // 2):
+        v, p = venues[i % len(venues)], people[(i * 7) % len(people)]
+        start = now - timedelta(hours=40) + timedelta(seconds=i * 3)
+        bodies += [scan(v, p, start, "IN"), scan(v, p, start + timedelta(minutes=25), "OUT")]
+    batches = [bodies[i : i + 500] for i in range(0, len(bodies), 500)]
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+
+    async def client() -> None:
+        while not queue.empty():
+            await api.post("venue-admin:79", "/v1/scans", {"scans": queue.get_nowait()})
+
+    started = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(4)))
+    accepted = time.monotonic() - started
+    while not await caught_up(s):
+        await asyncio.sleep(0.5)
+    elapsed = time.monotonic() - started
+    report.add(
+        "ingest only: scans/s acknowledged (batches of 500)", len(bodies) / accepted, "scans/s"
+    )
+    report.add(
+        "end to end: scans/s, HTTP to rows written (1 worker)",
+        len(bodies) / elapsed,
+        "scans/s",
+        f"{len(bodies)} scans in {elapsed:.1f}s",
+    )
+
+
+async def alert_latency(
+    api: Api, s: Settings, trials: int, background: float, report: Report
+) -> None:
+    store = CassandraStore.from_settings(s)
+    venues = [await api.venue(dwell=30) for _ in range(trials)]
+    load_venue, load_people = await api.venue(), [await api.person() for _ in range(50)]
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        n = 0
+        while not stop.is_set():
+            at = datetime.now(UTC)
+            with contextlib.suppress(RuntimeError, httpx.HTTPError):
+                await api.post(
+                    "app",
+                    "/v1/scans",
+                    scan(load_venue, load_people[n % 50], at, "IN" if n % 2 else "OUT"),
+                )
+            n += 1
+            await asyncio.sleep(1 / background)
+
+    loader = asyncio.create_task(load())
+    latencies = []
+    try:
+        for i in range(trials):
+            case, contact = await api.person(), await api.person()
+            now = datetime.now(UTC)
+            for who, offset in ((case, 0), (contact, 5)):
+                for direction, at in (
+                    ("IN", now - timedelta(minutes=90 - offset)),
+                    ("OUT", now - timedelta(minutes=40)),
+                ):
+                    await api.post("app", "/v1/scans", scan(venues[i], who, at, direction))
+            tube = f"BENCH-{uuid.uuid4().hex[:12]}"
+            sample = await api.post(
+                "site:bench",
+                "/v1/samples",
+                {
+                    "sample_id": tube,
+                    "province": "79",
+                    "test_type": "PCR",
+                    "collected_at": iso(now - timedelta(minutes=30)),
+                    "members": [{"person_qr": case}],
+                },
+            )
+            contact_id = contact.split(":")[3]
+            del sample
+            await api.post("lab:bench", f"/v1/samples/{tube}/result", {"result": "POSITIVE"})
+            t0 = time.monotonic()
+            while not await store.select(
+                Query("alerts_by_person", {"contact_person_id": contact_id})
+            ):
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError("no alert after 60 s")
+                await asyncio.sleep(0.02)
+            latencies.append(time.monotonic() - t0)
+    finally:
+        stop.set()
+        await loader
+        store.close()
+    report.add(
+        f"alert latency p50 (result 202 -> alert row), {background:.0f} scans/s load",
+        percentile(latencies, 50) * 1000,
+        "ms",
+        f"{trials} trials",
+    )
+    report.add("alert latency p99", percentile(latencies, 99) * 1000, "ms")
+
+
+async def run(args: argparse.Namespace, s: Settings, report: Report) -> None:
+    port = _free_port()
+    env = worker_env(with_overrides(s, ingest_port=port))
+    env["COVIDTECH_SECRET"] = s.secret
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", "worker"],
+        cwd=ROOT,
+        env=worker_env(with_overrides(s, worker_web_port=_free_port())),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = (s.home / "bench-e2e-ingest.log").open("w")
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", "ingest-api", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = Api(s, f"http://127.0.0.1:{port}")
+    try:
+        for _ in range(240):
+            with contextlib.suppress(httpx.HTTPError):
+                if (await api.client.get("/readyz")).status_code == 200:
+                    break
+            await asyncio.sleep(0.5)
+        await sustained(api, s, args.scans, report)
+        await alert_latency(api, s, args.trials, args.background, report)
+    finally:
+        await api.client.aclose()
+        for p in (ingest, worker):
+            p.terminate()
+        for p in (ingest, worker):
+            p.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scans", type=int, default=40_000)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--background", type=float, default=200.0)
+    args = parser.parse_args()
+    report = Report("e2e")
+    s = isolated_settings("e")
+    try:
+        perf = producer_performance(s, records=100_000, throughput=-1)
+        report.add("ceiling: Kafka ProducerPerformance (acks=all)", perf.records_per_s, "records/s")
+        report.add(
+            "ceiling: raw cassandra-driver writes (concurrency 100)",
+            raw_cassandra_writes(s, 30_000),
+            "rows/s",
+        )
+        asyncio.run(run(args, s, report))
+    finally:
+        drop_keyspace(s)
+    print(f"saved {report.save()}")
+
+
+if __name__ == "__main__":
+    main()
