@@ -111,7 +111,7 @@ async def sustained(api: Api, s: Settings, scans: int, report: Report) -> None:
     started = time.monotonic()
     await asyncio.gather(*(client() for _ in range(4)))
     accepted = time.monotonic() - started
-    while not await caught_up(s):
+    while not await caught_up(s):  # noqa: ASYNC110 - polling Kafka, not a local event
         await asyncio.sleep(0.5)
     elapsed = time.monotonic() - started
     report.add(
@@ -194,25 +194,7 @@ async def alert_latency(
     report.add("alert latency p99", percentile(latencies, 99) * 1000, "ms")
 
 
-async def run(args: argparse.Namespace, s: Settings, report: Report) -> None:
-    port = _free_port()
-    env = worker_env(with_overrides(s, ingest_port=port))
-    env["COVIDTECH_SECRET"] = s.secret
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", "worker"],
-        cwd=ROOT,
-        env=worker_env(with_overrides(s, worker_web_port=_free_port())),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    log = (s.home / "bench-e2e-ingest.log").open("w")
-    ingest = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", "ingest-api", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+async def run(args: argparse.Namespace, s: Settings, report: Report, port: int) -> None:
     api = Api(s, f"http://127.0.0.1:{port}")
     try:
         for _ in range(240):
@@ -224,10 +206,27 @@ async def run(args: argparse.Namespace, s: Settings, report: Report) -> None:
         await alert_latency(api, s, args.trials, args.background, report)
     finally:
         await api.client.aclose()
-        for p in (ingest, worker):
-            p.terminate()
-        for p in (ingest, worker):
-            p.wait(timeout=60)
+
+
+def start_processes(s: Settings, port: int) -> list[subprocess.Popen[bytes]]:
+    env = worker_env(with_overrides(s, ingest_port=port))
+    env["COVIDTECH_SECRET"] = s.secret
+    log = (s.home / "bench-e2e-ingest.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", "worker"],
+        cwd=ROOT,
+        env=worker_env(with_overrides(s, worker_web_port=_free_port())),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ingest = subprocess.Popen(
+        [sys.executable, "-m", "covidtech.cli", "ingest-api", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return [ingest, worker]
 
 
 def main() -> None:
@@ -246,7 +245,15 @@ def main() -> None:
             raw_cassandra_writes(s, 30_000),
             "rows/s",
         )
-        asyncio.run(run(args, s, report))
+        port = _free_port()
+        procs = start_processes(s, port)
+        try:
+            asyncio.run(run(args, s, report, port))
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=60)
     finally:
         drop_keyspace(s)
     print(f"saved {report.save()}")
