@@ -11,13 +11,14 @@ A SIGKILL at any point redelivers the unacked batch, which recomputes the same e
 
 State tables are Faust tables (changelogged, recovered on start and rebalance). A batch may
 hold events of several partitions, so each staged key is written with the partition of the
-message that last changed it (``Table.send_changelog``), not the partition of whatever event
-happens to be current.
+message that last changed it (a direct, acknowledged producer send to the table's changelog
+topic), not the partition of whatever event happens to be current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -96,6 +97,7 @@ def build_app(
         producer_acks=-1,
         web_port=settings.worker_web_port,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",
         table_standby_replicas=0,
         topic_allow_declare=True,
     )
@@ -195,41 +197,35 @@ async def _commit(app: faust.App, rt: Runtime, ctx: BatchContext, tables: dict[s
     producer = app.producer
     futures = []
     for e in ctx.emits:
-        futures.append(
-            await producer.send(
-                rt.settings.topic(e.topic),
-                e.key.encode(),
-                rt.registry.encode(e.name, e.record),
-                None,
-                None,
-                None,
-            )
-        )
+        futures.append(await producer.send(
+            rt.settings.topic(e.topic), e.key.encode(), rt.registry.encode(e.name, e.record),
+            None, None, None))
     for msg, error in ctx.dead_letters:
         DEAD.labels(msg.topic).inc()
         log.warning("dead letter %s: %s", msg.position, error)
-        futures.append(
-            await producer.send(
-                rt.settings.topic(f"{msg.topic}.dlq"),
-                msg.key,
-                rt.registry.encode("covidtech.ops.DeadLetter", dead_letter_record(msg, error)),
-                None,
-                None,
-                None,
-            )
-        )
+        futures.append(await producer.send(
+            rt.settings.topic(f"{msg.topic}.dlq"), msg.key,
+            rt.registry.encode("covidtech.ops.DeadLetter", dead_letter_record(msg, error)),
+            None, None, None))
     if futures:
         await asyncio.gather(*futures)
+    # State: each key's changelog record goes, acknowledged, to the partition of the message
+    # that changed it (JSON, as Faust's table codec reads it back on recovery); the local
+    # copy changes only after Kafka has it. Sent directly rather than through the table's
+    # buffered send_soon, whose background flusher may pause during a rebalance.
+    changelog = []
     for (name, key), (value, partition) in ctx.staged.items():
-        table = tables[name]
+        topic = tables[name].changelog_topic.get_topic_name()
+        body = None if value is None else json.dumps(value).encode()
+        changelog.append(await producer.send(topic, json.dumps(key).encode(), body,
+                                             partition, None, None))
+    if changelog:
+        await asyncio.gather(*changelog)
+    for (name, key), (value, _partition) in ctx.staged.items():
         if value is None:
-            table.data.pop(key, None)
-            table.send_changelog(partition, key, None, value_serializer="raw")
+            tables[name].data.pop(key, None)
         else:
-            table.data[key] = value
-            table.send_changelog(partition, key, value)
-    if ctx.staged:
-        await producer.flush()
+            tables[name].data[key] = value
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
