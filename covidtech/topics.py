@@ -46,6 +46,10 @@ EXPOSURE_WINDOWS = TopicSpec("exposure-windows", "venue_id", 21 * DAY_MS, derive
 EXPOSURE_ALERTS = TopicSpec("exposure-alerts", "province", 21 * DAY_MS, derived=True)
 CLUSTERS = TopicSpec("clusters", "province", 90 * DAY_MS, derived=True)
 COVERAGE_STATUS = TopicSpec("coverage-status", "province", 90 * DAY_MS, derived=True)
+# Vaccination programme (streams/programme.py): a registered person's status facts and each
+# administered dose drawn from stock, both for the per-province aggregator.
+REGISTRATION_STATUS = TopicSpec("registration-status", "province", 90 * DAY_MS, derived=True)
+STOCK_MOVEMENTS = TopicSpec("stock-movements", "province", 90 * DAY_MS, derived=True)
 # Access control (written by the read API): grants and their revocations, compacted by grant
 # so a revocation survives compaction; and the audit trail of personal-data reads, keyed by
 # what was read so every read of one person's data lands in one partition, in order.
@@ -69,6 +73,8 @@ DERIVED_TOPICS: tuple[TopicSpec, ...] = (
     EXPOSURE_ALERTS,
     CLUSTERS,
     COVERAGE_STATUS,
+    REGISTRATION_STATUS,
+    STOCK_MOVEMENTS,
 )
 
 

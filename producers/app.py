@@ -32,6 +32,7 @@ from starlette.types import Scope
 from covidtech import settings as settings_mod
 from covidtech import topics
 from covidtech.settings import Settings
+from producers import vaccination
 from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics, MetricsMiddleware
 from producers.ports import BrokerUnavailable, EventLog, Feed
@@ -59,6 +60,8 @@ WRITTEN_TOPICS = (
     topics.DECLARATIONS,
     topics.SAMPLES,
     topics.DOSES,
+    topics.VACCINATION_REGISTRATIONS,
+    topics.VACCINE_SUPPLY,
 )
 
 
@@ -76,6 +79,7 @@ ROUTES = [
     Route("/v1/samples", samples.collect_sample, methods=["POST"]),
     Route("/v1/samples/{sample_id}/result", samples.record_result, methods=["POST"]),
     Route("/v1/doses", doses.record_doses, methods=["POST"]),
+    *vaccination.routes(),
     Route("/v1/vaccines", ops.vaccines, methods=["GET"]),
     Route("/healthz", ops.healthz, methods=["GET"]),
     Route("/readyz", ops.readyz, methods=["GET"]),

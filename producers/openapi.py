@@ -13,6 +13,7 @@ from typing import Any
 from domain.vaccines import VACCINES
 from producers.problems import PROBLEM_TYPES, type_uri
 from producers.requests import CLIENT_ID, PERSON_ID, SAMPLE_ID, SCOPE_ID, ScanMethod, Symptom
+from producers.vaccination import openapi_paths as vaccination_paths
 
 __all__ = ["openapi_document"]
 
@@ -522,5 +523,6 @@ def openapi_document() -> dict[str, Any]:
             "/readyz": _simple("Readiness: broker answers, topic views caught up"),
             "/metrics": _simple("Prometheus metrics", "text/plain"),
             "/openapi.json": _simple("This document"),
+            **vaccination_paths(),
         },
     }

@@ -30,11 +30,15 @@ async def process_batch(
 ) -> BatchContext:
     """Run ``handler`` over ``messages`` in order; return the staged effects to commit."""
     ctx = BatchContext(store=store, tables=dict(tables))
+    # A topic read by several agents has one primary reader that dead-letters its bad input;
+    # the others skip it (``reports_bad_input`` names the topics a handler reports for).
+    reports = getattr(handler, "reports_bad_input", handler.topics)
     for raw in messages:
         try:
             event = registry.decode(raw.value)
         except CodecError as e:
-            ctx.dead_letter(raw, f"{type(e).__name__}: {e}")
+            if raw.topic in reports:
+                ctx.dead_letter(raw, f"{type(e).__name__}: {e}")
             continue
         msg = Message(raw.topic, raw.partition, raw.offset, raw.key, raw.value, event)
         marks = (len(ctx.mutations), len(ctx.emits), len(ctx.dead_letters))

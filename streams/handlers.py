@@ -6,6 +6,7 @@ from domain.rules import DEFAULT_RULES, PresenceRules
 from streams.context import Handler
 from streams.directory import DirectoryHandler
 from streams.people import PersonHandler
+from streams.programme import ProvinceProgrammeHandler, RegistrationHandler
 from streams.testing import DeclarationHandler, SampleHandler
 from streams.vaccination import CoverageHandler, DoseHandler
 from streams.venues import VenueHandler
@@ -21,4 +22,6 @@ def all_handlers(rules: PresenceRules = DEFAULT_RULES) -> list[Handler]:
         DeclarationHandler(rules),
         DoseHandler(),
         CoverageHandler(),
+        RegistrationHandler(),
+        ProvinceProgrammeHandler(),
     ]
