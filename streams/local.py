@@ -8,6 +8,7 @@ properties through the real Kafka, Faust and Cassandra.
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,22 +47,29 @@ class LocalPipeline:
     def publish(self, topic: str, key: str, name: str, record: dict[str, Any]) -> None:
         self.append(topic, key, self.registry.encode(name, record))
 
-    async def run_until_idle(self, max_rounds: int = 1000) -> None:
-        """Feed every handler its unread messages until no handler has anything left."""
+    async def run_until_idle(
+        self, max_rounds: int = 100_000, rng: random.Random | None = None
+    ) -> None:
+        """Feed every handler its unread messages until no handler has anything left.
+
+        With ``rng``, each step picks a random (handler, topic) with unread messages and a
+        random batch size, so derived topics interleave in orders the round-robin default
+        never produces (a window before the visits it overlaps, and so on)."""
         for _ in range(max_rounds):
-            progressed = False
-            for i, h in enumerate(self.handlers):
-                for topic in h.topics:
-                    log = self.logs.get(topic, [])
-                    start = self.positions.get((i, topic), 0)
-                    if start >= len(log):
-                        continue
-                    batch = log[start : start + self.batch_size]
-                    await self._commit(h, batch)
-                    self.positions[(i, topic)] = start + len(batch)
-                    progressed = True
-            if not progressed:
+            pending = [
+                (i, h, topic, self.positions.get((i, topic), 0))
+                for i, h in enumerate(self.handlers)
+                for topic in h.topics
+                if self.positions.get((i, topic), 0) < len(self.logs.get(topic, []))
+            ]
+            if not pending:
                 return
+            steps = [rng.choice(pending)] if rng else pending
+            for i, h, topic, start in steps:
+                size = rng.randint(1, self.batch_size) if rng else self.batch_size
+                batch = self.logs[topic][start : start + size]
+                await self._commit(h, batch)
+                self.positions[(i, topic)] = start + len(batch)
         raise RuntimeError("pipeline did not become idle")
 
     async def _commit(self, handler: Handler, batch: list[Message]) -> None:

@@ -62,6 +62,22 @@ async def test_a_busy_town_converges_whatever_the_order() -> None:
         assert active_only(await rows(store)) == expected, f"seed {seed}"
 
 
+async def test_random_interleavings_of_derived_topics_converge() -> None:
+    """Visits, windows and cases interleaved at random, in random batch sizes."""
+    import random
+
+    events = town(4, people=60, venues=5) + outbreak_at_venue("q")
+    _, in_order = await run(events)
+    expected = active_only(await rows(in_order))
+    for seed in range(3):
+        store = InMemoryStore()
+        p = LocalPipeline(store)
+        for e in events:
+            p.publish(e.topic, e.key, e.name, e.record)
+        await p.run_until_idle(rng=random.Random(seed))
+        assert active_only(await rows(store)) == expected, f"seed {seed}"
+
+
 def active_only(snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     for t in ("alerts_by_person", "alerts_by_province"):
         assert all(r["overlap_seconds"] == 0 for r in snap[t] if r["status"] == "WITHDRAWN")
