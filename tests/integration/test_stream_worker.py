@@ -270,8 +270,12 @@ def test_two_workers_give_the_same_projections_as_one(isolated: Settings) -> Non
     events = town(5, people=200) + outbreak_at_venue("y")
     want = expected_rows(events)
     with worker(isolated, free_port()) as one, worker(isolated, free_port()) as two:
-        eventually(lambda: run_coroutine(stable_members(isolated)) == 2, timeout=90,
-                   interval=0.5, what="both workers in a stable consumer group")
+        eventually(
+            lambda: run_coroutine(stable_members(isolated)) == 2,
+            timeout=90,
+            interval=0.5,
+            what="both workers in a stable consumer group",
+        )
         publish_sync(isolated, events)
         converge(isolated, want, one, timeout=180)
         assert two.poll() is None

@@ -1,0 +1,98 @@
+"""Settings of the read API, read once from ``COVIDTECH_READ_*`` and validated at start.
+
+The deployment-wide settings (Kafka, Cassandra, secret, port) are :class:`covidtech.settings.
+Settings`; these are the read API's own numbers. A bad value raises
+:class:`covidtech.settings.SettingsError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from covidtech.settings import SettingsError
+
+__all__ = ["PREFIX", "ReadApiConfig", "load"]
+
+PREFIX = "COVIDTECH_READ_"
+
+
+@dataclass(frozen=True)
+class ReadApiConfig:
+    """The read API's numbers. Field ``x`` is read from ``COVIDTECH_READ_X``."""
+
+    lookup_rate_per_second: float = field(
+        default=5.0, metadata={"doc": "citizen lookups refilled per second, per client address"}
+    )
+    lookup_burst: int = field(
+        default=30, metadata={"doc": "citizen lookups a client may make at once"}
+    )
+    rate_limit_clients: int = field(
+        default=100_000, metadata={"doc": "client addresses tracked by the rate limiter"}
+    )
+    cache_max_age: int = field(
+        default=60, metadata={"doc": "Cache-Control max-age of aggregates (seconds)"}
+    )
+    aggregate_cache_seconds: float = field(
+        default=15.0, metadata={"doc": "how long the API reuses a computed aggregate (0: never)"}
+    )
+    page_size: int = field(default=100, metadata={"doc": "default page size of lists"})
+    max_page_size: int = field(default=500, metadata={"doc": "largest page size a client may ask"})
+    max_range_days: int = field(
+        default=366, metadata={"doc": "longest date range of a series or a daily query"}
+    )
+    max_grant_days: int = field(default=366, metadata={"doc": "longest validity of a grant"})
+    sse_keepalive_seconds: float = field(
+        default=15.0, metadata={"doc": "keep-alive comment interval of the alert stream"}
+    )
+    sse_queue_size: int = field(
+        default=1000, metadata={"doc": "alerts buffered per stream client before it is dropped"}
+    )
+    catchup_timeout_seconds: float = field(
+        default=30.0, metadata={"doc": "longest wait for Kafka when a stream resumes or starts"}
+    )
+    pending_alarm_hours: int = field(
+        default=48, metadata={"doc": "a sample pending longer than this is reported as late"}
+    )
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.lookup_rate_per_second <= 0:
+            problems.append("LOOKUP_RATE_PER_SECOND must be positive")
+        for name in (
+            "lookup_burst",
+            "rate_limit_clients",
+            "page_size",
+            "max_page_size",
+            "max_range_days",
+            "max_grant_days",
+            "sse_queue_size",
+            "pending_alarm_hours",
+        ):
+            if getattr(self, name) < 1:
+                problems.append(f"{name.upper()} must be at least 1")
+        if self.page_size > self.max_page_size:
+            problems.append("PAGE_SIZE must not exceed MAX_PAGE_SIZE")
+        for name in ("sse_keepalive_seconds", "catchup_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name.upper()} must be positive")
+        if self.cache_max_age < 0 or self.aggregate_cache_seconds < 0:
+            problems.append("cache durations must not be negative")
+        if problems:
+            raise SettingsError("; ".join(f"{PREFIX}{p}" for p in problems))
+
+
+def load(env: Mapping[str, str] | None = None) -> ReadApiConfig:
+    """Read the config from ``env`` (default: ``os.environ``); raise SettingsError if invalid."""
+    env = os.environ if env is None else env
+    values: dict[str, float | int] = {}
+    for f in fields(ReadApiConfig):
+        raw = env.get(PREFIX + f.name.upper())
+        if raw is None or raw == "":
+            continue
+        try:
+            values[f.name] = float(raw) if f.type == "float" else int(raw)
+        except ValueError as e:
+            raise SettingsError(f"{PREFIX}{f.name.upper()}={raw!r} is not a number") from e
+    return ReadApiConfig(**values)  # type: ignore[arg-type]

@@ -1,0 +1,407 @@
+"""The MOH dashboard: a static page at ``/`` and the two aggregates it needs that the read API
+lacks (docs/dashboard.md).
+
+- ``GET /`` and ``GET /dashboard/{asset}``: the page, its script and its style sheet, bundled in
+  ``api/static`` (no CDN, no build step). They hold no data, so they need no token; the page
+  reads the MOH token from the URL fragment (``#token=``, never sent to a server), keeps it in
+  the tab's ``sessionStorage`` and sends it as ``Authorization: Bearer`` on every data call,
+  the live alert stream included (``fetch`` with a stream reader, not ``EventSource``, which
+  cannot send a header): no token ever appears in a URL the server sees or logs.
+- ``GET /v1/dashboard/coverage-by-province``: coverage per hundred of all 63 provinces on a day
+  in one answer (63 x 5 partitions, cached like the other aggregates).
+- ``GET /v1/ops/rates``: events/s appended to the source topics (their end offsets) and
+  processed by the stream worker (its group's committed offsets), sampled over time.
+
+Both data routes are ``moh`` only and go through :func:`api.routes.dispatch` like every other
+route (authentication, 403 before any read, strict parameters, problems, metrics). They are
+not in the OpenAPI document: they serve this page, not integrators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api import auth
+from api.params import date_param, enum_param
+from api.problems import LogUnavailable, Problem
+from api.render import aggregate_response, iso, json_response
+from api.routes import Ctx, Operation, dispatch
+from covidtech.topics import SOURCE_TOPICS
+from domain import reference
+from domain.coverage import ADULT_BANDS, AGE_BANDS, CoverageCounts, metrics, sum_bands
+from projections import queries
+
+__all__ = [
+    "KafkaOffsets",
+    "OffsetReader",
+    "OffsetSample",
+    "RateSampler",
+    "rates_between",
+    "routes",
+]
+
+#: Files of ``api/static`` the page may load, with their media types (nothing else is served).
+ASSETS: dict[str, str] = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+
+#: The page loads only its own files and talks only to this origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+#: Figures of the bar chart, per hundred of the band's population.
+_BANDS = {"all": AGE_BANDS, "18+": ADULT_BANDS}
+
+
+# ------------------------------------------------------------------------------ static page
+
+
+def _asset_bytes(name: str) -> bytes:
+    return resources.files("api").joinpath("static", name).read_bytes()
+
+
+def _static_response(request: Request, name: str) -> Response:
+    """A bundled file with an ETag; ``no-cache`` so a new release is picked up at once."""
+    body = _asset_bytes(name)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {
+        "Cache-Control": "no-cache",
+        "ETag": etag,
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+    }
+    wanted = request.headers.get("if-none-match", "")
+    if etag in {t.strip().removeprefix("W/") for t in wanted.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=ASSETS[name], headers=headers)
+
+
+async def page(request: Request) -> Response:
+    return _static_response(request, "index.html")
+
+
+async def asset(request: Request) -> Response:
+    name = request.path_params["asset"]
+    if name not in ASSETS or name == "index.html":
+        raise Problem("not-found", "no such dashboard file")
+    return _static_response(request, name)
+
+
+# ------------------------------------------------------------------------------ coverage
+
+
+def _figures(counts: CoverageCounts, population: int) -> dict[str, Any]:
+    m = metrics(counts, population)
+    return {
+        "population": m.population,
+        "people_vaccinated": m.people_vaccinated,
+        "people_fully_vaccinated": m.people_fully_vaccinated,
+        "total_boosters": m.total_boosters,
+        "total_doses": m.total_doses,
+        # six decimals: a small simulated outbreak is a few thousandths of a percent
+        "people_vaccinated_per_hundred": round(m.people_vaccinated_per_hundred, 6),
+        "people_fully_vaccinated_per_hundred": round(m.people_fully_vaccinated_per_hundred, 6),
+        "total_doses_per_hundred": round(m.total_doses_per_hundred, 6),
+    }
+
+
+def _population(area: str, bands: Sequence[str]) -> int:
+    return sum(reference.population(area, b) for b in bands)
+
+
+async def coverage_by_province(ctx: Ctx) -> Response:
+    """Per-hundred coverage of every province on a day, and of the nation (their sum)."""
+    band = ctx.params["age_band"]
+    bands = _BANDS[band]
+    day = ctx.params["date"] or ctx.today
+    services = ctx.services
+    codes = sorted(reference.PROVINCES)
+
+    async def compute() -> dict[str, Any]:
+        by_province = await asyncio.gather(
+            *(queries.coverage_as_of(services.store, p, day, bands) for p in codes)
+        )
+        nation = CoverageCounts()
+        provinces = []
+        for code, by_band in zip(codes, by_province, strict=True):
+            counts = sum_bands(by_band, bands)
+            nation = nation + counts
+            province = reference.PROVINCES[code]
+            provinces.append(
+                {
+                    "province": code,
+                    "name": province.name,
+                    "region": province.region,
+                    **_figures(counts, _population(code, bands)),
+                }
+            )
+        return {
+            "date": day.isoformat(),
+            "age_band": band,
+            "nation": _figures(nation, _population(reference.NATION, bands)),
+            "provinces": provinces,
+        }
+
+    data = await services.cache.get(("dashboard-coverage", day, band), compute)
+    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+
+
+# ------------------------------------------------------------------------------ rates
+
+
+class OffsetReader(Protocol):
+    """Where the rates come from: total offsets appended to and committed on the sources."""
+
+    async def read(self) -> tuple[int, int]:
+        """``(appended, processed)``: the sum of the source partitions' end offsets, and the
+        sum of the worker group's committed offsets on those partitions."""
+        ...
+
+
+class KafkaOffsets:
+    """:class:`OffsetReader` on Kafka: end offsets and the group's committed offsets.
+
+    Short-lived clients per reading (one every few seconds at most, shared by every open
+    dashboard), so nothing is left open when the app stops. Only topics that exist are asked
+    about: a metadata request naming a missing topic would make a broker with automatic topic
+    creation create it.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group: str,
+        *,
+        timeout_s: float = 5.0,
+        client_id: str = "covidtech-read-api-rates",
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topics = tuple(topics)
+        self._group = group
+        self._timeout_s = timeout_s
+        self._client_id = client_id
+
+    async def read(self) -> tuple[int, int]:
+        try:
+            return await asyncio.wait_for(self._read(), self._timeout_s)
+        except (KafkaError, OSError, TimeoutError) as e:
+            raise LogUnavailable(f"cannot read offsets: {e!r}") from e
+
+    async def _read(self) -> tuple[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=self._client_id,
+        )
+        try:
+            await asyncio.gather(admin.start(), consumer.start())
+            existing = set(await admin.list_topics())
+            topics = [t for t in self._topics if t in existing]
+            if not topics:
+                return 0, 0
+            described = await admin.describe_topics(topics)
+            tps = [
+                TopicPartition(t["topic"], p["partition"])
+                for t in described
+                if t.get("error_code", 0) == 0
+                for p in t["partitions"]
+            ]
+            # Assigned (and paused: nothing is fetched), the client asks for the metadata of
+            # all these topics at once; unassigned, it would wait for them one by one.
+            consumer.assign(tps)
+            consumer.pause(*tps)
+            ends = await consumer.end_offsets(tps)
+            committed = await admin.list_consumer_group_offsets(self._group)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await admin.close()
+        appended = sum(int(v) for v in ends.values())
+        processed = sum(max(0, int(meta.offset)) for tp, meta in committed.items() if tp in ends)
+        return appended, processed
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetSample:
+    """Totals of the source topics at one moment."""
+
+    at: datetime
+    monotonic: float
+    appended: int
+    processed: int
+
+
+def rates_between(older: OffsetSample, newer: OffsetSample) -> tuple[float, float]:
+    """Events/s appended and processed between two samples (never negative: a group whose
+    offsets were reset, or a topic deleted, shows 0 rather than a negative rate)."""
+    seconds = newer.monotonic - older.monotonic
+    if seconds <= 0:
+        return 0.0, 0.0
+    return (
+        max(0, newer.appended - older.appended) / seconds,
+        max(0, newer.processed - older.processed) / seconds,
+    )
+
+
+class RateSampler:
+    """Samples an :class:`OffsetReader` on demand, at most once per ``interval_s``.
+
+    There is no background task: a sample is taken when a dashboard asks and the last one is
+    older than the interval (concurrent askers share it), so the history covers the time a
+    dashboard was open, up to ``keep`` samples.
+    """
+
+    def __init__(
+        self,
+        reader: OffsetReader,
+        *,
+        interval_s: float = 2.0,
+        keep: int = 360,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._reader = reader
+        self._interval_s = interval_s
+        self._clock = clock
+        self._wall = wall
+        self._samples: deque[OffsetSample] = deque(maxlen=keep)
+        self._lock = asyncio.Lock()
+
+    async def samples(self) -> list[OffsetSample]:
+        async with self._lock:
+            last = self._samples[-1] if self._samples else None
+            if last is None or self._clock() - last.monotonic >= self._interval_s:
+                appended, processed = await self._reader.read()
+                self._samples.append(OffsetSample(self._wall(), self._clock(), appended, processed))
+            return list(self._samples)
+
+    def report(self, samples: Sequence[OffsetSample]) -> dict[str, Any]:
+        """The answer of ``/v1/ops/rates``: the latest rates and lag, and the history."""
+        history = []
+        for older, newer in itertools.pairwise(samples):
+            ingest, processing = rates_between(older, newer)
+            history.append(
+                {
+                    "at": iso(newer.at),
+                    "ingest_per_second": round(ingest, 2),
+                    "processing_per_second": round(processing, 2),
+                    "lag": max(0, newer.appended - newer.processed),
+                }
+            )
+        last = samples[-1]
+        return {
+            "at": iso(last.at),
+            "interval_seconds": self._interval_s,
+            "appended": last.appended,
+            "processed": last.processed,
+            "lag": max(0, last.appended - last.processed),
+            "ingest_per_second": history[-1]["ingest_per_second"] if history else None,
+            "processing_per_second": history[-1]["processing_per_second"] if history else None,
+            "samples": history,
+        }
+
+
+class _Rates:
+    """The sampler of one app, built on first use from the app's settings."""
+
+    def __init__(self, reader: OffsetReader | None) -> None:
+        self._reader = reader
+        self._sampler: RateSampler | None = None
+
+    def sampler(self, ctx: Ctx) -> RateSampler:
+        if self._sampler is None:
+            reader = self._reader
+            if reader is None:
+                s = ctx.services.settings
+                reader = KafkaOffsets(
+                    s.kafka_bootstrap, [s.topic(t.name) for t in SOURCE_TOPICS], s.app_id
+                )
+            self._sampler = RateSampler(reader)
+        return self._sampler
+
+
+# ------------------------------------------------------------------------------ routes
+
+
+def _operations(rates: _Rates) -> tuple[Operation, ...]:
+    async def ops_rates(ctx: Ctx) -> Response:
+        sampler = rates.sampler(ctx)
+        report = sampler.report(await sampler.samples())
+        report["group"] = ctx.services.settings.app_id
+        return json_response(report, cache_control="no-store")
+
+    return (
+        Operation(
+            "GET",
+            "/v1/dashboard/coverage-by-province",
+            "getCoverageByProvince",
+            "Coverage per hundred of every province on a day",
+            "dashboard",
+            coverage_by_province,
+            auth.MOH,
+            (
+                date_param("date", "As of this local day (default today)."),
+                enum_param(
+                    "age_band", ["all", "18+"], "Whole population or adults.", default="all"
+                ),
+            ),
+            caching="aggregate",
+            errors=(304, 400, 401, 403, 503),
+        ),
+        Operation(
+            "GET",
+            "/v1/ops/rates",
+            "getOpsRates",
+            "Ingest and processing rates of the source topics",
+            "dashboard",
+            ops_rates,
+            auth.MOH,
+            caching="none",
+            errors=(401, 403, 503),
+        ),
+    )
+
+
+def _endpoint(op: Operation) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        return await dispatch(op, request)
+
+    endpoint.__name__ = op.op_id
+    return endpoint
+
+
+def routes(offsets: OffsetReader | None = None) -> list[Route]:
+    """The dashboard's routes, to add to the read API's (``offsets``: tests pass a fake)."""
+    ops = _operations(_Rates(offsets))
+    return [
+        Route("/", page, methods=["GET"]),
+        Route("/dashboard/{asset}", asset, methods=["GET"]),
+        *(Route(op.path, _endpoint(op), methods=[op.method]) for op in ops),
+    ]

@@ -1,0 +1,435 @@
+"""The OpenAPI 3.1 document of the read API, built from :mod:`api.routes`' declarations.
+
+Parameters, scopes, caching and answers come from the same :class:`~api.routes.Operation`
+objects that build the routes; the bodies are described by the schemas below. Responses are
+strict (``additionalProperties: false``) so the fuzzer's conformance check catches any field
+the document does not promise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.problems import PROBLEM_MEDIA_TYPE
+from api.routes import Operation
+from covidtech.tokens import ScopeKind
+from domain.coverage import AGE_BANDS
+
+__all__ = ["SCHEMAS", "build_document"]
+
+STR: dict[str, Any] = {"type": "string"}
+INT: dict[str, Any] = {"type": "integer"}
+NUM: dict[str, Any] = {"type": "number"}
+TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+DAY: dict[str, Any] = {"type": "string", "format": "date"}
+
+
+def _null(schema: dict[str, Any]) -> dict[str, Any]:
+    out = dict(schema)
+    out["type"] = [schema["type"], "null"]
+    return out
+
+
+def _obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [k for k in props if k not in optional],
+        "additionalProperties": False,
+    }
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _page(item: str) -> dict[str, Any]:
+    return _obj({"items": _array(_ref(item)), "next_page_token": _null(STR)})
+
+
+_FIGURES: dict[str, Any] = {
+    "population": INT,
+    "people_vaccinated": INT,
+    "people_fully_vaccinated": INT,
+    "total_boosters": INT,
+    "total_doses": INT,
+    "people_vaccinated_per_hundred": NUM,
+    "people_fully_vaccinated_per_hundred": NUM,
+    "total_boosters_per_hundred": NUM,
+    "total_doses_per_hundred": NUM,
+    "drop_out": {**_null(NUM), "description": "(vaccinated - fully) / vaccinated; null if none"},
+}
+_BAND = {"type": "string", "enum": ["all", "18+", *AGE_BANDS]}
+_STATS: dict[str, Any] = {
+    "count": INT,
+    "p50": _null(NUM),
+    "p90": _null(NUM),
+    "p99": _null(NUM),
+    "mean": _null(NUM),
+    "max": _null(NUM),
+}
+_ALERT = _obj(
+    {
+        "alert_id": STR,
+        "province": STR,
+        "venue_id": STR,
+        "case_person_id": STR,
+        "contact_person_id": STR,
+        "contact_visit_start": TIME,
+        "contact_visit_end": _null(TIME),
+        "overlap_seconds": _null(INT),
+        "risk": _null({"type": "string", "enum": ["HIGH", "LOW", None]}),
+        "status": _null({"type": "string", "enum": ["ACTIVE", "WITHDRAWN", None]}),
+        "version": {**INT, "description": "Stream events only: the alert's version."},
+    },
+    optional=("version",),
+)
+_GRANT: dict[str, Any] = {
+    "grant_id": STR,
+    "token_id": _null(STR),
+    "agency": _null(STR),
+    "scopes": _array(STR),
+    "purpose": _null(STR),
+    "granted_by": _null(STR),
+    "granted_at": _null(TIME),
+    "expires_at": _null(TIME),
+    "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+    "revoked_at": _null(TIME),
+    "revoked_by": _null(STR),
+    "revoke_reason": _null(STR),
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details; `type` is stable per error class.",
+        "properties": {
+            "type": STR,
+            "title": STR,
+            "status": INT,
+            "detail": STR,
+            "instance": STR,
+            "parameter": STR,
+            "errors": _array(_obj({"field": STR, "message": STR})),
+            "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        },
+        "required": ["type", "title", "status"],
+    },
+    "Result": _obj(
+        {
+            "state": {
+                "type": "string",
+                "enum": ["PENDING", "NEGATIVE", "POSITIVE", "INVALID", "POOL_POSITIVE_RETEST"],
+            },
+            "test_type": _null(STR),
+            "collected_at": _null(TIME),
+            "resulted_at": _null(TIME),
+        }
+    ),
+    "Sample": _obj(
+        {
+            "sample_id": STR,
+            "site_id": _null(STR),
+            "province": _null(STR),
+            "test_type": _null(STR),
+            "collected_at": _null(TIME),
+            "member_count": INT,
+            "pooled": {"type": "boolean"},
+            "state": STR,
+            "resulted_at": _null(TIME),
+            "lab_id": _null(STR),
+            "turnaround_seconds": _null(INT),
+        }
+    ),
+    "Coverage": _obj(
+        {
+            "area": STR,
+            "area_name": STR,
+            "date": DAY,
+            "age_band": _BAND,
+            **_FIGURES,
+            "by_age_band": _array(_obj({"age_band": _BAND, **_FIGURES})),
+        },
+        optional=("by_age_band",),
+    ),
+    "CoverageSeries": _obj(
+        {
+            "area": STR,
+            "area_name": STR,
+            "age_band": _BAND,
+            "from": DAY,
+            "to": DAY,
+            "points": _array(_obj({"date": DAY, **_FIGURES})),
+        }
+    ),
+    "DosesDaily": _obj(
+        {
+            "area": STR,
+            "area_name": STR,
+            "age_band": _BAND,
+            "from": DAY,
+            "to": DAY,
+            "days": _array(
+                _obj(
+                    {
+                        "date": DAY,
+                        "first_doses": INT,
+                        "completions": INT,
+                        "boosters": INT,
+                        "doses": INT,
+                    }
+                )
+            ),
+            "total": _obj({"first_doses": INT, "completions": INT, "boosters": INT, "doses": INT}),
+        }
+    ),
+    "VaccinationRecord": _obj(
+        {
+            "person_id": STR,
+            "province": STR,
+            "doses": _array(
+                _obj(
+                    {
+                        "dose_id": STR,
+                        "administered_at": TIME,
+                        "vaccine": _null(STR),
+                        "vaccine_name": _null(STR),
+                        "site_id": _null(STR),
+                        "residence_province": _null(STR),
+                    }
+                )
+            ),
+            "status": {
+                "oneOf": [
+                    {"type": "null"},
+                    _obj(
+                        {
+                            "age_band": STR,
+                            "first_dose_date": DAY,
+                            "completed_date": _null(DAY),
+                            "fully_vaccinated": {"type": "boolean"},
+                            "boosters": INT,
+                        }
+                    ),
+                ]
+            },
+        }
+    ),
+    "Turnaround": _obj(
+        {
+            "area": STR,
+            "area_name": STR,
+            "from": DAY,
+            "to": DAY,
+            "overall": _obj(_STATS),
+            "by_lab": _array(_obj({"lab_id": STR, **_STATS})),
+            "by_province": _array(_obj({"province": STR, **_STATS})),
+            "pending_late": _obj(
+                {
+                    "hours": INT,
+                    "count": INT,
+                    "oldest_collected_at": _null(TIME),
+                    "by_province": _array(_obj({"province": STR, "count": INT})),
+                    "by_site": _array(_obj({"site_id": STR, "count": INT})),
+                }
+            ),
+        }
+    ),
+    "Alert": _ALERT,
+    "AlertPage": _page("Alert"),
+    "Visit": _obj(
+        {
+            "venue_id": STR,
+            "venue_province": _null(STR),
+            "visit_start": TIME,
+            "visit_end": _null(TIME),
+        }
+    ),
+    "VisitPage": _page("Visit"),
+    "Window": _obj({"window_start": TIME, "window_end": TIME}),
+    "ExposureWindows": _obj(
+        {
+            "venue_id": STR,
+            "province": STR,
+            "name": _null(STR),
+            "address": _null(STR),
+            "cases": INT,
+            "windows": _array(_ref("Window")),
+        }
+    ),
+    "ExposureSite": _obj(
+        {
+            "day": DAY,
+            "province": STR,
+            "venue_id": STR,
+            "venue_name": _null(STR),
+            "address": _null(STR),
+            "cases": INT,
+            "windows": _array(_ref("Window")),
+        }
+    ),
+    "ExposureSitePage": _page("ExposureSite"),
+    "Cluster": _obj(
+        {
+            "province": STR,
+            "venue_id": STR,
+            "case_count": INT,
+            "case_person_ids": _array(STR),
+            "first_window_start": _null(TIME),
+            "last_window_start": _null(TIME),
+        }
+    ),
+    "ClusterPage": _page("Cluster"),
+    "AuditRecord": _obj(
+        {
+            "audit_id": STR,
+            "read_at": TIME,
+            "actor": _null(STR),
+            "grant_id": _null(STR),
+            "token_id": _null(STR),
+            "scopes": _array(STR),
+            "method": _null(STR),
+            "route": _null(STR),
+            "subject": _null(STR),
+            "person_ids": _array(STR),
+            "client_address": _null(STR),
+            "status": _null(INT),
+        }
+    ),
+    "AuditPage": _page("AuditRecord"),
+    "GrantRequest": {
+        **_obj(
+            {
+                "agency": {"type": "string", "minLength": 1, "maxLength": 128},
+                "scopes": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 16,
+                    "items": {"type": "string", "pattern": "^[a-z-]+(:[A-Za-z0-9_-]{1,64})?$"},
+                },
+                "purpose": {"type": "string", "minLength": 1, "maxLength": 500},
+                "expires_at": TIME,
+            }
+        ),
+        "example": {
+            "agency": "So Y te TP. Ho Chi Minh",
+            "scopes": ["province:79", "tracer:79"],
+            "purpose": "Contact tracing, Aug 2021 outbreak",
+            "expires_at": "2021-12-31T17:00:00Z",
+        },
+    },
+    "Grant": _obj(_GRANT),
+    "IssuedGrant": _obj({**_GRANT, "token": STR}),
+    "GrantPage": _page("Grant"),
+    "Health": _obj({"status": STR}),
+    "Ready": _obj(
+        {"status": STR, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}
+    ),
+}
+
+_HEADER_DOCS = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": INT},
+    "WWW-Authenticate": {"description": "Bearer challenge.", "schema": STR},
+    "Allow": {"description": "Methods of this path.", "schema": STR},
+}
+
+
+def _problem(description: str, headers: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
+    }
+    if headers:
+        out["headers"] = {h: _HEADER_DOCS[h] for h in headers}
+    return out
+
+
+_ERRORS = {
+    400: _problem("Invalid parameter or page token."),
+    401: _problem("Missing, invalid, expired or revoked token.", ("WWW-Authenticate",)),
+    403: _problem("The token's scopes do not reach this route or province."),
+    404: _problem("Not found (or not in your scope)."),
+    413: _problem("Body too large."),
+    415: _problem("Body must be application/json."),
+    422: _problem("Body fields are invalid."),
+    429: _problem("Rate limited.", ("Retry-After",)),
+    503: _problem("Database or event log unavailable.", ("Retry-After",)),
+}
+
+
+def _scopes_text(op: Operation) -> str:
+    if op.scopes is None:
+        return "Public (no token)."
+    kinds = sorted(k.value + (":<code>" if k.takes_value else "") for k in op.scopes)
+    return "Scopes: " + ", ".join(kinds) + (". Audited." if op.audited else ".")
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": "OK" if op.status == 200 else "Created"}
+    if op.media_type == "application/json":
+        schema = _ref(op.response) if op.response else {"type": "object"}
+        success["content"] = {"application/json": {"schema": schema}}
+    else:
+        success["content"] = {op.media_type: {"schema": STR}}
+    if op.caching == "aggregate":
+        success["headers"] = {
+            "ETag": {"description": "Entity tag of the answer.", "schema": STR},
+            "Cache-Control": {"description": "private, max-age=<seconds>", "schema": STR},
+        }
+    responses: dict[str, Any] = {str(op.status): success}
+    for code in op.errors:
+        if code == 304:
+            responses["304"] = {"description": "Not modified (If-None-Match matched the ETag)."}
+        else:
+            responses[str(code)] = _ERRORS[code]
+    responses["default"] = _problem("Any other error, as problem details.", ("Allow",))
+    out: dict[str, Any] = {
+        "operationId": op.op_id,
+        "summary": op.summary,
+        "description": (op.description + "\n\n" if op.description else "") + _scopes_text(op),
+        "tags": [op.tag],
+        "parameters": [p.openapi() for p in op.params],
+        "responses": responses,
+        "security": [] if op.scopes is None else [{"bearer": []}],
+    }
+    if op.scopes is not None:
+        out["x-scopes"] = sorted(k.value for k in op.scopes)
+    if op.body:
+        out["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.body)}},
+        }
+    return out
+
+
+def build_document(operations: tuple[Operation, ...], version: str = "1.0.0") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    scope_kinds = ", ".join(k.value for k in ScopeKind)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "covidtech read API",
+            "version": version,
+            "description": "Read models of the outbreak-response backend for MOH, provinces, "
+            "tracers and citizens. Bearer tokens are grants (POST /v1/grants). Scope kinds: "
+            f"{scope_kinds}. Errors are RFC 9457 problem details. See docs/read-api.md.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A covidtech token (ct1.<claims>.<signature>).",
+                }
+            },
+        },
+    }

@@ -1,0 +1,78 @@
+"""JSON answers: times as RFC 3339 UTC, caching headers, ETags on aggregates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+__all__ = [
+    "PERSONAL",
+    "aggregate_response",
+    "iso",
+    "iso_or_none",
+    "json_response",
+]
+
+#: Cache-Control of answers holding personal data: never stored by anyone.
+PERSONAL = "private, no-store"
+
+
+def iso(value: datetime | date) -> str:
+    """A datetime as RFC 3339 UTC with milliseconds (``...T03:00:00.123Z``); a date as is."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.isoformat()
+
+
+def iso_or_none(value: datetime | date | None) -> str | None:
+    return None if value is None else iso(value)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return iso(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot render {type(value).__name__}")
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_default).encode()
+
+
+def json_response(
+    data: Any,
+    *,
+    status: int = 200,
+    cache_control: str = PERSONAL,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        _dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": cache_control, **(headers or {})},
+    )
+
+
+def aggregate_response(request: Request, data: Any, max_age: int) -> Response:
+    """An aggregate: cacheable by the caller for ``max_age`` s, with an ETag (304 if it
+    matches If-None-Match). ``private``: the answer depends on the caller's token, so a shared
+    cache must not hand it to someone else."""
+    body = _dumps(data)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {
+        "Cache-Control": f"private, max-age={max_age}",
+        "ETag": etag,
+        "Vary": "Authorization",
+    }
+    wanted = request.headers.get("if-none-match", "")
+    if etag in {t.strip().removeprefix("W/") for t in wanted.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)

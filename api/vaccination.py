@@ -1,0 +1,467 @@
+"""Vaccination-programme reads (DESIGN.md "Vaccination programme"); mount with
+``routes += vaccination.routes()`` in :func:`api.app.create_app`.
+
+- ``GET /v1/vaccination/registrations?province=&group=&status=`` (``moh``/``province:<P>``):
+  counts by priority group x status, and the registrations behind them (personal data:
+  paginated, audited, never cached).
+- ``GET /v1/vaccination/waiting-list?province=&district=`` (same scopes): people not yet
+  vaccinated, in serving order (priority group, then registration time); audited.
+- ``GET /v1/vaccination/stock[?province=]`` and ``GET /v1/vaccination/plans/{province}/progress``
+  (same scopes): aggregates, cached briefly, private to the caller.
+- ``GET /v1/public/vaccination`` and ``/v1/public/vaccination.csv`` (no token): per province
+  allocated, administered, registered, people vaccinated, fully vaccinated. Aggregates only
+  (:data:`projections.programme_queries.PUBLIC_FIELDS`), ``Cache-Control: public``.
+
+Statuses are those of the projection, evaluated as of the province's clock (``as_of``: the
+latest supply or dose event of the province; see ``streams/programme.py``). The waiting list
+also says, by the wall clock, whether a scheduled appointment's day has already ended
+(``appointment_overdue``), so a caller sees a no-show before the province's next event.
+Every route goes through :func:`api.routes.dispatch` (auth, 403 before any read, strict
+parameters, problems, metrics).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api import auth
+from api.params import Param, ParamError, enum_param, int_param, province_param, text_param
+from api.problems import Problem
+from api.render import aggregate_response, iso, iso_or_none, json_response
+from api.routes import Ctx, Operation, dispatch
+from domain import reference
+from domain.programme import (
+    DEFAULT_PROGRAMME_RULES,
+    PriorityGroup,
+    RegistrationStatus,
+    no_show_deadline,
+)
+from projections import programme_queries as pq
+
+__all__ = ["PUBLIC_MAX_AGE", "operations", "routes"]
+
+#: How long anyone (browsers, CDNs) may keep the public figures, in seconds.
+PUBLIC_MAX_AGE = 300
+
+_GROUPS = [g.value for g in sorted(PriorityGroup, key=lambda g: g.rank)]
+_STATUSES = [s.value for s in RegistrationStatus]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _from_ms(value: Any) -> datetime:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Problem("invalid-page-token", "page token is malformed")
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Problem("invalid-page-token", "page token is malformed")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Problem("invalid-page-token", "page token is malformed")
+    return value
+
+
+def _province_code(text: str) -> str:
+    if not reference.is_province(text):
+        raise ParamError(f"unknown province code {text!r}")
+    return text
+
+
+def _province(ctx: Ctx, province: str) -> str:
+    ctx.must_reach().provinces_for(province)  # 403 when out of reach
+    return province
+
+
+async def _as_of(ctx: Ctx, province: str) -> str | None:
+    row = (await pq.totals(ctx.services.store)).get(province)
+    return iso_or_none(row["as_of"]) if row else None
+
+
+# --------------------------------------------------------------------------- registrations
+
+
+def _registration(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "person_id": r["person_id"],
+        "registration_id": r["registration_id"],
+        "priority_group": r["priority_group"],
+        "status": r["status"],
+        "district": r["district"],
+        "registered_at": iso(r["registered_at"]),
+        "institution_id": r["institution_id"],
+        "appointment_at": iso_or_none(r["appointment_at"]),
+        "appointment_site_id": r["appointment_site_id"],
+        "doses": r["doses"],
+        "first_dose_date": iso_or_none(r["first_dose_date"]),
+        "completed_date": iso_or_none(r["completed_date"]),
+    }
+
+
+async def list_registrations(ctx: Ctx) -> Response:
+    province = _province(ctx, ctx.params["province"])
+    group_raw, status_raw = ctx.params["group"], ctx.params["status"]
+    group = PriorityGroup(group_raw) if group_raw else None
+    status = RegistrationStatus(status_raw) if status_raw else None
+    binding = {"province": province, "group": group_raw, "status": status_raw}
+    position = ctx.open_page(binding)
+    after = None
+    if position is not None:
+        after = (
+            _int(position.get("seg")),
+            (_from_ms(position.get("at")), _str(position.get("id"))),
+        )
+    store = ctx.services.store
+    counts = await pq.registration_counts(store, province)
+    try:
+        rows, following = await pq.registrations_page(
+            store, province, group, status, ctx.page_limit(), after
+        )
+    except ValueError as e:
+        raise Problem("invalid-page-token", str(e)) from e
+    await ctx.audit(f"registrations:{province}", (r["person_id"] for r in rows))
+    token = None
+    if following is not None:
+        seg, (at, ident) = following
+        token = ctx.mint_page(binding, {"seg": seg, "at": _ms(at), "id": ident})
+    return json_response(
+        {
+            "province": province,
+            "as_of": await _as_of(ctx, province),
+            "counts": [
+                {"priority_group": g, "status": s, "people": n}
+                for (g, s), n in sorted(
+                    counts.items(),
+                    key=lambda kv: (_GROUPS.index(kv[0][0]), _STATUSES.index(kv[0][1])),
+                )
+            ],
+            "items": [_registration(r) for r in rows],
+            "next_page_token": token,
+        }
+    )
+
+
+async def waiting_list(ctx: Ctx) -> Response:
+    province = _province(ctx, ctx.params["province"])
+    district = ctx.params["district"]
+    binding = {"province": province, "district": district}
+    position = ctx.open_page(binding)
+    after = None
+    if position is not None:
+        after = (
+            _int(position.get("rank")),
+            _from_ms(position.get("at")),
+            _str(position.get("id")),
+        )
+    rows, following = await pq.waiting_list_page(
+        ctx.services.store, province, district, ctx.page_limit(), after
+    )
+    await ctx.audit(f"waiting-list:{province}:{district}", (r["person_id"] for r in rows))
+    now = ctx.now
+    items = []
+    for r in rows:
+        overdue = (
+            r["status"] == RegistrationStatus.SCHEDULED
+            and r["appointment_at"] is not None
+            and now >= no_show_deadline(r["appointment_at"], DEFAULT_PROGRAMME_RULES)
+        )
+        items.append(
+            {
+                "person_id": r["person_id"],
+                "registration_id": r["registration_id"],
+                "priority_group": r["priority_group"],
+                "registered_at": iso(r["registered_at"]),
+                "status": r["status"],
+                "appointment_at": iso_or_none(r["appointment_at"]),
+                "appointment_site_id": r["appointment_site_id"],
+                "appointment_overdue": overdue,
+                "institution_id": r["institution_id"],
+            }
+        )
+    token = None
+    if following is not None:
+        rank, at, ident = following
+        token = ctx.mint_page(binding, {"rank": rank, "at": _ms(at), "id": ident})
+    return json_response(
+        {
+            "province": province,
+            "district": district,
+            "as_of": await _as_of(ctx, province),
+            "items": items,
+            "next_page_token": token,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def _stock(r: Mapping[str, Any]) -> dict[str, Any]:
+    left = r["days_of_stock_left"]
+    return {
+        "province": r["province"],
+        "vaccine": r["vaccine"],
+        "allocated": r["allocated"],
+        "administered": r["administered"],
+        "discarded": r["discarded"],
+        "in_stock": r["in_stock"],
+        "rate_days": r["rate_days"],
+        "administered_in_window": r["administered_in_window"],
+        "daily_rate": round(float(r["daily_rate"] or 0), 4),
+        "days_of_stock_left": None if left is None else round(float(left), 1),
+        "as_of": iso_or_none(r["as_of"]),
+    }
+
+
+async def get_stock(ctx: Ctx) -> Response:
+    provinces = ctx.must_reach().provinces_for(ctx.params["province"])
+    services = ctx.services
+
+    async def compute() -> dict[str, Any]:
+        rows = await pq.stock(services.store, provinces)
+        items = [_stock(r) for r in rows]
+        keys = ("allocated", "administered", "discarded", "in_stock")
+        return {
+            "provinces": list(provinces) if len(provinces) < len(reference.PROVINCES) else "all",
+            "items": items,
+            "total": {k: sum(int(i[k] or 0) for i in items) for k in keys},
+        }
+
+    data = await services.cache.get(("programme-stock", provinces), compute)
+    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+
+
+def _progress(r: Mapping[str, Any]) -> dict[str, Any]:
+    def measure(target: str, achieved: str, rate: str, projected: str) -> dict[str, Any]:
+        date_: date | None = r[projected]
+        return {
+            "target": r[target],
+            "achieved": r[achieved],
+            "reached": r[achieved] >= r[target],
+            "daily_rate": round(float(r[rate] or 0), 4),
+            "completion_date": iso_or_none(date_),
+            "on_track": date_ is not None and date_ <= r["target_date"],
+        }
+
+    return {
+        "priority_group": r["priority_group"],
+        "people_vaccinated": measure(
+            "target_people_vaccinated",
+            "people_vaccinated",
+            "vaccinated_daily_rate",
+            "projected_vaccinated_date",
+        ),
+        "people_fully_vaccinated": measure(
+            "target_people_fully_vaccinated",
+            "people_fully_vaccinated",
+            "fully_vaccinated_daily_rate",
+            "projected_fully_vaccinated_date",
+        ),
+    }
+
+
+async def get_plan_progress(ctx: Ctx) -> Response:
+    province = _province(ctx, ctx.params["province"])
+    services = ctx.services
+
+    async def compute() -> dict[str, Any]:
+        rows = await pq.plan_progress(services.store, province)
+        if not rows:
+            return {"province": province, "plan": None, "groups": []}
+        first = rows[0]
+        return {
+            "province": province,
+            "plan": {
+                "plan_id": first["plan_id"],
+                "target_date": iso(first["target_date"]),
+                "set_at": iso(first["set_at"]),
+            },
+            "as_of": iso_or_none(first["as_of"]),
+            "rate_days": DEFAULT_PROGRAMME_RULES.plan_rate_days,
+            "groups": [_progress(r) for r in rows],
+        }
+
+    data = await services.cache.get(("programme-plan", province), compute)
+    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+
+
+# --------------------------------------------------------------------------- public
+
+
+async def _public(ctx: Ctx) -> dict[str, Any]:
+    day = ctx.today
+    services = ctx.services
+
+    async def compute() -> dict[str, Any]:
+        figures = await pq.public_figures(services.store, day)
+        nation = {f: sum(getattr(p, f) for p in figures) for f in pq.PUBLIC_FIELDS[2:]}
+        return {
+            "date": day.isoformat(),
+            "nation": nation,
+            "provinces": [p.as_dict() for p in figures],
+        }
+
+    return await services.cache.get(("programme-public", day), compute)
+
+
+def _public_response(request: Request, body: bytes, media_type: str) -> Response:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": f"public, max-age={PUBLIC_MAX_AGE}", "ETag": etag}
+    wanted = request.headers.get("if-none-match", "")
+    if etag in {t.strip().removeprefix("W/") for t in wanted.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+async def public_json(ctx: Ctx) -> Response:
+    data = await _public(ctx)
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return _public_response(ctx.request, body, "application/json")
+
+
+async def public_csv(ctx: Ctx) -> Response:
+    data = await _public(ctx)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["date", *pq.PUBLIC_FIELDS], lineterminator="\n")
+    writer.writeheader()
+    for row in data["provinces"]:
+        writer.writerow({"date": data["date"], **row})
+    return _public_response(ctx.request, out.getvalue().encode(), "text/csv; charset=utf-8")
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def operations(max_page_size: int = 500) -> tuple[Operation, ...]:
+    """The programme's read operations (scopes, parameters, handlers)."""
+    paging: tuple[Param, ...] = (
+        int_param("limit", 1, max_page_size, None, "Page size."),
+        text_param("page_token", 2048, "Opaque token of the next page (from next_page_token)."),
+    )
+    personal = (400, 401, 403, 503)
+    aggregate = (304, 400, 401, 403, 503)
+    return (
+        Operation(
+            "GET",
+            "/v1/vaccination/registrations",
+            "listVaccinationRegistrations",
+            "Registrations of a province by priority group and status",
+            "vaccination",
+            list_registrations,
+            auth.MOH_PROVINCE,
+            (
+                province_param(required=True),
+                enum_param("group", _GROUPS, "Only this priority group."),
+                enum_param("status", _STATUSES, "Only this status."),
+                *paging,
+            ),
+            audited=True,
+            errors=personal,
+            description="Counts by group x status and the registrations behind them. Audited.",
+        ),
+        Operation(
+            "GET",
+            "/v1/vaccination/waiting-list",
+            "getVaccinationWaitingList",
+            "People of a district not yet vaccinated, in serving order",
+            "vaccination",
+            waiting_list,
+            auth.MOH_PROVINCE,
+            (
+                province_param(required=True),
+                text_param("district", 64, "District code.", required=True),
+                *paging,
+            ),
+            audited=True,
+            errors=personal,
+            description="Priority group first, then registration time. Audited.",
+        ),
+        Operation(
+            "GET",
+            "/v1/vaccination/stock",
+            "getVaccineStock",
+            "Stock per province and product, with days left at the last 7 days' rate",
+            "vaccination",
+            get_stock,
+            auth.MOH_PROVINCE,
+            (province_param(description="One province (default: every one in reach)."),),
+            caching="aggregate",
+            errors=aggregate,
+        ),
+        Operation(
+            "GET",
+            "/v1/vaccination/plans/{province}/progress",
+            "getVaccinationPlanProgress",
+            "Plan progress per priority group and projected completion",
+            "vaccination",
+            get_plan_progress,
+            auth.MOH_PROVINCE,
+            (
+                Param(
+                    "province",
+                    "path",
+                    {"type": "string", "enum": sorted(reference.PROVINCES)},
+                    _province_code,
+                    required=True,
+                ),
+            ),
+            caching="aggregate",
+            errors=aggregate,
+        ),
+        Operation(
+            "GET",
+            "/v1/public/vaccination",
+            "getPublicVaccination",
+            "Public figures per province (no token; aggregates only)",
+            "public",
+            public_json,
+            None,
+            caching="aggregate",
+            errors=(304, 503),
+        ),
+        Operation(
+            "GET",
+            "/v1/public/vaccination.csv",
+            "getPublicVaccinationCsv",
+            "Public figures per province as CSV",
+            "public",
+            public_csv,
+            None,
+            media_type="text/csv",
+            caching="aggregate",
+            errors=(304, 503),
+        ),
+    )
+
+
+def _endpoint(op: Operation) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        return await dispatch(op, request)
+
+    endpoint.__name__ = op.op_id
+    return endpoint
+
+
+def routes(max_page_size: int = 500) -> list[Route]:
+    """Starlette routes of :func:`operations`, to add to the read API's."""
+    return [Route(op.path, _endpoint(op), methods=[op.method]) for op in operations(max_page_size)]

@@ -1,0 +1,130 @@
+"""The whole system for end-to-end tests: a stream worker, the ingest API and the read API as
+child processes on free ports, against this test's own topics and keyspace (``isolated``).
+
+Each process logs to ``<COVIDTECH_HOME>/logs/e2e-<app id>-<name>.log``; a failing test names
+the logs to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from covidtech.settings import Settings, with_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_env(s: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a ``covidtech`` child process running with settings ``s``."""
+    env = dict(os.environ)
+    for k, v in s.describe().items():
+        if k != "secret":
+            env[f"COVIDTECH_{k.upper()}"] = v
+    env["COVIDTECH_SECRET"] = s.secret
+    env.update(extra)
+    return env
+
+
+@dataclass
+class System:
+    """The running processes of one test and where they answer."""
+
+    settings: Settings
+    ingest_url: str
+    read_url: str
+    logs: dict[str, Path] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}; see {self.logs[name]}")
+
+
+@contextlib.contextmanager
+def _child(
+    system: System, name: str, args: list[str], env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    logs = system.settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"e2e-{system.settings.app_id}-{name}.log"
+    with path.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "covidtech.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        system.procs[name], system.logs[name] = proc, path
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _wait_ready(system: System, url: str, within: float = 90.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        system.check_alive()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} not ready within {within}s; logs: {system.logs}")
+        time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def running_system(s: Settings) -> Iterator[System]:
+    """Worker, ingest API and read API for ``s``, started in parallel, stopped in reverse."""
+    s = with_overrides(s, worker_web_port=free_port())
+    ingest_port, read_port = free_port(), free_port()
+    system = System(s, f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{read_port}")
+    # Aggregates are recomputed every 2 s instead of 15 s: the test reads them right after
+    # the worker caught up, and must not be answered from before.
+    env = child_env(s, COVIDTECH_READ_AGGREGATE_CACHE_SECONDS="2")
+    with (
+        _child(system, "worker", ["worker"], env),
+        _child(system, "ingest-api", ["ingest-api", "--port", str(ingest_port)], env),
+        _child(
+            system,
+            "read-api",
+            ["read-api", "--host", "127.0.0.1", "--port", str(read_port), "--log-level", "warning"],
+            env,
+        ),
+    ):
+        _wait_ready(system, f"{system.ingest_url}/readyz")
+        _wait_ready(system, f"{system.read_url}/readyz")
+        yield system
+
+
+@pytest.fixture
+def system(isolated: Settings) -> Iterator[System]:
+    with running_system(isolated) as running:
+        yield running
