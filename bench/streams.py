@@ -111,14 +111,22 @@ async def lag(s: Settings) -> int:
     return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "covidtech.cli", "worker"],
             cwd=ROOT,
-            env=worker_env(with_overrides(s, worker_web_port=16166 + i)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            env=worker_env(with_overrides(s, worker_web_port=_free_port())),
+            stdout=(s.home / f"bench-worker-{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
         )
         for i in range(workers)
     ]

@@ -197,16 +197,29 @@ async def _commit(app: faust.App, rt: Runtime, ctx: BatchContext, tables: dict[s
     producer = app.producer
     futures = []
     for e in ctx.emits:
-        futures.append(await producer.send(
-            rt.settings.topic(e.topic), e.key.encode(), rt.registry.encode(e.name, e.record),
-            None, None, None))
+        futures.append(
+            await producer.send(
+                rt.settings.topic(e.topic),
+                e.key.encode(),
+                rt.registry.encode(e.name, e.record),
+                None,
+                None,
+                None,
+            )
+        )
     for msg, error in ctx.dead_letters:
         DEAD.labels(msg.topic).inc()
         log.warning("dead letter %s: %s", msg.position, error)
-        futures.append(await producer.send(
-            rt.settings.topic(f"{msg.topic}.dlq"), msg.key,
-            rt.registry.encode("covidtech.ops.DeadLetter", dead_letter_record(msg, error)),
-            None, None, None))
+        futures.append(
+            await producer.send(
+                rt.settings.topic(f"{msg.topic}.dlq"),
+                msg.key,
+                rt.registry.encode("covidtech.ops.DeadLetter", dead_letter_record(msg, error)),
+                None,
+                None,
+                None,
+            )
+        )
     if futures:
         await asyncio.gather(*futures)
     # State: each key's changelog record goes, acknowledged, to the partition of the message
@@ -217,8 +230,9 @@ async def _commit(app: faust.App, rt: Runtime, ctx: BatchContext, tables: dict[s
     for (name, key), (value, partition) in ctx.staged.items():
         topic = tables[name].changelog_topic.get_topic_name()
         body = None if value is None else json.dumps(value).encode()
-        changelog.append(await producer.send(topic, json.dumps(key).encode(), body,
-                                             partition, None, None))
+        changelog.append(
+            await producer.send(topic, json.dumps(key).encode(), body, partition, None, None)
+        )
     if changelog:
         await asyncio.gather(*changelog)
     for (name, key), (value, _partition) in ctx.staged.items():
