@@ -144,25 +144,34 @@ def simulate_cmd(
     from simulator.client import replay_file, simulate
     from simulator.model import Outbreak
 
+    import httpx
+
     s = _settings()
     base = url or f"http://127.0.0.1:{s.ingest_port}"
-    if from_file:
-        stats = asyncio.run(replay_file(s, base, from_file, rate, progress=click.echo))
-    else:
-        params = Outbreak(people=people, venues=venues, provinces=provinces, days=days)
-        stats = asyncio.run(
-            simulate(
-                s,
-                base,
-                params,
-                seed=seed,
-                rate=rate,
-                live=live,
-                duration=duration,
-                record=record,
-                progress=click.echo,
+    params = Outbreak(people=people, venues=venues, provinces=provinces, days=days)
+    try:
+        if from_file:
+            stats = asyncio.run(replay_file(s, base, from_file, rate, progress=click.echo))
+        else:
+            stats = asyncio.run(
+                simulate(
+                    s,
+                    base,
+                    params,
+                    seed=seed,
+                    rate=rate,
+                    live=live,
+                    duration=duration,
+                    record=record,
+                    progress=click.echo,
+                )
             )
-        )
+    except httpx.ConnectError as e:
+        raise click.ClickException(
+            f"the ingest API at {base} is not running ({e}); start it with "
+            "`covidtech ingest-api` (after `covidtech infra up` and `covidtech worker`), "
+            "or run everything with `covidtech demo`"
+        ) from e
     click.echo(stats.line())
 
 
