@@ -141,10 +141,10 @@ def simulate_cmd(
     """Send a seeded, deterministic outbreak through the ingest API."""
     import asyncio
 
+    import httpx
+
     from simulator.client import replay_file, simulate
     from simulator.model import Outbreak
-
-    import httpx
 
     s = _settings()
     base = url or f"http://127.0.0.1:{s.ingest_port}"

@@ -30,12 +30,7 @@ Log = Callable[[str], None]
 
 
 def child_env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for k, v in s.describe().items():
-        if k != "secret":
-            env[f"COVIDTECH_{k.upper()}"] = v
-    env["COVIDTECH_SECRET"] = s.secret
-    return env
+    return {**os.environ, **s.as_env()}
 
 
 @contextmanager

@@ -83,6 +83,13 @@ class Settings:
                 out[f.name] = str(value)
         return out
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``COVIDTECH_*`` variables, secret included: what a child
+        process (a worker, an API) needs to run with exactly these settings."""
+        env = {f"{PREFIX}{k.upper()}": v for k, v in self.describe().items()}
+        env[f"{PREFIX}SECRET"] = self.secret
+        return env
+
     @property
     def kafka_lib(self) -> Path:
         return self.cache / "lib" / "kafka"

@@ -80,11 +80,8 @@ async def caught_up(s: Settings) -> bool:
 
 
 def worker_env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for k, v in s.describe().items():
-        if k != "secret":
-            env[f"COVIDTECH_{k.upper()}"] = v
-    return env
+    """The environment of a child worker running with settings ``s``."""
+    return {**os.environ, **s.as_env()}
 
 
 def replay(

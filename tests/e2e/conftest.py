@@ -35,13 +35,7 @@ def free_port() -> int:
 
 def child_env(s: Settings, **extra: str) -> dict[str, str]:
     """The environment of a ``covidtech`` child process running with settings ``s``."""
-    env = dict(os.environ)
-    for k, v in s.describe().items():
-        if k != "secret":
-            env[f"COVIDTECH_{k.upper()}"] = v
-    env["COVIDTECH_SECRET"] = s.secret
-    env.update(extra)
-    return env
+    return {**os.environ, **s.as_env(), **extra}
 
 
 @dataclass

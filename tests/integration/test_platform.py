@@ -23,11 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(s: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for k, v in s.describe().items():
-        if k != "secret":
-            env[f"COVIDTECH_{k.upper()}"] = v
-    return env
+    return {**os.environ, **s.as_env()}
 
 
 async def test_avro_record_round_trips_through_kafka(isolated: Settings) -> None:
