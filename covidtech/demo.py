@@ -92,8 +92,21 @@ def user_tokens(s: Settings, province: str = "79") -> dict[str, tuple[str, str]]
     }
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the demo cleanly (a shell starting it in the background
+    hands it SIGINT ignored; restore Python's handler)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_demo(s: Settings, *, people: int, rate: float, seed: int, log: Log = print) -> None:
     from infra import lifecycle, services
+
+    _stop_on_signals()
     from simulator.client import simulate
     from simulator.model import Outbreak
 

@@ -99,17 +99,23 @@ class Sender:
     ) -> None:
         pending: set[asyncio.Task[httpx.Response]] = set()
         last = time.monotonic()
-        for r in requests:
-            task = asyncio.create_task(self.send(r))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            if len(pending) >= 64:
-                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if time.monotonic() - last > every:
-                progress(self.stats.line())
-                last = time.monotonic()
-        if pending:
-            await asyncio.wait(pending)
+        try:
+            for r in requests:
+                task = asyncio.create_task(self.send(r))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                if len(pending) >= 64:
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if time.monotonic() - last > every:
+                    progress(self.stats.line())
+                    last = time.monotonic()
+            if pending:
+                await asyncio.wait(pending)
+        finally:
+            # Interrupted (Ctrl-C): stop the requests in flight before the client closes.
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def close(self) -> None:
         await self.client.aclose()
