@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram, generate_latest
 
 from covidtech.settings import Settings
@@ -177,6 +178,7 @@ async def _process_until_committed(
         except (
             StoreUnavailable,
             faust.exceptions.ProducerSendError,
+            KafkaError,
             OSError,
             TimeoutError,
         ) as e:
