@@ -10,7 +10,10 @@ import asyncio
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,6 +25,40 @@ from covidtech import settings as settings_mod
 from covidtech.settings import Settings, with_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """An ASGI app factory under uvicorn (uvloop, httptools, no access log) in a subprocess."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def isolated_settings(tag: str, **overrides: Any) -> Settings:

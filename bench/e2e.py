@@ -26,9 +26,9 @@ from typing import Any
 
 import httpx
 
-from bench.common import Report, drop_keyspace, isolated_settings, percentile
+from bench.common import Report, drop_keyspace, free_port, isolated_settings, percentile
 from bench.kafka_ceiling import producer_performance
-from bench.streams import _free_port, raw_cassandra_writes
+from bench.streams import raw_cassandra_writes
 from covidtech.settings import Settings, with_overrides
 from covidtech.tokens import issue
 from projections.cassandra import CassandraStore
@@ -215,7 +215,7 @@ def start_processes(s: Settings, port: int) -> list[subprocess.Popen[bytes]]:
     worker = subprocess.Popen(
         [sys.executable, "-m", "covidtech.cli", "worker"],
         cwd=ROOT,
-        env=worker_env(with_overrides(s, worker_web_port=_free_port())),
+        env=worker_env(with_overrides(s, worker_web_port=free_port())),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -245,7 +245,7 @@ def main() -> None:
             raw_cassandra_writes(s, 30_000),
             "rows/s",
         )
-        port = _free_port()
+        port = free_port()
         procs = start_processes(s, port)
         try:
             asyncio.run(run(args, s, report, port))

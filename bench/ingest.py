@@ -20,9 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bench.common import free_port, serve
 from covidtech import settings as settings_mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,35 +60,6 @@ def bare_app() -> Starlette:
 
 
 # --------------------------------------------------------------------------- servers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            factory,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
 
 
 async def _wait_ready(session: aiohttp.ClientSession, base: str, within: float = 60) -> None:
@@ -238,9 +207,9 @@ async def main(args: argparse.Namespace) -> None:
     s = with_overrides(settings_mod.load(), topic_prefix=prefix)
     await create_topics(s, SOURCE_TOPICS)
     env = {**os.environ, "COVIDTECH_TOPIC_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
-    ingest_port, bare_port = _free_port(), _free_port()
-    ingest = _serve("producers.app:app_from_env", ingest_port, env)
-    bare = _serve("bench.ingest:bare_app", bare_port, env)
+    ingest_port, bare_port = free_port(), free_port()
+    ingest = serve("producers.app:app_from_env", ingest_port, env)
+    bare = serve("bench.ingest:bare_app", bare_port, env)
     signer = TokenSigner(s.secret)
     auth = {
         "Authorization": "Bearer " + signer.issue("bench", ["app"], timedelta(hours=2)),

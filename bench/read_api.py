@@ -29,9 +29,7 @@ import asyncio
 import contextlib
 import os
 import random
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -74,35 +72,6 @@ def bare_app() -> Starlette:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            factory,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
 
 
 async def _ready(session: aiohttp.ClientSession, base: str, within: float = 90) -> None:
@@ -311,7 +280,7 @@ async def ingest_load(
 
 
 async def main(args: argparse.Namespace, settings: Any) -> None:
-    from bench.common import Report
+    from bench.common import Report, free_port, serve
     from covidtech.tokens import TokenSigner
     from domain.reference import PROVINCES
     from domain.results import lookup_code_hash
@@ -331,18 +300,18 @@ async def main(args: argparse.Namespace, settings: Any) -> None:
             "COVIDTECH_READ_LOOKUP_RATE_PER_SECOND": "1000000",
             "COVIDTECH_READ_LOOKUP_BURST": "1000000",
         }
-        ports = {name: _free_port() for name in ("bare", "a", "b", "ingest")}
-        procs.append(_serve("bench.read_api:bare_app", ports["bare"], env))
+        ports = {name: free_port() for name in ("bare", "a", "b", "ingest")}
+        procs.append(serve("bench.read_api:bare_app", ports["bare"], env))
         procs.append(
-            _serve(
+            serve(
                 "api.app:app_from_env",
                 ports["a"],
                 {**env, "COVIDTECH_READ_AGGREGATE_CACHE_SECONDS": "0"},
             )
         )
-        procs.append(_serve("api.app:app_from_env", ports["b"], env))
+        procs.append(serve("api.app:app_from_env", ports["b"], env))
         if args.ingest_rate > 0:
-            procs.append(_serve("producers.app:app_from_env", ports["ingest"], env))
+            procs.append(serve("producers.app:app_from_env", ports["ingest"], env))
         base = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
         moh = {
             "Authorization": "Bearer "

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import Report, drop_keyspace, isolated_settings
+from bench.common import Report, drop_keyspace, free_port, isolated_settings
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import SOURCE_TOPICS
 from infra.services import rss_mib
@@ -111,20 +111,12 @@ async def lag(s: Settings) -> int:
     return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "covidtech.cli", "worker"],
             cwd=ROOT,
-            env=worker_env(with_overrides(s, worker_web_port=_free_port())),
+            env=worker_env(with_overrides(s, worker_web_port=free_port())),
             stdout=(s.home / f"bench-worker-{i}.log").open("w"),
             stderr=subprocess.STDOUT,
         )
