@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -25,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from covidtech.problems import PROBLEM_MEDIA_TYPE, ProblemType, type_uri
 from projections.model import StoreUnavailable
 
 __all__ = [
@@ -42,18 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-TYPE_PREFIX = "urn:covidtech:problem:"
 RETRY_AFTER_SECONDS = 2
-
-
-@dataclass(frozen=True, slots=True)
-class ProblemType:
-    """An error class: its slug (the end of the type URI), title and HTTP status."""
-
-    slug: str
-    title: str
-    status: int
 
 
 _TYPES = (
@@ -86,11 +75,6 @@ _TYPES = (
 
 #: Every problem class by slug.
 PROBLEM_TYPES: Mapping[str, ProblemType] = {t.slug: t for t in _TYPES}
-
-
-def type_uri(slug: str) -> str:
-    """The stable ``type`` URI of an error class."""
-    return TYPE_PREFIX + slug
 
 
 class LogUnavailable(RuntimeError):

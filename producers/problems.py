@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
 
+from covidtech.problems import PROBLEM_MEDIA_TYPE, ProblemType, type_uri
 from producers.validation import FieldError
 
 __all__ = [
@@ -36,18 +36,6 @@ __all__ = [
     "type_uri",
     "validation_problem",
 ]
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-TYPE_PREFIX = "urn:covidtech:problem:"
-
-
-@dataclass(frozen=True, slots=True)
-class ProblemType:
-    """An error class: its slug (the end of the type URI), title and HTTP status."""
-
-    slug: str
-    title: str
-    status: int
 
 
 _TYPES = (
@@ -101,11 +89,6 @@ _TYPES = (
 
 #: Every problem class by slug.
 PROBLEM_TYPES: Mapping[str, ProblemType] = {t.slug: t for t in _TYPES}
-
-
-def type_uri(slug: str) -> str:
-    """The stable ``type`` URI of an error class."""
-    return TYPE_PREFIX + slug
 
 
 class Problem(Exception):
