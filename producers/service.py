@@ -412,9 +412,16 @@ class IngestService:
         return (await self.venues_for({venue_id}))[venue_id]
 
     async def sample(self, sample_id: str) -> KnownSample | None:
-        """A collected sample, with a barrier on ``samples`` if unknown here."""
+        """A collected sample as the ``samples`` topic holds it now.
+
+        A barrier on ``samples`` runs unless this instance already knows the sample's result:
+        an unknown sample may have been collected through another instance, and a sample
+        without a result here may have been resulted through another one. Deciding on a result
+        without the barrier could acknowledge a second, different result that the log (first
+        result wins) then ignores.
+        """
         known = self.samples.get(sample_id)
-        if known is None:
+        if known is None or known.result is None:
             await self._sync(self.sample_feed)
             known = self.samples.get(sample_id)
         return known
