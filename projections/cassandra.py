@@ -130,21 +130,26 @@ class CassandraStore:
                 if ttl is not None and ttl <= 0:
                     continue
                 cols = tuple(m.row)
-                using = " USING TTL ?" if ttl is not None else ""
+                options = [("TTL", ttl), ("TIMESTAMP", m.timestamp)]
+                options = [(name, v) for name, v in options if v is not None]
+                using = " USING " + " AND ".join(f"{n} ?" for n, _ in options) if options else ""
                 stmt = self._prepare(
-                    ("u", m.table, cols, bool(using)),
+                    ("u", m.table, cols, *(n for n, _ in options)),
                     f"INSERT INTO {self._ks}.{m.table} ({', '.join(cols)}) "
                     f"VALUES ({', '.join('?' for _ in cols)}){using}",
                 )
-                params = [m.row[c] for c in cols] + ([ttl] if using else [])
+                params = [m.row[c] for c in cols] + [v for _, v in options]
                 values = m.row
             else:
+                stamp = m.timestamp is not None
                 stmt = self._prepare(
-                    ("d", m.table),
-                    f"DELETE FROM {self._ks}.{m.table} WHERE "
+                    ("d", m.table, stamp),
+                    f"DELETE FROM {self._ks}.{m.table}"
+                    + (" USING TIMESTAMP ?" if stamp else "")
+                    + " WHERE "
                     + " AND ".join(f"{c} = ?" for c in spec.primary_key),
                 )
-                params = [m.key[c] for c in spec.primary_key]
+                params = ([m.timestamp] if stamp else []) + [m.key[c] for c in spec.primary_key]
                 values = m.key
             partition = (m.table, *(normalize(values[c]) for c in spec.partition_key))
             groups.setdefault(partition, []).append((stmt, params))

@@ -1,49 +1,89 @@
-"""An in-memory ProjectionStore: the twin of the Cassandra store for unit tests."""
+"""An in-memory ProjectionStore: the twin of the Cassandra store.
+
+Unit tests use it, and so does the in-process rebuild (``streams.rebuild``), which folds the
+whole log into it and then writes its rows to Cassandra: so rows are indexed by partition
+(a read touches one partition, as in CQL) and each row keeps the expiry it was written with.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from projections.model import TABLES, Delete, Query, Row, Upsert, normalize, ttl_seconds
+from projections.model import (
+    TABLES,
+    Delete,
+    Query,
+    Row,
+    Upsert,
+    collapse,
+    normalize,
+    ttl_seconds,
+)
+
+Key = tuple[Any, ...]
 
 
 class InMemoryStore:
-    """Rows per table keyed by primary key; upserts merge columns like CQL does."""
+    """Rows per table, partition and clustering key; upserts merge columns like CQL does."""
 
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._rows: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in TABLES}
+        # table -> partition key -> clustering key -> (row, expires_at, write timestamp)
+        self._rows: dict[str, dict[Key, dict[Key, tuple[Row, datetime | None, int | None]]]] = {
+            name: {} for name in TABLES
+        }
+        # (table, partition key, clustering key) -> timestamp of the delete
+        self._tombstones: dict[tuple[str, Key, Key], int] = {}
         self._clock = clock
 
     async def apply(self, mutations: Sequence[Upsert | Delete]) -> None:
         now = self._clock()
-        for m in mutations:
+        for m in collapse(mutations):  # as the Cassandra store sends them
             spec = TABLES[m.table]
-            if isinstance(m, Upsert):
-                ttl = ttl_seconds(m.expires_at, now)
-                if ttl is not None and ttl <= 0:
-                    continue
-                key = tuple(normalize(m.row[c]) for c in spec.primary_key)
-                row = self._rows[m.table].setdefault(
-                    key, dict(zip(spec.primary_key, key, strict=True))
-                )
-                for c, v in m.row.items():
-                    if c not in spec.primary_key:
-                        row[c] = normalize(v)
+            values = m.row if isinstance(m, Upsert) else m.key
+            pk = tuple(normalize(values[c]) for c in spec.partition_key)
+            ck = tuple(normalize(values[c]) for c in spec.clustering)
+            partition = self._rows[m.table].get(pk)
+            found = partition.get(ck) if partition is not None else None
+            # Write timestamps as in CQL, per row rather than per cell: an older write than
+            # the row's (or than its delete) is ignored; a delete wins a tie; no timestamp
+            # means "now", newer than any logical one.
+            if m.timestamp is not None and found is not None and (found[2] or 0) > m.timestamp:
+                continue
+            if isinstance(m, Delete):
+                if m.timestamp is not None:
+                    self._tombstones[(m.table, pk, ck)] = m.timestamp
+                if partition is not None and found is not None:
+                    del partition[ck]
+                    if not partition:
+                        del self._rows[m.table][pk]
+                continue
+            buried = self._tombstones.get((m.table, pk, ck))
+            if m.timestamp is not None and buried is not None and buried >= m.timestamp:
+                continue
+            ttl = ttl_seconds(m.expires_at, now)
+            if ttl is not None and ttl <= 0:
+                continue
+            if partition is None:
+                partition = self._rows[m.table][pk] = {}
+            if found is None:
+                row, expires_at = dict(zip(spec.primary_key, pk + ck, strict=True)), None
             else:
-                key = tuple(normalize(m.key[c]) for c in spec.primary_key)
-                self._rows[m.table].pop(key, None)
+                row, expires_at, _ = found
+            for c, v in m.row.items():
+                if c not in spec.primary_key:
+                    row[c] = normalize(v)
+            # CQL keeps a TTL per cell; the row keeps the expiry of its latest write that had
+            # one (handlers rewrite whole rows, so this is the expiry of every cell).
+            partition[ck] = (row, m.expires_at or expires_at, m.timestamp)
 
     async def select(self, query: Query) -> list[Row]:
         spec = TABLES[query.table]
         pk = tuple(normalize(query.partition[c]) for c in spec.partition_key)
-        rows = [
-            self._full(spec.all_columns, r)
-            for k, r in self._rows[query.table].items()
-            if k[: len(pk)] == pk
-        ]
+        partition = self._rows[query.table].get(pk, {})
+        rows = [self._full(spec.all_columns, e[0]) for e in partition.values()]
         if spec.clustering:
             first = spec.clustering[0]
             lo, hi = normalize(query.clustering_from), normalize(query.clustering_to)
@@ -58,7 +98,21 @@ class InMemoryStore:
 
     async def scan(self, table: str) -> list[Row]:
         spec = TABLES[table]
-        return [self._full(spec.all_columns, r) for r in self._rows[table].values()]
+        return [self._full(spec.all_columns, e[0]) for e in self._entries(table)]
+
+    def upserts(self) -> Iterator[Upsert]:
+        """Every row as the upsert that recreates it in an empty store (with its expiry and
+        write timestamp)."""
+        for table in TABLES:
+            for row, expires_at, timestamp in self._entries(table):
+                yield Upsert(table, dict(row), expires_at, timestamp)
+
+    def __len__(self) -> int:
+        return sum(len(p) for parts in self._rows.values() for p in parts.values())
+
+    def _entries(self, table: str) -> Iterator[tuple[Row, datetime | None, int | None]]:
+        for partition in self._rows[table].values():
+            yield from partition.values()
 
     @staticmethod
     def _full(columns: tuple[str, ...], row: Row) -> Row:

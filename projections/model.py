@@ -9,7 +9,7 @@ migrations (a contract test compares it with Cassandra's own schema).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -43,6 +43,7 @@ class Upsert:
     table: str
     row: Mapping[str, Any]
     expires_at: datetime | None = None
+    timestamp: int | None = None  # write time in microseconds (CQL USING TIMESTAMP)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,15 @@ class Delete:
 
     table: str
     key: Mapping[str, Any]
+    timestamp: int | None = None
+
+
+def stamped(m: Mutation, timestamp: int) -> Mutation:
+    """``m`` with a write timestamp. The stream runtime stamps every mutation with a logical
+    time that only grows per Kafka partition (``streams.context``), so a late write of an
+    older state (a revoked worker's last batch) loses to the newer one, as CQL keeps the cell
+    with the highest timestamp."""
+    return replace(m, timestamp=timestamp)
 
 
 Mutation = Upsert | Delete
@@ -398,10 +408,10 @@ def collapse(mutations: Sequence[Mutation]) -> list[Mutation]:
         prev = last.pop(key, None)
         if isinstance(m, Upsert) and prev is not None:
             if isinstance(prev, Upsert):
-                m = Upsert(m.table, {**prev.row, **m.row}, m.expires_at)
+                m = Upsert(m.table, {**prev.row, **m.row}, m.expires_at, m.timestamp)
             else:
                 cleared = {c: None for c in spec.columns if c not in m.row}
-                m = Upsert(m.table, {**cleared, **m.row}, m.expires_at)
+                m = Upsert(m.table, {**cleared, **m.row}, m.expires_at, m.timestamp)
         last[key] = m
     return list(last.values())
 

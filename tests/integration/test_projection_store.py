@@ -10,7 +10,7 @@ import pytest
 from covidtech.settings import Settings
 from projections.cassandra import CassandraStore
 from projections.memory import InMemoryStore
-from projections.model import TABLES, Delete, ProjectionStore, Query, Upsert
+from projections.model import TABLES, Delete, ProjectionStore, Query, Upsert, stamped
 
 T0 = datetime(2021, 8, 1, 3, 0, 0, 123456, tzinfo=UTC)
 
@@ -119,6 +119,30 @@ class TestProjectionStoreContract:
         )
         await store.apply([old, fresh])
         assert [r["person_id"] for r in await store.scan("people")] == ["new"]
+
+    async def test_a_write_older_than_the_rows_is_ignored(self, store: ProjectionStore) -> None:
+        """Write timestamps: a late write of an older state (a revoked worker's last batch)
+        never overwrites a newer one; a delete wins a tie and buries older writes."""
+        day = {"venue_id": "v1", "day": date(2021, 8, 1)}
+
+        def ends(rows: list[dict[str, object]]) -> dict[object, object]:
+            return {r["person_id"]: r["visit_end"] for r in rows}
+
+        newer = stamped(visit("a", 5, end_minutes=40), 2_000)
+        older = stamped(visit("a", 5, end_minutes=10), 1_000)
+        await store.apply([newer])
+        await store.apply([older])
+        rows = await store.select(Query("visits_by_venue", day))
+        assert ends(rows) == {"a": T0.replace(microsecond=123000) + timedelta(minutes=45)}
+
+        await store.apply([stamped(Delete("visits_by_venue", visit("a", 5).row), 1_500)])
+        assert len(await store.select(Query("visits_by_venue", day))) == 1  # older delete
+        await store.apply([stamped(Delete("visits_by_venue", visit("a", 5).row), 3_000)])
+        await store.apply([stamped(visit("a", 5), 2_500), stamped(visit("a", 5), 3_000)])
+        assert await store.select(Query("visits_by_venue", day)) == []  # buried
+        await store.apply([stamped(visit("a", 5, end_minutes=20), 3_001)])
+        rows = await store.select(Query("visits_by_venue", day))
+        assert ends(rows) == {"a": T0.replace(microsecond=123000) + timedelta(minutes=25)}
 
 
 @pytest.mark.integration
