@@ -96,11 +96,22 @@ def worker(loglevel: str) -> None:
 
 @main.command("replay")
 @click.option("--into", "keyspace", required=True, help="Fresh keyspace to rebuild into.")
-def replay_cmd(keyspace: str) -> None:
+@click.option(
+    "--via-worker",
+    is_flag=True,
+    help="Replay through a worker process (its own group and derived topics) instead of "
+    "folding the log in this process; slower, but its memory is that of the workers.",
+)
+def replay_cmd(keyspace: str, via_worker: bool) -> None:
     """Rebuild every projection from the start of the log into a fresh keyspace."""
-    from streams.replay import replay
+    if via_worker:
+        from streams.replay import replay
 
-    replay(_settings(), keyspace, log=click.echo)
+        replay(_settings(), keyspace, log=click.echo)
+    else:
+        from streams.rebuild import rebuild
+
+        rebuild(_settings(), keyspace, log=click.echo)
 
 
 @main.command("simulate")

@@ -11,7 +11,8 @@ committed (see ``streams.context``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from projections.model import ProjectionStore, StoreUnavailable
@@ -20,6 +21,24 @@ from streams.context import BatchContext, Handler, Message, StateTable
 
 log = logging.getLogger(__name__)
 
+COMMITS = "_commits"  # the state table holding each handler's commit record per partition
+
+
+def commit_key(handler: Handler, partition: int) -> str:
+    return f"{type(handler).__name__}|{partition}"
+
+
+def applied_offsets(
+    handler: Handler, tables: Mapping[str, StateTable], partition: int
+) -> dict[str, int]:
+    """The last offset applied per topic of ``partition``, from the committed state."""
+    held = tables[COMMITS].get(commit_key(handler, partition))
+    return dict(held["o"]) if held else {}
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
 
 async def process_batch(
     handler: Handler,
@@ -27,13 +46,40 @@ async def process_batch(
     store: ProjectionStore,
     tables: Mapping[str, StateTable],
     registry: Registry,
+    clock: Callable[[], int] = wall_clock_ms,
 ) -> BatchContext:
-    """Run ``handler`` over ``messages`` in order; return the staged effects to commit."""
+    """Run ``handler`` over ``messages`` in order; return the staged effects to commit.
+
+    Per source partition, the handler's commit record (in state table ``COMMITS``) holds the
+    last offset applied per topic and the partition's logical clock. Messages at or below
+    that offset were applied already (their state was committed, so were their rows and
+    events) and are skipped; the clock moves to ``max(previous + 1, wall clock ms)`` and
+    stamps this batch's writes (``BatchContext._stamp``). The new commit record is staged
+    with the rest of the state, which the runtime writes atomically per partition."""
+    batch = list(messages)
     ctx = BatchContext(store=store, tables=dict(tables))
+    commits: dict[int, dict[str, Any]] = {}
+    last: dict[int, Message] = {}
+    for raw in batch:
+        if raw.partition not in commits:
+            held = ctx.state(COMMITS, commit_key(handler, raw.partition))
+            commits[raw.partition] = {
+                "o": dict(held["o"]) if held else {},
+                "t": held["t"] if held else 0,
+            }
+        last[raw.partition] = raw
+    now = clock()
+    for partition, record in commits.items():
+        ctx.clock[partition] = record["t"] = max(record["t"] + 1, now)
     # A topic read by several agents has one primary reader that dead-letters its bad input;
     # the others skip it (``reports_bad_input`` names the topics a handler reports for).
     reports = getattr(handler, "reports_bad_input", handler.topics)
-    for raw in messages:
+    for raw in batch:
+        applied = commits[raw.partition]["o"]
+        if raw.offset <= applied.get(raw.topic, -1):
+            continue  # applied before a crash or a rebalance: its state is committed
+        applied[raw.topic] = raw.offset
+        ctx.partition = raw.partition
         try:
             event = registry.decode(raw.value)
         except CodecError as e:
@@ -49,11 +95,15 @@ async def process_batch(
             raise
         except (ValueError, KeyError, TypeError, CodecError) as e:
             del ctx.mutations[marks[0] :]
+            del ctx.origins[marks[0] :]
             del ctx.emits[marks[1] :]
             del ctx.dead_letters[marks[2] :]
             ctx.staged = before
             ctx.dead_letter(msg, f"{type(e).__name__}: {e}")
             log.warning("dead-lettered %s: %s", msg.position, e)
+    ctx.partition = None
+    for partition, record in commits.items():
+        ctx.set_state(COMMITS, commit_key(handler, partition), record, last[partition])
     return ctx
 
 

@@ -13,6 +13,14 @@ batch in this order, which is what makes at-least-once delivery safe:
 
 A crash anywhere before 4 redelivers the batch; handlers recompute the same mutations and
 events from the state as it was before the batch, so the projections converge.
+
+Step 3 is atomic per partition: the worker appends all of a partition's staged state, with a
+commit record naming the last source offset applied and the partition's logical clock, as
+one Kafka record batch (``streams.worker``). A message at or below the recorded offset is
+skipped on redelivery (``streams.batch``), so a handler that changes several keys for one
+message (a person's last status and the counts it contributes to) never sees half of its
+own update. Rows carry write timestamps from the clock, so a late write from a worker that
+lost its partitions never overwrites its successor's newer rows.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from projections.model import Mutation, ProjectionStore
+from projections.model import Mutation, ProjectionStore, stamped
 from schemas.codec import Event
 
 
@@ -69,6 +77,12 @@ class BatchContext:
     # (table, key) -> (value, partition of the message that set it)
     staged: dict[tuple[str, str], tuple[Any, int]] = field(default_factory=dict)
     flushed: int = 0  # how many of ``mutations`` are already written
+    # Logical clock of this batch per source partition (``streams.batch``): mutations staged
+    # while a message of partition p is handled are written with a timestamp from clock[p].
+    clock: dict[int, int] = field(default_factory=dict)
+    partition: int | None = None  # partition of the message being handled
+    origins: list[int | None] = field(default_factory=list)  # partition per mutation
+    flushes: int = 0
 
     def state(self, table: str, key: str) -> Any:
         """The state under ``key``: staged in this batch, else as committed."""
@@ -83,6 +97,7 @@ class BatchContext:
 
     def write(self, mutations: Sequence[Mutation]) -> None:
         self.mutations.extend(mutations)
+        self.origins.extend([self.partition] * len(mutations))
 
     def emit(self, topic: str, key: str, name: str, record: dict[str, Any]) -> None:
         self.emits.append(Emit(topic, key, name, record))
@@ -97,9 +112,22 @@ class BatchContext:
         first (the per-venue agent reads the venue's visits when a window changes)."""
         pending = self.mutations[self.flushed :]
         if pending:
-            await self.store.apply(pending)
+            origins = self.origins[self.flushed :]
+            await self.store.apply(
+                [self._stamp(m, p) for m, p in zip(pending, origins, strict=True)]
+            )
             self.flushed = len(self.mutations)
+            self.flushes += 1
         return self.store
+
+    def _stamp(self, m: Mutation, partition: int | None) -> Mutation:
+        """The write timestamp of a mutation: its partition's clock (milliseconds) times
+        1,000 plus the number of earlier flushes in this batch, so writes of one row only
+        ever get later, within a batch and across batches, workers and restarts."""
+        tick = self.clock.get(partition) if partition is not None else None
+        if tick is None:
+            return m
+        return stamped(m, tick * 1000 + min(self.flushes, 999))
 
 
 class Handler(Protocol):

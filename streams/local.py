@@ -16,7 +16,7 @@ from typing import Any
 
 from projections.model import ProjectionStore
 from schemas.codec import Registry, default_registry
-from streams.batch import dead_letter_record, process_batch
+from streams.batch import COMMITS, dead_letter_record, process_batch
 from streams.context import Handler, Message
 from streams.handlers import all_handlers
 
@@ -31,10 +31,11 @@ class LocalPipeline:
     logs: dict[str, list[Message]] = field(default_factory=dict)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     positions: dict[tuple[int, str], int] = field(default_factory=dict)  # handler, topic
+    trimmed: dict[str, int] = field(default_factory=dict)  # messages dropped per topic
 
     def __post_init__(self) -> None:
         for h in self.handlers:
-            for t in h.tables:
+            for t in (*h.tables, COMMITS):
                 self.tables.setdefault(t, {})
 
     def append(self, topic: str, key: str | bytes | None, value: bytes) -> None:
@@ -42,7 +43,26 @@ class LocalPipeline:
         kb = key.encode() if isinstance(key, str) else key
         log = self.logs.setdefault(topic, [])
         partition = zlib.crc32(kb or b"") % self.partitions
-        log.append(Message(topic, partition, len(log), kb, value))
+        log.append(Message(topic, partition, self._end(topic), kb, value))
+
+    def _end(self, topic: str) -> int:
+        """The offset the next message of ``topic`` gets."""
+        return self.trimmed.get(topic, 0) + len(self.logs.get(topic, []))
+
+    def trim(self) -> None:
+        """Drop the messages every reader of their topic has processed (a long fold keeps
+        only what is still unread in memory)."""
+        for topic, log in self.logs.items():
+            readers = [
+                self.positions.get((i, topic), 0)
+                for i, h in enumerate(self.handlers)
+                if topic in h.topics
+            ]
+            upto = min(readers) if readers else self._end(topic)
+            drop = upto - self.trimmed.get(topic, 0)
+            if drop > 0:
+                del log[:drop]
+                self.trimmed[topic] = upto
 
     def publish(self, topic: str, key: str, name: str, record: dict[str, Any]) -> None:
         self.append(topic, key, self.registry.encode(name, record))
@@ -60,14 +80,15 @@ class LocalPipeline:
                 (i, h, topic, self.positions.get((i, topic), 0))
                 for i, h in enumerate(self.handlers)
                 for topic in h.topics
-                if self.positions.get((i, topic), 0) < len(self.logs.get(topic, []))
+                if self.positions.get((i, topic), 0) < self._end(topic)
             ]
             if not pending:
                 return
             steps = [rng.choice(pending)] if rng else pending
             for i, h, topic, start in steps:
                 size = rng.randint(1, self.batch_size) if rng else self.batch_size
-                batch = self.logs[topic][start : start + size]
+                first = start - self.trimmed.get(topic, 0)
+                batch = self.logs[topic][first : first + size]
                 await self._commit(h, batch)
                 self.positions[(i, topic)] = start + len(batch)
         raise RuntimeError("pipeline did not become idle")

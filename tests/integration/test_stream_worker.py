@@ -179,6 +179,7 @@ def mixed_scenario() -> list[Ev]:
 def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
     isolated: Settings,
 ) -> None:
+    from streams.rebuild import rebuild
     from streams.replay import caught_up, replay
     from tests.scenarios import m, scan
 
@@ -206,8 +207,15 @@ def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
             what="worker caught up with the redelivered events",
         )
         assert digest(snapshot(isolated)) == digest(got)
+    # Both ways of replaying: folded in one process (each row written once), and through a
+    # worker reading from offset 0 in its own group.
+    folded = with_overrides(isolated, keyspace=f"{isolated.keyspace}f")
     rebuilt = with_overrides(isolated, keyspace=f"{isolated.keyspace}r")
     try:
+        fold_report = rebuild(isolated, folded.keyspace, log=print)
+        assert fold_report.source_events == 2 * len(events)
+        assert fold_report.rows == sum(len(rows) for rows in got.values())
+        assert digest(snapshot(folded)) == digest(got)
         report = replay(isolated, rebuilt.keyspace, log=print)
         assert report.source_events == 2 * len(events)
         assert digest(snapshot(rebuilt)) == digest(got)
@@ -215,7 +223,8 @@ def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
         from infra.lifecycle import cassandra_session
 
         session: Any = cassandra_session(isolated)
-        session.execute(f"DROP KEYSPACE IF EXISTS {rebuilt.keyspace}", timeout=60)
+        for ks in (folded.keyspace, rebuilt.keyspace):
+            session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
         session.cluster.shutdown()
 
 
@@ -229,12 +238,6 @@ def test_shuffled_delivery_gives_the_same_projections(isolated: Settings) -> Non
         converge(isolated, want, proc)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known, open (issue 4): after a restart the worker occasionally stops short of "
-    "the end (rows hold intermediate values at the deadline); see docs/streams.md "
-    "'Known limits'",
-)
 def test_a_killed_worker_resumes_without_loss_or_double_counts(isolated: Settings) -> None:
     from tests.scenarios import town
     from tests.support import eventually
@@ -257,30 +260,33 @@ def test_a_killed_worker_resumes_without_loss_or_double_counts(isolated: Setting
         converge(isolated, want, proc, timeout=180)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known, open (issue 4): with two workers one run in three or four ends with a "
-    "stale or missing alert row; see docs/streams.md 'Known limits'",
-)
 def test_two_workers_give_the_same_projections_as_one(isolated: Settings) -> None:
-    """Both workers join before the events arrive, so the partitions are split between them
-    for the whole run. (A rebalance in the middle of a stream can let the revoked worker's
-    last batch land after its successor's writes; see docs/streams.md, "Known limits".)"""
+    """The second worker joins in the middle of the stream: the first hands over half of its
+    partitions (state recovered from the changelog by the new owner, the old owner's late
+    writes losing to the new owner's by write timestamp)."""
     from tests.scenarios import outbreak_at_venue, town
     from tests.support import eventually
 
     events = town(5, people=200) + outbreak_at_venue("y")
     want = expected_rows(events)
-    with worker(isolated, free_port()) as one, worker(isolated, free_port()) as two:
-        eventually(
-            lambda: run_coroutine(stable_members(isolated)) == 2,
-            timeout=90,
-            interval=0.5,
-            what="both workers in a stable consumer group",
-        )
+    with worker(isolated, free_port()) as one:
         publish_sync(isolated, events)
-        converge(isolated, want, one, timeout=180)
-        assert two.poll() is None
+        total = len(want["visits_by_person"])
+        eventually(
+            lambda: 0 < len(snapshot(isolated)["visits_by_person"]) < total or None,
+            timeout=90,
+            interval=0.1,
+            what="first worker mid-stream",
+        )
+        with worker(isolated, free_port()) as two:
+            eventually(
+                lambda: run_coroutine(stable_members(isolated)) == 2,
+                timeout=90,
+                interval=0.5,
+                what="both workers in a stable consumer group",
+            )
+            converge(isolated, want, one, timeout=180)
+            assert two.poll() is None
 
 
 async def stable_members(s: Settings) -> int:
@@ -296,6 +302,49 @@ async def stable_members(s: Settings) -> int:
         return len(members) if state == "Stable" else 0
     finally:
         await admin.close()
+
+
+def test_a_consumer_resuming_past_the_committed_state_reads_what_it_skipped(
+    isolated: Settings,
+) -> None:
+    """The consumer group's offsets are moved to the end of every source topic before the
+    worker ever ran (as after a crash that committed offsets of events whose state was not
+    committed). When events arrive again, the worker reads the skipped ranges itself."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from covidtech.topics import SOURCE_TOPICS
+
+    events = mixed_scenario()
+    publish_sync(isolated, events)
+
+    async def skip_everything() -> int:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=isolated.kafka_bootstrap,
+            group_id=isolated.app_id,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            tps = [
+                TopicPartition(isolated.topic(t.name), p)
+                for t in SOURCE_TOPICS
+                for p in range(isolated.topic_partitions)
+            ]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit({tp: end for tp, end in ends.items() if end})
+            return sum(ends.values())
+        finally:
+            await consumer.stop()
+
+    assert run_coroutine(skip_everything()) == len(events)
+    # Again only the last event of each key: every partition that held events gets one past
+    # the skipped range, and without reading that range most events would be missing.
+    last_of_key = list({(e.topic, e.key): e for e in events}.values())
+    assert len(last_of_key) < len(events)
+    with worker(isolated, free_port()) as proc:
+        publish_sync(isolated, last_of_key)
+        converge(isolated, expected_rows(events), proc)
 
 
 def test_poison_messages_go_to_each_topics_dlq_and_processing_continues(
