@@ -9,8 +9,8 @@ migrations (a contract test compares it with Cassandra's own schema).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 Row = dict[str, Any]
@@ -60,7 +60,9 @@ def stamped(m: Mutation, timestamp: int) -> Mutation:
     time that only grows per Kafka partition (``streams.context``), so a late write of an
     older state (a revoked worker's last batch) loses to the newer one, as CQL keeps the cell
     with the highest timestamp."""
-    return replace(m, timestamp=timestamp)
+    if isinstance(m, Upsert):
+        return Upsert(m.table, m.row, m.expires_at, timestamp)
+    return Delete(m.table, m.key, timestamp)
 
 
 Mutation = Upsert | Delete
@@ -418,9 +420,10 @@ def collapse(mutations: Sequence[Mutation]) -> list[Mutation]:
 
 def normalize(value: Any) -> Any:
     """The value as Cassandra returns it: times to the millisecond, aware UTC."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return value  # the common case, first
     if isinstance(value, datetime):
-        from datetime import UTC
-
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         value = value.astimezone(UTC)
