@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from covidtech.progress import bar
 from covidtech.settings import Settings
 from covidtech.tokens import issue
 from simulator.model import Issued, Outbreak, Request, Simulation, stable_id
@@ -95,10 +96,23 @@ class Sender:
         return resp
 
     async def send_all(
-        self, requests: Iterable[Request], progress: Progress, every: float = 2.0
+        self,
+        requests: Iterable[Request],
+        progress: Progress,
+        every: float = 2.0,
+        total: int | None = None,
     ) -> None:
+        """Send ``requests`` at the sender's rate, reporting every ``every`` seconds (with a
+        progress bar when ``total`` is known)."""
         pending: set[asyncio.Task[httpx.Response]] = set()
         last = time.monotonic()
+        first = self.stats.sent
+
+        def report() -> None:
+            done = self.stats.sent - first
+            drawn = f"{bar(done, total)} " if total else ""
+            progress(f"{drawn}{self.stats.line()}")
+
         try:
             for r in requests:
                 task = asyncio.create_task(self.send(r))
@@ -107,10 +121,12 @@ class Sender:
                 if len(pending) >= 64:
                     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 if time.monotonic() - last > every:
-                    progress(self.stats.line())
+                    report()
                     last = time.monotonic()
             if pending:
                 await asyncio.wait(pending)
+            if total:
+                report()
         finally:
             # Interrupted (Ctrl-C): stop the requests in flight before the client closes.
             for task in pending:
@@ -168,7 +184,7 @@ async def simulate(
         venues, people, issued = await register(sender, sim, progress)
         timeline = [r for r in sim.requests(venues, people, issued) if r.due <= now()]
         progress(f"sending the last {params.days:g} days: {len(timeline)} requests ...")
-        await sender.send_all(timeline, progress)
+        await sender.send_all(timeline, progress, total=len(timeline))
         progress(sender.stats.line())
         if live:
             await live_checkins(sender, sim, venues, people, issued, duration, progress, now)
@@ -255,7 +271,9 @@ async def replay_file(
                     d = json.loads(line)
                     yield Request(datetime.now(UTC), d["method"], d["path"], d["scope"], d["body"])
 
-        await sender.send_all(requests(), progress)
+        with path.open() as f:
+            total = sum(1 for _ in f)
+        await sender.send_all(requests(), progress, total=total)
         return sender.stats
     finally:
         await sender.close()

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from covidtech.progress import bar
 from covidtech.settings import Settings
 from covidtech.topics import SOURCE_TOPICS
 from projections.cassandra import CassandraStore
@@ -156,7 +157,7 @@ def rebuild(base: Settings, keyspace: str, *, log: Callable[[str], None] = print
     def folding(done: int, total: int) -> None:
         if time.monotonic() - last[0] >= 2 or done >= total:
             last[0] = time.monotonic()
-            log(f"  folded {done:,} of at most {total:,} source events")
+            log(f"{bar(done, total)} folded {done:,} of at most {total:,} source events")
 
     started = time.monotonic()
     store, events = asyncio.run(fold_log(s, progress=folding))
@@ -167,7 +168,7 @@ def rebuild(base: Settings, keyspace: str, *, log: Callable[[str], None] = print
     def writing(done: int) -> None:
         if time.monotonic() - last[0] >= 2 or done >= rows:
             last[0] = time.monotonic()
-            log(f"  wrote {done:,} of {rows:,} rows")
+            log(f"{bar(done, rows)} wrote {done:,} of {rows:,} rows")
 
     async def write() -> int:
         target = CassandraStore.from_settings(s)
