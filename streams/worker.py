@@ -23,12 +23,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from prometheus_client import Counter, Histogram, generate_latest
 
 from covidtech.settings import Settings
@@ -40,6 +42,7 @@ from streams.context import BatchContext, Handler, Message
 from streams.handlers import all_handlers
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROCESSED = Counter("covidtech_stream_events_total", "Source events processed", ["topic"])
 DEAD = Counter("covidtech_stream_dead_letters_total", "Events sent to a DLQ", ["topic"])
@@ -78,6 +81,8 @@ class Runtime:
         self._by_full_name: dict[str, str] = {}
         self._state_producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
+        self._reader: AIOKafkaConsumer | None = None
+        self._reading = asyncio.Lock()
 
     @property
     def store(self) -> ProjectionStore:
@@ -101,30 +106,34 @@ class Runtime:
             return self._state_producer
 
     async def read_range(self, topic: str, partition: int, start: int, end: int) -> list[Any]:
-        """The records of ``topic[partition]`` from offset ``start`` up to ``end`` (excluded)."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",  # a start below the log's start (retention)
-        )
-        await consumer.start()
-        try:
+        """The records of ``topic[partition]`` from ``start`` up to ``end`` (excluded), read
+        by one consumer the agents share (assigned to the partition for the read)."""
+        async with self._reading:
+            if self._reader is None:
+                reader = AIOKafkaConsumer(
+                    bootstrap_servers=self.settings.kafka_bootstrap,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",  # a start below the log's start (retention)
+                )
+                await reader.start()
+                self._reader = reader
             tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            consumer.seek(tp, start)
+            self._reader.assign([tp])
+            self._reader.seek(tp, start)
             records: list[Any] = []
-            while await consumer.position(tp) < end:
-                fetched = await consumer.getmany(tp, timeout_ms=1000)
-                records.extend(r for r in fetched.get(tp, ()) if r.offset < end)
+            while await self._reader.position(tp) < end:
+                fetched = await self._reader.getmany(tp, timeout_ms=1000)
+                records += [r for r in fetched.get(tp, ()) if r.offset < end]
             return records
-        finally:
-            await consumer.stop()
 
     async def close(self) -> None:
         producer, self._state_producer = self._state_producer, None
         if producer is not None:
             await producer.stop()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.stop()
 
     def short_name(self, full: str) -> str:
         name = self._by_full_name.get(full)
@@ -213,7 +222,14 @@ def _register(
                 for e in events
             ]
             started = time.perf_counter()
-            await _process_until_committed(app, rt, handler, state, tables, messages)
+            complete = await _until_done(
+                agent_name, partial(_complete, rt, handler, tables, messages)
+            )
+            # A long gap (a state rebuilt from nothing) is processed in batches of the
+            # usual size, each committed on its own.
+            for i in range(0, len(complete), batch_size):
+                part = complete[i : i + batch_size]
+                await _process_until_committed(app, rt, handler, state, tables, part)
             BATCH.labels(agent_name).observe(time.perf_counter() - started)
             for e in events:
                 await stream.ack(e)
@@ -224,38 +240,46 @@ def _register(
     app.agent(topic, name=f"{s.app_id}.{agent_name}")(agent)
 
 
-async def _refill(
+async def _complete(
     rt: Runtime, handler: Handler, tables: dict[str, TableView], messages: Sequence[Message]
 ) -> list[Message]:
-    """The batch, preceded by any events between the committed state and the consumer.
+    """The batch as a gapless run of offsets per partition, from the committed state on.
 
-    The state's commit record, not the consumer group's offset, says what was applied. After
-    a SIGKILL the consumer was seen to resume past it (an offset committed for events whose
-    batch had not committed its state); the events in between are then read directly, so
-    none is lost. Events at or below the state's offsets are skipped by ``process_batch``.
+    The state's commit record, not the consumer, says what was applied: a message at or
+    below it is dropped here (and would be skipped by ``process_batch``). Faust was seen to
+    hand an agent a partition's events out of order or with some missing (after a restart,
+    and in the middle of a stream), and to commit offsets past events that were never
+    processed. So each partition's events are sorted, and any offsets missing between the
+    committed state and the last event are read directly (a side consumer) and put in their
+    place; a compacted topic's legitimate gaps cost a read that returns nothing. Partitions
+    keep the order in which they first appear in the batch.
     """
-    first: dict[tuple[str, int], int] = {}
+    runs: dict[tuple[str, int], dict[int, Message]] = {}
     for m in messages:
-        first.setdefault((m.topic, m.partition), m.offset)
-    missing: list[Message] = []
-    for (topic, partition), offset in first.items():
-        start = applied_offsets(handler, tables, partition).get(topic, -1) + 1
-        if offset <= start:
-            continue
-        records = await rt.read_range(rt.settings.topic(topic), partition, start, offset)
-        if records:
-            log.warning(
-                "%s: %s[%d] resumed at %d, past the committed state (%d): read %d events",
-                type(handler).__name__,
-                topic,
-                partition,
-                offset,
-                start,
-                len(records),
-            )
-            REFILLS.labels(topic).inc(len(records))
-        missing += [Message(topic, partition, r.offset, r.key, r.value) for r in records]
-    return [*missing, *messages]
+        runs.setdefault((m.topic, m.partition), {})[m.offset] = m
+    batch: list[Message] = []
+    for (topic, partition), by_offset in runs.items():
+        expected = applied_offsets(handler, tables, partition).get(topic, -1) + 1
+        for offset in sorted(by_offset):
+            if offset < expected:
+                continue
+            if offset > expected:
+                records = await rt.read_range(rt.settings.topic(topic), partition, expected, offset)
+                if records:
+                    log.warning(
+                        "%s: %s[%d] got %d before %d: read %d missing events",
+                        type(handler).__name__,
+                        topic,
+                        partition,
+                        offset,
+                        expected,
+                        len(records),
+                    )
+                    REFILLS.labels(topic).inc(len(records))
+                batch += [Message(topic, partition, r.offset, r.key, r.value) for r in records]
+            batch.append(by_offset[offset])
+            expected = offset + 1
+    return batch
 
 
 class TableView:
@@ -269,6 +293,29 @@ class TableView:
         return self.table.data.get(f"{self.name}|{key}")
 
 
+RETRIABLE = (
+    StoreUnavailable,
+    ProducerSendError,
+    KafkaError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def _until_done(agent_name: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` until it succeeds, retrying infrastructure errors with a backoff capped
+    at 5 s (the partition stops; nothing is acked meanwhile)."""
+    delay = 0.2
+    while True:
+        try:
+            return await work()
+        except RETRIABLE as e:
+            RETRIES.labels(agent_name).inc()
+            log.warning("%s: not committed (%r); retrying in %.1fs", agent_name, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def _process_until_committed(
     app: faust.App,
     rt: Runtime,
@@ -277,39 +324,23 @@ async def _process_until_committed(
     tables: dict[str, TableView],
     messages: Sequence[Message],
 ) -> None:
-    agent_name = type(handler).__name__
-    delay = 0.2
-    while True:
-        try:
-            batch = await _refill(rt, handler, tables, messages)
-            ctx = await process_batch(handler, batch, rt.store, tables, rt.registry)
-            await _commit(app, rt, ctx, state)
-            return
-        except StateTooLarge:
-            if len(messages) == 1:
-                raise
-            half = len(messages) // 2
-            log.info("%s: state of %d events too large, committing halves", agent_name, half * 2)
-            for part in (messages[:half], messages[half:]):
-                await _process_until_committed(app, rt, handler, state, tables, part)
-            return
-        except (
-            StoreUnavailable,
-            faust.exceptions.ProducerSendError,
-            KafkaError,
-            OSError,
-            TimeoutError,
-        ) as e:
-            RETRIES.labels(agent_name).inc()
-            log.warning(
-                "%s: batch of %d not committed (%s); retrying in %.1fs",
-                agent_name,
-                len(messages),
-                e,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    async def attempt() -> None:
+        ctx = await process_batch(handler, messages, rt.store, tables, rt.registry)
+        await _commit(app, rt, ctx, state)
+
+    try:
+        await _until_done(type(handler).__name__, attempt)
+    except StateTooLarge:
+        if len(messages) == 1:
+            raise
+        half = len(messages) // 2
+        log.info(
+            "%s: state of %d events too large, committing halves",
+            type(handler).__name__,
+            len(messages),
+        )
+        for part in (messages[:half], messages[half:]):
+            await _process_until_committed(app, rt, handler, state, tables, part)
 
 
 async def _commit(app: faust.App, rt: Runtime, ctx: BatchContext, state: Any) -> None:
@@ -370,9 +401,35 @@ async def _commit(app: faust.App, rt: Runtime, ctx: BatchContext, state: Any) ->
                 state.data[key] = value
 
 
+async def wait_for_topics(settings: Settings, within: float = 60.0) -> None:
+    """Return once the broker's metadata lists every topic the agents read.
+
+    Faust subscribes to what the metadata lists when it starts and ignores the rest until a
+    metadata refresh (minutes): a worker started right after the topics were created (a
+    cold broker, ``covidtech demo``) could otherwise sit idle on some of them."""
+    wanted = {settings.topic(t) for h in all_handlers() for t in h.topics}
+    deadline = time.monotonic() + within
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        while missing := wanted - await consumer.topics():
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"topics missing after {within:.0f}s: {', '.join(sorted(missing))}; "
+                    "run `covidtech infra up` first"
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+
+
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run a worker until SIGTERM/SIGINT (``covidtech worker``)."""
     from faust.worker import Worker
 
+    # The loop stays the current one for Faust (asyncio.run would leave none set).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(wait_for_topics(settings))
     app = build_app(settings)
     Worker(app, loglevel=loglevel).execute_from_commandline()
