@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from covidtech.progress import bar
 from covidtech.settings import Settings
 
 INFRA_DIR = Path(__file__).resolve().parent
@@ -75,6 +76,19 @@ def kafka_tools(s: Settings) -> Service:
 # ---------------------------------------------------------------- jars
 
 
+def expected_jars(service: Service) -> set[str]:
+    """The jar names of ``infra/<service>/jars.txt``: what the POM resolves to, reviewed in
+    git like a lock file (and the total of the progress bar while resolving)."""
+    listing = service.pom.parent / "jars.txt"
+    if not listing.exists():
+        return set()
+    lines = (line.strip() for line in listing.read_text().splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+_JAR_IN_LINE = re.compile(r"([A-Za-z0-9_.+-]+\.jar)\b")
+
+
 def resolve(service: Service, s: Settings, log: Callable[[str], None] = print) -> Path:
     """Copy the service's runtime jars from Maven Central into its lib folder (once)."""
     lib = service.lib(s)
@@ -91,7 +105,6 @@ def resolve(service: Service, s: Settings, log: Callable[[str], None] = print) -
     started = time.monotonic()
     cmd = [
         mvn,
-        "-q",
         "-B",
         "-f",
         str(service.pom),
@@ -99,19 +112,40 @@ def resolve(service: Service, s: Settings, log: Callable[[str], None] = print) -
         f"-DoutputDirectory={staging}",
         "-DincludeScope=runtime",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    expected = expected_jars(service)
+    seen: set[str] = set()
+    output: list[str] = []
+    last = 0.0
+    # Maven names each jar as it downloads it and again as it copies it: with the expected
+    # list, that is a progress bar.
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            seen.update(m for m in _JAR_IN_LINE.findall(line) if m in expected)
+            if expected and time.monotonic() - last >= 2:
+                last = time.monotonic()
+                log(
+                    f"{bar(len(seen), len(expected))} {service.name}: {len(seen)} of "
+                    f"{len(expected)} jars"
+                )
     if proc.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise InfraError(
-            f"mvn failed for {service.name} (exit {proc.returncode}):\n"
-            f"{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+            f"mvn failed for {service.name} (exit {proc.returncode}):\n" + "".join(output)[-8000:]
+        )
+    got = {p.name for p in staging.glob("*.jar")}
+    if expected and got != expected:
+        log(
+            f"warning: {service.name} resolved to other jars than infra/{service.name}/"
+            f"jars.txt lists (new: {sorted(got - expected)[:5]}, missing: "
+            f"{sorted(expected - got)[:5]}); review and update the list"
         )
     (staging / ".resolved").write_text(digest + "\n")
     shutil.rmtree(lib, ignore_errors=True)
     staging.rename(lib)
     log(
-        f"resolved {service.name}: {len(list(lib.glob('*.jar')))} jars "
-        f"in {time.monotonic() - started:.1f}s"
+        f"{bar(1, 1)} resolved {service.name}: {len(got)} jars in {time.monotonic() - started:.1f}s"
     )
     return lib
 

@@ -1,6 +1,7 @@
-"""``covidtech replay``: rebuild every projection from the start of the log.
+"""``covidtech replay --via-worker``: rebuild every projection through a worker process.
 
-The replay is a second worker with its own consumer group, its own keyspace (migrated
+(The default ``covidtech replay`` folds the log in process: ``streams.rebuild``.) This
+replay is a second worker with its own consumer group, its own keyspace (migrated
 fresh) and its own derived topics (``derived_topic_prefix``), reading the same source topics
 from offset 0. Derived events are deterministic, so the rebuilt tables equal the live ones
 (the integration tests compare digests). It stops when its group has committed the end

@@ -178,3 +178,12 @@ def test_data_survives_down_then_up(platform: Settings, tmp_path: Path) -> None:
         assert asyncio.run(_consume_one(s, s.topic("venues"))) == (b"k", b"kept")
     finally:
         lifecycle.down(s, log=print)
+
+
+def test_the_services_run_the_reviewed_jars(platform: Settings) -> None:
+    """Each lib folder holds exactly the jars its ``infra/<service>/jars.txt`` lists, so a
+    change in what Maven resolves shows up in review."""
+    for service in (services.kafka(platform), services.cassandra(platform)):
+        lib = service.lib(platform)
+        assert (lib / ".resolved").exists(), service.name
+        assert {p.name for p in lib.glob("*.jar")} == services.expected_jars(service)
