@@ -64,6 +64,10 @@ BATCH = Histogram(
 # message.max.bytes in infra/kafka/server.properties must allow it). A batch whose state is
 # larger is split in halves, each committed on its own.
 STATE_BATCH_BYTES = 8 * 1024 * 1024
+# How often each agent compares quiet partitions with their end offsets, and how long a
+# partition must have had no batch to count as quiet (``check_tails``).
+TAIL_CHECK_S = 5.0
+TAIL_IDLE_S = 10.0
 
 
 class StateTooLarge(Exception):
@@ -109,23 +113,34 @@ class Runtime:
         """The records of ``topic[partition]`` from ``start`` up to ``end`` (excluded), read
         by one consumer the agents share (assigned to the partition for the read)."""
         async with self._reading:
-            if self._reader is None:
-                reader = AIOKafkaConsumer(
-                    bootstrap_servers=self.settings.kafka_bootstrap,
-                    group_id=None,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",  # a start below the log's start (retention)
-                )
-                await reader.start()
-                self._reader = reader
+            reader = await self._started_reader()
             tp = TopicPartition(topic, partition)
-            self._reader.assign([tp])
-            self._reader.seek(tp, start)
+            reader.assign([tp])
+            reader.seek(tp, start)
             records: list[Any] = []
-            while await self._reader.position(tp) < end:
-                fetched = await self._reader.getmany(tp, timeout_ms=1000)
+            while await reader.position(tp) < end:
+                fetched = await reader.getmany(tp, timeout_ms=1000)
                 records += [r for r in fetched.get(tp, ()) if r.offset < end]
             return records
+
+    async def end_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The end offset of each (full topic name, partition)."""
+        async with self._reading:
+            reader = await self._started_reader()
+            ends = await reader.end_offsets([TopicPartition(t, p) for t, p in partitions])
+            return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+    async def _started_reader(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            reader = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",  # a start below the log's start (retention)
+            )
+            await reader.start()
+            self._reader = reader
+        return self._reader
 
     async def close(self) -> None:
         producer, self._state_producer = self._state_producer, None
@@ -209,6 +224,20 @@ def _register(
         partitions=s.topic_partitions,
     )
 
+    busy = asyncio.Lock()  # one batch at a time: the agent's, or the tail check's
+    seen_at: dict[tuple[str, int], float] = {}  # (topic, partition) -> last batch with it
+
+    async def process(messages: list[Message]) -> None:
+        complete = await _until_done(agent_name, partial(_complete, rt, handler, tables, messages))
+        # A long gap (a state rebuilt from nothing) is processed in batches of the usual
+        # size, each committed on its own.
+        for i in range(0, len(complete), batch_size):
+            part = complete[i : i + batch_size]
+            await _process_until_committed(app, rt, handler, state, tables, part)
+        now = time.monotonic()
+        for m in messages:
+            seen_at[(m.topic, m.partition)] = now
+
     async def agent(stream: Any) -> None:
         async for events in stream.noack_take(batch_size, within=within):
             messages = [
@@ -222,20 +251,54 @@ def _register(
                 for e in events
             ]
             started = time.perf_counter()
-            complete = await _until_done(
-                agent_name, partial(_complete, rt, handler, tables, messages)
-            )
-            # A long gap (a state rebuilt from nothing) is processed in batches of the
-            # usual size, each committed on its own.
-            for i in range(0, len(complete), batch_size):
-                part = complete[i : i + batch_size]
-                await _process_until_committed(app, rt, handler, state, tables, part)
+            async with busy:
+                await process(messages)
             BATCH.labels(agent_name).observe(time.perf_counter() - started)
             for e in events:
                 await stream.ack(e)
             for m in messages:
                 PROCESSED.labels(m.topic).inc()
 
+    async def check_tails() -> None:
+        """Read events past the last one delivered, on partitions quiet for a while.
+
+        ``_complete`` repairs gaps below an event the agent receives; an event lost after
+        the last delivered one (an offset committed past it, as seen after a crash) would
+        wait for the partition's next event. Once recovery is over and no rebalance runs,
+        each assigned partition quiet for ``TAIL_IDLE_S`` is compared with its end offset."""
+        recovered = app.tables.recovery.completed.is_set()
+        if app.rebalancing or getattr(app, "in_recovery", True) or not recovered:
+            return
+        mine = [
+            (rt.short_name(tp.topic), tp.partition)
+            for tp in app.consumer.assignment()
+            if rt.short_name(tp.topic) in handler.topics
+        ]
+        if not mine:
+            return
+        try:
+            ends = await rt.end_offsets([(s.topic(t), p) for t, p in mine])
+            async with busy:
+                now = time.monotonic()
+                behind = []
+                for topic, partition in mine:
+                    if now - seen_at.setdefault((topic, partition), now) < TAIL_IDLE_S:
+                        continue
+                    applied = applied_offsets(handler, tables, partition).get(topic, -1)
+                    end = ends[(s.topic(topic), partition)]
+                    if applied + 1 < end:
+                        behind.append(Message(topic, partition, end - 1, None, b""))
+                if behind:
+                    log.warning(
+                        "%s: reading %d quiet partitions to their end", agent_name, len(behind)
+                    )
+                    # The last offset stands for its partition: _complete reads up to it; the
+                    # placeholder itself is replaced by the record read at that offset.
+                    await process(await _tails(rt, behind))
+        except RETRIABLE as e:
+            log.warning("%s: tail check failed (%r); next time", agent_name, e)
+
+    app.timer(TAIL_CHECK_S, name=f"{s.app_id}.{agent_name}.tails")(check_tails)
     agent.__name__ = agent.__qualname__ = f"{agent_name}_agent"
     app.agent(topic, name=f"{s.app_id}.{agent_name}")(agent)
 
@@ -280,6 +343,17 @@ async def _complete(
             batch.append(by_offset[offset])
             expected = offset + 1
     return batch
+
+
+async def _tails(rt: Runtime, last: list[Message]) -> list[Message]:
+    """The real records at the offsets of ``last`` (one per partition)."""
+    out = []
+    for m in last:
+        for r in await rt.read_range(
+            rt.settings.topic(m.topic), m.partition, m.offset, m.offset + 1
+        ):
+            out.append(Message(m.topic, m.partition, r.offset, r.key, r.value))
+    return out
 
 
 class TableView:
