@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -339,6 +339,30 @@ def _page(items: list[Any], token: str | None) -> dict[str, Any]:
     return {"items": items, "next_page_token": token}
 
 
+async def _newest_page(
+    ctx: Ctx,
+    segments: Sequence[Segment],
+    position: Mapping[str, Any] | None,
+    *,
+    time_col: str,
+    id_col: str,
+    keep: Callable[[Row], bool] = lambda r: True,
+) -> tuple[list[Row], Cursor | None]:
+    """One page of ``segments``, newest first, after the position of a page token."""
+    try:
+        return await queries.newest_first(
+            ctx.services.store,
+            segments,
+            time_col=time_col,
+            id_col=id_col,
+            limit=ctx.page_limit(),
+            after=_cursor(position) if position else None,
+            keep=keep,
+        )
+    except ValueError as e:
+        raise Problem("invalid-page-token", "page token is malformed") from e
+
+
 # ------------------------------------------------------------------------------ citizen
 
 
@@ -633,18 +657,9 @@ async def list_alerts(ctx: Ctx) -> Response:
     def keep(r: Row) -> bool:
         return (risk is None or r["risk"] == risk) and (status is None or r["status"] == status)
 
-    try:
-        rows, nxt = await queries.newest_first(
-            ctx.services.store,
-            segments,
-            time_col="contact_visit_start",
-            id_col="alert_id",
-            limit=ctx.page_limit(),
-            after=_cursor(position) if position else None,
-            keep=keep,
-        )
-    except ValueError as e:
-        raise Problem("invalid-page-token", "page token is malformed") from e
+    rows, nxt = await _newest_page(
+        ctx, segments, position, time_col="contact_visit_start", id_col="alert_id", keep=keep
+    )
     items = [_alert(r) for r in rows]
     await ctx.audit(
         f"alerts:{_scope_label(provinces)}",
@@ -724,17 +739,9 @@ async def list_exposures(ctx: Ctx) -> Response:
         "p",
         (Query("alerts_by_person", {"contact_person_id": person_id}, clustering_from=since),),
     )
-    try:
-        rows, nxt = await queries.newest_first(
-            ctx.services.store,
-            [segment],
-            time_col="contact_visit_start",
-            id_col="alert_id",
-            limit=ctx.page_limit(),
-            after=_cursor(position) if position else None,
-        )
-    except ValueError as e:
-        raise Problem("invalid-page-token", "page token is malformed") from e
+    rows, nxt = await _newest_page(
+        ctx, [segment], position, time_col="contact_visit_start", id_col="alert_id"
+    )
     await ctx.audit(f"person:{person_id}", [person_id, *(r["case_person_id"] for r in rows)])
     items = [_alert({**r, "contact_person_id": person_id}) for r in rows]
     token = None
@@ -765,17 +772,9 @@ async def list_visits(ctx: Ctx) -> Response:
             ),
         ),
     )
-    try:
-        rows, nxt = await queries.newest_first(
-            ctx.services.store,
-            [segment],
-            time_col="visit_start",
-            id_col="venue_id",
-            limit=ctx.page_limit(),
-            after=_cursor(position) if position else None,
-        )
-    except ValueError as e:
-        raise Problem("invalid-page-token", "page token is malformed") from e
+    rows, nxt = await _newest_page(
+        ctx, [segment], position, time_col="visit_start", id_col="venue_id"
+    )
     await ctx.audit(f"person:{person_id}", (person_id,))
     items = [
         {
@@ -927,18 +926,9 @@ async def list_audit(ctx: Ctx) -> Response:
             subject is None or r["subject"] == subject
         )
 
-    try:
-        rows, nxt = await queries.newest_first(
-            ctx.services.store,
-            segments,
-            time_col="read_at",
-            id_col="audit_id",
-            limit=ctx.page_limit(),
-            after=_cursor(position) if position else None,
-            keep=keep,
-        )
-    except ValueError as e:
-        raise Problem("invalid-page-token", "page token is malformed") from e
+    rows, nxt = await _newest_page(
+        ctx, segments, position, time_col="read_at", id_col="audit_id", keep=keep
+    )
     items = [
         {
             "audit_id": r["audit_id"],
