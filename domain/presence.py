@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from domain.rules import DEFAULT_RULES, PresenceRules
@@ -44,6 +44,8 @@ def require_aware(name: str, value: datetime) -> None:
     subtracting it would either raise deep inside a rule or silently assume a zone; we refuse it
     at the edge of the domain instead.
     """
+    if value.tzinfo is UTC:
+        return  # the common case, without calling utcoffset()
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime (UTC), got {value!r}")
 

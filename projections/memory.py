@@ -7,8 +7,9 @@ whole log into it and then writes its rows to Cassandra: so rows are indexed by 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
@@ -17,13 +18,18 @@ from projections.model import (
     Delete,
     Query,
     Row,
+    TableSpec,
     Upsert,
-    collapse,
+    collapse_by_key,
     normalize,
-    ttl_seconds,
 )
 
 Key = tuple[Any, ...]
+
+
+@functools.cache
+def _key_columns(spec: TableSpec) -> frozenset[str]:
+    return frozenset(spec.primary_key)
 
 
 class InMemoryStore:
@@ -39,12 +45,11 @@ class InMemoryStore:
         self._clock = clock
 
     async def apply(self, mutations: Sequence[Upsert | Delete]) -> None:
-        now = self._clock()
-        for m in collapse(mutations):  # as the Cassandra store sends them
+        ttl_floor = self._clock() + timedelta(seconds=1)  # ttl_seconds(expires_at) >= 1
+        for key, m in collapse_by_key(mutations).items():  # as the Cassandra store sends them
             spec = TABLES[m.table]
-            values = m.row if isinstance(m, Upsert) else m.key
-            pk = tuple(normalize(values[c]) for c in spec.partition_key)
-            ck = tuple(normalize(values[c]) for c in spec.clustering)
+            split = 1 + len(spec.partition_key)
+            pk, ck = key[1:split], key[split:]
             partition = self._rows[m.table].get(pk)
             found = partition.get(ck) if partition is not None else None
             # Write timestamps as in CQL, per row rather than per cell: an older write than
@@ -60,21 +65,21 @@ class InMemoryStore:
                     if not partition:
                         del self._rows[m.table][pk]
                 continue
-            buried = self._tombstones.get((m.table, pk, ck))
+            buried = self._tombstones.get((m.table, pk, ck)) if self._tombstones else None
             if m.timestamp is not None and buried is not None and buried >= m.timestamp:
                 continue
-            ttl = ttl_seconds(m.expires_at, now)
-            if ttl is not None and ttl <= 0:
-                continue
+            if m.expires_at is not None and m.expires_at < ttl_floor:
+                continue  # ttl_seconds() would be 0 or less: the Cassandra store skips it too
             if partition is None:
                 partition = self._rows[m.table][pk] = {}
             if found is None:
                 row, expires_at = dict(zip(spec.primary_key, pk + ck, strict=True)), None
             else:
                 row, expires_at, _ = found
+            keys = _key_columns(spec)
             for c, v in m.row.items():
-                if c not in spec.primary_key:
-                    row[c] = normalize(v)
+                if c not in keys:
+                    row[c] = v if type(v) is str or v is None else normalize(v)
             # CQL keeps a TTL per cell; the row keeps the expiry of its latest write that had
             # one (handlers rewrite whole rows, so this is the expiry of every cell).
             partition[ck] = (row, m.expires_at or expires_at, m.timestamp)
@@ -100,12 +105,15 @@ class InMemoryStore:
         spec = TABLES[table]
         return [self._full(spec.all_columns, e[0]) for e in self._entries(table)]
 
-    def upserts(self) -> Iterator[Upsert]:
+    def upserts(self, share: int = 0, shares: int = 1) -> Iterator[Upsert]:
         """Every row as the upsert that recreates it in an empty store (with its expiry and
-        write timestamp)."""
+        write timestamp); with ``shares`` > 1, the rows of every ``shares``-th partition from
+        the ``share``-th on (writers in parallel each take one share)."""
         for table in TABLES:
-            for row, expires_at, timestamp in self._entries(table):
-                yield Upsert(table, dict(row), expires_at, timestamp)
+            for i, partition in enumerate(self._rows[table].values()):
+                if i % shares == share:
+                    for row, expires_at, timestamp in partition.values():
+                        yield Upsert(table, dict(row), expires_at, timestamp)
 
     def __len__(self) -> int:
         return sum(len(p) for parts in self._rows.values() for p in parts.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any, Protocol
 
 Row = dict[str, Any]
@@ -24,11 +25,11 @@ class TableSpec:
     columns: tuple[str, ...] = ()  # regular columns
     descending: frozenset[str] = frozenset()  # clustering columns in DESC order
 
-    @property
+    @cached_property
     def primary_key(self) -> tuple[str, ...]:
         return self.partition_key + self.clustering
 
-    @property
+    @cached_property
     def all_columns(self) -> tuple[str, ...]:
         return self.primary_key + self.columns
 
@@ -402,11 +403,16 @@ def collapse(mutations: Sequence[Mutation]) -> list[Mutation]:
     timestamp (a batch, where a tombstone beats an insert), so several changes of one row
     must become one: upserts merge (later values win), a delete then an upsert becomes an
     upsert that also clears the columns it does not set, an upsert then a delete a delete."""
+    return list(collapse_by_key(mutations).values())
+
+
+def collapse_by_key(mutations: Sequence[Mutation]) -> dict[tuple[Any, ...], Mutation]:
+    """:func:`collapse`, keyed by ``(table, *primary key values normalized)``."""
     last: dict[tuple[Any, ...], Mutation] = {}
     for m in mutations:
         spec = TABLES[m.table]
         values = m.row if isinstance(m, Upsert) else m.key
-        key = (m.table, *(normalize(values[c]) for c in spec.primary_key))
+        key = (m.table, *[_key_value(values[c]) for c in spec.primary_key])
         prev = last.pop(key, None)
         if isinstance(m, Upsert) and prev is not None:
             if isinstance(prev, Upsert):
@@ -415,7 +421,11 @@ def collapse(mutations: Sequence[Mutation]) -> list[Mutation]:
                 cleared = {c: None for c in spec.columns if c not in m.row}
                 m = Upsert(m.table, {**cleared, **m.row}, m.expires_at, m.timestamp)
         last[key] = m
-    return list(last.values())
+    return last
+
+
+def _key_value(value: Any) -> Any:
+    return value if type(value) is str else normalize(value)
 
 
 def normalize(value: Any) -> Any:

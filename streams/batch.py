@@ -88,7 +88,7 @@ async def process_batch(
             continue
         msg = Message(raw.topic, raw.partition, raw.offset, raw.key, raw.value, event)
         marks = (len(ctx.mutations), len(ctx.emits), len(ctx.dead_letters))
-        before = dict(ctx.staged)  # small: the keys this batch touched so far
+        ctx.journal = []
         try:
             await handler.handle(ctx, msg)
         except StoreUnavailable:
@@ -98,10 +98,11 @@ async def process_batch(
             del ctx.origins[marks[0] :]
             del ctx.emits[marks[1] :]
             del ctx.dead_letters[marks[2] :]
-            ctx.staged = before
+            ctx.undo_states()
             ctx.dead_letter(msg, f"{type(e).__name__}: {e}")
             log.warning("dead-lettered %s: %s", msg.position, e)
     ctx.partition = None
+    ctx.journal = None
     for partition, record in commits.items():
         ctx.set_state(COMMITS, commit_key(handler, partition), record, last[partition])
     return ctx

@@ -83,6 +83,9 @@ class BatchContext:
     partition: int | None = None  # partition of the message being handled
     origins: list[int | None] = field(default_factory=list)  # partition per mutation
     flushes: int = 0
+    # While a message is handled: what each set_state replaced (None: nothing staged), so
+    # a message that fails can be undone without copying ``staged`` for every message.
+    journal: list[tuple[tuple[str, str], tuple[Any, int] | None]] | None = None
 
     def state(self, table: str, key: str) -> Any:
         """The state under ``key``: staged in this batch, else as committed."""
@@ -93,7 +96,17 @@ class BatchContext:
 
     def set_state(self, table: str, key: str, value: Any, msg: Message) -> None:
         """Stage new state for ``key``; it belongs to the partition of ``msg``."""
+        if self.journal is not None:
+            self.journal.append(((table, key), self.staged.get((table, key))))
         self.staged[(table, key)] = (value, msg.partition)
+
+    def undo_states(self) -> None:
+        """Put back the staged state the current message's ``set_state`` calls replaced."""
+        for k, previous in reversed(self.journal or ()):
+            if previous is None:
+                del self.staged[k]
+            else:
+                self.staged[k] = previous
 
     def write(self, mutations: Sequence[Mutation]) -> None:
         self.mutations.extend(mutations)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY0 = date(1970, 1, 1).toordinal()
+_MS = timedelta(milliseconds=1)
 
 
 def derived_id(kind: str, *parts: object) -> str:
@@ -21,11 +22,11 @@ def derived_id(kind: str, *parts: object) -> str:
 
 
 def to_ms(t: datetime) -> int:
-    return (t - EPOCH) // timedelta(milliseconds=1)
+    return (t - EPOCH) // _MS
 
 
 def from_ms(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
+    return EPOCH + _MS * ms
 
 
 def to_days(d: date) -> int:

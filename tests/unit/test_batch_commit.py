@@ -106,3 +106,27 @@ async def test_writes_are_stamped_with_the_clock_and_flush_number() -> None:
     await store.apply([late])
     rows = {r["person_id"]: r["province"] for r in await store.scan("people")}
     assert rows["flush"] == "3"
+
+
+class FailingOnBad(Counting):
+    """Counts like ``Counting`` but refuses the person ``bad`` after staging its state."""
+
+    async def handle(self, ctx: BatchContext, msg: Message) -> None:
+        await super().handle(ctx, msg)
+        if msg.key == b"bad":
+            raise ValueError("refused after staging")
+
+
+async def test_a_refused_message_leaves_no_staged_state_behind() -> None:
+    tables: dict[str, dict[str, Any]] = {"seen": {}, "totals": {}, COMMITS: {}}
+    batch = [person(0, "a"), person(1, "bad"), person(2, "a")]
+    ctx = await process_batch(
+        FailingOnBad(), batch, InMemoryStore(), tables, REGISTRY, clock=lambda: 1_000
+    )
+    staged = {k: v for (k, v) in ctx.staged.items() if k[0] != COMMITS}
+    # "bad" added a key and changed a shared one; both changes are gone, the others stay
+    assert staged == {("seen", "a"): (2, 0), ("totals", "all"): (2, 0)}
+    assert [(m.offset, e) for m, e in ctx.dead_letters] == [
+        (1, "ValueError: refused after staging")
+    ]
+    assert len(ctx.mutations) == 2
