@@ -9,14 +9,20 @@ idempotent upsert or delete) and never acknowledge the source events before it s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 from cassandra import ConsistencyLevel, DriverException
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import (
+    BatchStatement,
+    BatchType,
+    BoundStatement,
+    PreparedStatement,
+    Statement,
+)
 from cassandra.util import Date
 
 from covidtech.settings import Settings
@@ -27,12 +33,15 @@ from projections.model import (
     Row,
     StoreUnavailable,
     Upsert,
-    collapse,
+    collapse_by_key,
     normalize,
     ttl_seconds,
 )
 
-_MAX_BATCH = 50  # statements per unlogged batch (keeps batches under the size warning)
+# An unlogged batch carries at most this many statements and bytes of bound values; the
+# cluster's batch_size_warn_threshold must be above BATCH_BYTES (infra/cassandra: 64 KiB).
+BATCH_STATEMENTS = 100
+BATCH_BYTES = 32 * 1024
 
 
 def connect(s: Settings, *, request_timeout: float = 10.0) -> Any:
@@ -92,6 +101,34 @@ class CassandraStore:
             self._prepared[shape] = stmt
         return stmt
 
+    def _upsert_statement(
+        self, table: str, cols: tuple[str, ...], ttl: bool, timestamp: bool
+    ) -> PreparedStatement:
+        shape = ("u", table, cols, ttl, timestamp)
+        stmt = self._prepared.get(shape)  # the CQL text is built on a miss only
+        if stmt is None:
+            options = [o for o, wanted in (("TTL ?", ttl), ("TIMESTAMP ?", timestamp)) if wanted]
+            using = " USING " + " AND ".join(options) if options else ""
+            stmt = self._prepare(
+                shape,
+                f"INSERT INTO {self._ks}.{table} ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' for _ in cols)}){using}",
+            )
+        return stmt
+
+    def _delete_statement(self, table: str, timestamp: bool) -> PreparedStatement:
+        shape = ("d", table, timestamp)
+        stmt = self._prepared.get(shape)
+        if stmt is None:
+            stmt = self._prepare(
+                shape,
+                f"DELETE FROM {self._ks}.{table}"
+                + (" USING TIMESTAMP ?" if timestamp else "")
+                + " WHERE "
+                + " AND ".join(f"{c} = ?" for c in TABLES[table].primary_key),
+            )
+        return stmt
+
     async def _execute(self, stmt: Any, params: Sequence[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
@@ -119,56 +156,76 @@ class CassandraStore:
                 raise StoreUnavailable(f"{type(e).__name__}: {e}") from e
 
     async def apply(self, mutations: Sequence[Upsert | Delete]) -> None:
-        """Write every mutation. Mutations of one partition go as one UNLOGGED batch (one
-        request, applied atomically on that partition's replicas); partitions in parallel."""
+        """Write every mutation, as few requests as the replicas allow.
+
+        Mutations of one partition always travel in one UNLOGGED batch, so each partition's
+        change is applied atomically on its replicas. Partitions owned by the same replicas
+        share batches (``_replica_batches``): one request per replica set instead of one per
+        partition, which is what Cassandra's CPU goes to when rows are small."""
         now = datetime.now(UTC)
-        groups: dict[tuple[Any, ...], list[tuple[PreparedStatement, list[Any]]]] = {}
-        for m in collapse(mutations):
+        groups: dict[tuple[Any, ...], list[BoundStatement]] = {}
+        for key, m in collapse_by_key(mutations).items():
             spec = TABLES[m.table]
             if isinstance(m, Upsert):
                 ttl = ttl_seconds(m.expires_at, now)
                 if ttl is not None and ttl <= 0:
                     continue
                 cols = tuple(m.row)
-                options = [("TTL", ttl), ("TIMESTAMP", m.timestamp)]
-                options = [(name, v) for name, v in options if v is not None]
-                using = " USING " + " AND ".join(f"{n} ?" for n, _ in options) if options else ""
-                stmt = self._prepare(
-                    ("u", m.table, cols, *(n for n, _ in options)),
-                    f"INSERT INTO {self._ks}.{m.table} ({', '.join(cols)}) "
-                    f"VALUES ({', '.join('?' for _ in cols)}){using}",
+                stmt = self._upsert_statement(
+                    m.table, cols, ttl is not None, m.timestamp is not None
                 )
-                params = [m.row[c] for c in cols] + [v for _, v in options]
-                values = m.row
+                params = [m.row[c] for c in cols]
+                if ttl is not None:
+                    params.append(ttl)
+                if m.timestamp is not None:
+                    params.append(m.timestamp)
             else:
-                stamp = m.timestamp is not None
-                stmt = self._prepare(
-                    ("d", m.table, stamp),
-                    f"DELETE FROM {self._ks}.{m.table}"
-                    + (" USING TIMESTAMP ?" if stamp else "")
-                    + " WHERE "
-                    + " AND ".join(f"{c} = ?" for c in spec.primary_key),
-                )
-                params = ([m.timestamp] if stamp else []) + [m.key[c] for c in spec.primary_key]
-                values = m.key
-            partition = (m.table, *(normalize(values[c]) for c in spec.partition_key))
-            groups.setdefault(partition, []).append((stmt, params))
-        calls = []
-        for statements in groups.values():
-            if len(statements) == 1:
-                calls.append(self._execute(*statements[0]))
-            else:
-                for i in range(0, len(statements), _MAX_BATCH):
-                    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                    for stmt, params in statements[i : i + _MAX_BATCH]:
-                        batch.add(stmt, params)
-                    calls.append(self._execute(batch, ()))
+                stmt = self._delete_statement(m.table, m.timestamp is not None)
+                params = [m.key[c] for c in spec.primary_key]
+                if m.timestamp is not None:
+                    params.insert(0, m.timestamp)
+            groups.setdefault(key[: 1 + len(spec.partition_key)], []).append(stmt.bind(params))
+        calls = [self._execute(request, ()) for request in self._replica_batches(groups)]
         results = await asyncio.gather(*calls, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
                 if isinstance(r, StoreUnavailable):
                     raise r
                 raise StoreUnavailable(f"{type(r).__name__}: {r}") from r
+
+    def _replica_batches(
+        self, partitions: dict[tuple[Any, ...], list[BoundStatement]]
+    ) -> Iterator[Statement]:
+        """The requests that carry ``partitions``: per replica set (from the driver's token
+        map), whole partitions packed into UNLOGGED batches of at most ``BATCH_STATEMENTS``
+        statements and ``BATCH_BYTES`` of values, a lone statement sent as itself. A
+        partition larger than a batch is split (its parts are then not applied together).
+        Like DSBulk's replica-set batching: the coordinator is a replica of every row it
+        receives, so a batch costs one request and no forwarding."""
+        metadata = self._session.cluster.metadata
+        by_replicas: dict[tuple[Any, ...], list[list[BoundStatement]]] = {}
+        for statements in partitions.values():
+            key = statements[0].routing_key
+            owners = metadata.get_replicas(self._ks, key) if key is not None else ()
+            by_replicas.setdefault(tuple(sorted(map(str, owners))), []).append(statements)
+        for parts in by_replicas.values():
+            pending: list[BoundStatement] = []
+            size = 0
+            for statements in parts:
+                weight = sum(_bytes(s) for s in statements)
+                if pending and (
+                    len(pending) + len(statements) > BATCH_STATEMENTS or size + weight > BATCH_BYTES
+                ):
+                    yield _request(pending)
+                    pending, size = [], 0
+                if len(statements) > BATCH_STATEMENTS:
+                    for i in range(0, len(statements), BATCH_STATEMENTS):
+                        yield _request(statements[i : i + BATCH_STATEMENTS])
+                    continue
+                pending.extend(statements)
+                size += weight
+            if pending:
+                yield _request(pending)
 
     async def select(self, query: Query) -> list[Row]:
         spec = TABLES[query.table]
@@ -209,6 +266,19 @@ class CassandraStore:
         )
         rows = await self._execute(stmt, [])
         return [{c: normalize(_from_db(getattr(r, c))) for c in spec.all_columns} for r in rows]
+
+
+def _bytes(statement: BoundStatement) -> int:
+    return sum(len(v) for v in statement.values if v)
+
+
+def _request(statements: list[BoundStatement]) -> Statement:
+    if len(statements) == 1:
+        return statements[0]
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for statement in statements:
+        batch.add(statement)
+    return batch
 
 
 def _settle(

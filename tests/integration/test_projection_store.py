@@ -189,3 +189,28 @@ async def test_changes_of_one_row_in_one_apply_take_effect_in_order(
         [Upsert("visits_by_venue", {**row, "visit_end": T0}), Delete("visits_by_venue", row)]
     )
     assert await store.select(Query("visits_by_venue", part)) == []
+
+
+@pytest.mark.integration
+async def test_one_apply_over_many_partitions_and_a_partition_larger_than_a_batch(
+    store: ProjectionStore,
+) -> None:
+    """The Cassandra store packs partitions into replica-set batches and splits a partition
+    with more statements than a batch holds; every row lands either way."""
+    from projections.cassandra import BATCH_STATEMENTS
+
+    spread = [visit(f"p{i}", i % 50, venue=f"v{i}") for i in range(700)]
+    crowded = [
+        visit(f"q{i:04d}", i % 600, venue="crowded") for i in range(BATCH_STATEMENTS * 2 + 7)
+    ]
+    await store.apply(spread + crowded)
+    for i in (0, 351, 699):
+        (got,) = await store.select(
+            Query("visits_by_venue", {"venue_id": f"v{i}", "day": date(2021, 8, 1)})
+        )
+        assert got["person_id"] == f"p{i}"
+    rows = await store.select(
+        Query("visits_by_venue", {"venue_id": "crowded", "day": date(2021, 8, 1)})
+    )
+    assert len(rows) == len(crowded)
+    assert len(await store.scan("visits_by_venue")) == len(spread) + len(crowded)
