@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +32,30 @@ class LocalPipeline:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     positions: dict[tuple[int, str], int] = field(default_factory=dict)  # handler, topic
     trimmed: dict[str, int] = field(default_factory=dict)  # messages dropped per topic
+    # A stage of a larger fold (``streams.rebuild``): messages for topics none of these
+    # handlers reads go to ``outbox`` (for later stages) instead of a log; a message for a
+    # topic in ``upstream`` (read by an earlier stage), or for a key this share does not
+    # ``own`` on a topic it reads (another share's), is a data-flow error.
+    outbox: list[tuple[str, bytes | None, bytes]] | None = None
+    upstream: frozenset[str] = frozenset()
+    owns: Callable[[bytes | None], bool] | None = None
 
     def __post_init__(self) -> None:
         for h in self.handlers:
             for t in (*h.tables, COMMITS):
                 self.tables.setdefault(t, {})
+        self._read = frozenset(t for h in self.handlers for t in h.topics)
 
     def append(self, topic: str, key: str | bytes | None, value: bytes) -> None:
         """Append raw bytes to a topic's log (as a producer would)."""
         kb = key.encode() if isinstance(key, str) else key
+        if topic in self.upstream:
+            raise RuntimeError(f"{topic} is read by an earlier stage; the stages form a cycle")
+        if self.outbox is not None and topic not in self._read:
+            self.outbox.append((topic, kb, value))
+            return
+        if self.owns is not None and not self.owns(kb):
+            raise RuntimeError(f"a message for {topic} belongs to another share of this stage")
         log = self.logs.setdefault(topic, [])
         partition = zlib.crc32(kb or b"") % self.partitions
         log.append(Message(topic, partition, self._end(topic), kb, value))

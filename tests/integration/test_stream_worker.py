@@ -204,7 +204,7 @@ def mixed_scenario() -> list[Ev]:
 def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
     isolated: Settings,
 ) -> None:
-    from streams.rebuild import rebuild
+    from streams.rebuild import ONE_STAGE, rebuild
     from streams.replay import caught_up, replay
     from tests.scenarios import m, scan
 
@@ -232,15 +232,18 @@ def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
             what="worker caught up with the redelivered events",
         )
         assert digest(snapshot(isolated)) == digest(got)
-    # Both ways of replaying: folded in one process (each row written once), and through a
-    # worker reading from offset 0 in its own group.
+    # Every way of replaying: folded in memory (each row written once) by the stage processes
+    # and by a single one, and through a worker reading from offset 0 in its own group.
     folded = with_overrides(isolated, keyspace=f"{isolated.keyspace}f")
+    single = with_overrides(isolated, keyspace=f"{isolated.keyspace}s")
     rebuilt = with_overrides(isolated, keyspace=f"{isolated.keyspace}r")
     try:
         fold_report = rebuild(isolated, folded.keyspace, log=print)
         assert fold_report.source_events == 2 * len(events)
         assert fold_report.rows == sum(len(rows) for rows in got.values())
         assert digest(snapshot(folded)) == digest(got)
+        rebuild(isolated, single.keyspace, stages=ONE_STAGE, log=print)
+        assert digest(snapshot(single)) == digest(got)
         report = replay(isolated, rebuilt.keyspace, log=print)
         assert report.source_events == 2 * len(events)
         assert digest(snapshot(rebuilt)) == digest(got)
@@ -248,7 +251,7 @@ def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
         from infra.lifecycle import cassandra_session
 
         session: Any = cassandra_session(isolated)
-        for ks in (folded.keyspace, rebuilt.keyspace):
+        for ks in (folded.keyspace, single.keyspace, rebuilt.keyspace):
             session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
         session.cluster.shutdown()
 
