@@ -43,6 +43,7 @@ from api.routes import Operation, build_operations, dispatch
 from api.services import EventLogPort, Revocations, Services
 from api.stream import AlertBroadcaster, AlertSource
 from api.vaccination import routes as vaccination_routes
+from covidtech.heap import freeze_startup_heap
 from covidtech.revocations import RevocationList
 from covidtech.settings import Settings
 from covidtech.tokens import TokenSigner
@@ -137,6 +138,7 @@ def create_app(
                 clock=clock,
                 openapi=document,
             )
+            freeze_startup_heap()  # start-up's objects stay: keep them out of collections
             try:
                 yield
             finally:

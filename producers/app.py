@@ -31,6 +31,7 @@ from starlette.types import Scope
 
 from covidtech import settings as settings_mod
 from covidtech import topics
+from covidtech.heap import freeze_startup_heap
 from covidtech.settings import Settings
 from producers import vaccination
 from producers.caches import SampleBook, VenueDirectory
@@ -211,6 +212,7 @@ def create_app(
             clock=clock,
             is_revoked=check_revoked,
         )
+        freeze_startup_heap()  # start-up's objects stay: keep them out of collections
         try:
             yield {"ingest": service}
         finally:
