@@ -156,8 +156,8 @@ async def test_tables_spec_matches_the_migrations(isolated: Settings) -> None:
             (isolated.keyspace,),
         )
         actual: dict[str, dict[str, tuple[str, str]]] = {}
-        for r in rows:
-            actual.setdefault(r.table_name, {})[r.column_name] = (r.kind, r.clustering_order)
+        for table, column, kind, order in rows:  # the store's sessions return plain tuples
+            actual.setdefault(table, {})[column] = (kind, order)
     finally:
         cs.close()
     for name, spec in TABLES.items():
