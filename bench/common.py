@@ -94,6 +94,15 @@ def drop_keyspace(s: Settings) -> None:
         session.cluster.shutdown()
 
 
+def drop_isolated(s: Settings) -> None:
+    """Drop what :func:`isolated_settings` created: the keyspace, the topics and the worker
+    groups' internal topics (left behind, they pile up and slow every broker start)."""
+    from infra.kafka_topics import delete_topics
+
+    drop_keyspace(s)
+    asyncio.run(delete_topics(s, [s.topic_prefix, f"{s.app_id}-", f"{s.app_id}-replay-"]))
+
+
 def percentile(values: Iterable[float], p: float) -> float:
     data = sorted(values)
     if not data:

@@ -26,7 +26,13 @@ from typing import Any
 
 import httpx
 
-from bench.common import Report, drop_keyspace, free_port, isolated_settings, percentile
+from bench.common import (
+    Report,
+    drop_isolated,
+    free_port,
+    isolated_settings,
+    percentile,
+)
 from bench.kafka_ceiling import producer_performance
 from bench.streams import raw_cassandra_writes
 from covidtech.settings import Settings, with_overrides
@@ -255,7 +261,7 @@ def main() -> None:
             for p in procs:
                 p.wait(timeout=60)
     finally:
-        drop_keyspace(s)
+        drop_isolated(s)
     print(f"saved {report.save()}")
 
 

@@ -399,11 +399,11 @@ def _args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    from bench.common import drop_keyspace, isolated_settings
+    from bench.common import drop_isolated, isolated_settings
 
     arguments = _args()
     isolated = isolated_settings("read")  # topics and tables of its own (before the loop runs)
     try:
         uvloop.run(main(arguments, isolated))
     finally:
-        drop_keyspace(isolated)
+        drop_isolated(isolated)

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import Report, drop_keyspace, free_port, isolated_settings
+from bench.common import Report, drop_isolated, drop_keyspace, free_port, isolated_settings
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import SOURCE_TOPICS
 from infra.services import rss_mib
@@ -214,7 +214,7 @@ def main() -> None:
             finally:
                 drop_keyspace(rebuilt)
     finally:
-        drop_keyspace(s)
+        drop_isolated(s)
     print(f"saved {report.save()}")
 
 
