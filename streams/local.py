@@ -55,7 +55,10 @@ class LocalPipeline:
             self.outbox.append((topic, kb, value))
             return
         if self.owns is not None and not self.owns(kb):
-            raise RuntimeError(f"a message for {topic} belongs to another share of this stage")
+            raise RuntimeError(
+                f"a message for {topic} belongs to another share of this stage: its key is "
+                "not in the partition it was read from, or it was routed to the wrong share"
+            )
         log = self.logs.setdefault(topic, [])
         partition = zlib.crc32(kb or b"") % self.partitions
         log.append(Message(topic, partition, self._end(topic), kb, value))

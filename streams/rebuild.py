@@ -394,9 +394,9 @@ def _run_stage(s: Settings, wiring: _Wiring, index: int, share: int) -> None:
         batch_size=2_000,
         outbox=[],
         upstream=frozenset().union(*read_by[:index]),
-        owns=(lambda key: share_of(key, stage.shares, partitions) == share)
+        owns=(lambda key: key is None or share_of(key, stage.shares, partitions) == share)
         if stage.shares > 1
-        else None,
+        else None,  # a record without a key stays with the share that read or got it
     )
     inbox = Inbox(wiring.inboxes[(index, share)], sum(st.shares for st in stages[:index]))
 

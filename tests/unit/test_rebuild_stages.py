@@ -44,7 +44,7 @@ def test_a_share_owns_the_keys_of_its_kafka_partitions() -> None:
 def owner(stage: Stage, share: int) -> Callable[[bytes | None], bool] | None:
     if stage.shares == 1:
         return None
-    return lambda key: share_of(key, stage.shares, PARTITIONS) == share
+    return lambda key: key is None or share_of(key, stage.shares, PARTITIONS) == share
 
 
 async def staged_fold(events: list[Ev], stages: tuple[Stage, ...]) -> InMemoryStore:
