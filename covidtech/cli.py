@@ -100,7 +100,7 @@ def worker(loglevel: str) -> None:
     "--via-worker",
     is_flag=True,
     help="Replay through a worker process (its own group and derived topics) instead of "
-    "folding the log in this process; slower, but its memory is that of the workers.",
+    "folding the log in memory on this machine; slower, but its memory is that of the workers.",
 )
 def replay_cmd(keyspace: str, via_worker: bool) -> None:
     """Rebuild every projection from the start of the log into a fresh keyspace."""
