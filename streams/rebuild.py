@@ -92,7 +92,7 @@ class RebuildReport:
     source_events: int
     rows: int
     fold_seconds: float  # until every stage had folded the whole log
-    seconds: float  # until every row was written
+    seconds: float  # until every row was acknowledged (not counting the processes exiting)
 
     @property
     def write_seconds(self) -> float:
@@ -466,7 +466,7 @@ def rebuild(
     folded: dict[tuple[int, int], tuple[int, int]] = {}
     written: set[tuple[int, int, int]] = set()  # stage, share, writer
     writers = sum(stage.shares * stage.writers for stage in stages)
-    fold_seconds = 0.0
+    fold_seconds = seconds = 0.0
     last = 0.0
     try:
         while len(written) < writers:
@@ -502,14 +502,14 @@ def rebuild(
             if kind == "progress" and time.monotonic() - last >= 2:
                 last = time.monotonic()
                 done, total = (sum(p[i] for p in progress.values()) for i in (0, 1))
-                log(f"{bar(done, total)} folded {done:,} of {total:,} source events read")
+                log(f"{bar(done, total)} folded {done:,} of at most {total:,} source events")
+        seconds = time.monotonic() - started  # every row acknowledged: the rebuild is done
     finally:
         complete = len(written) == writers
         for child in children.values():
             if not complete:
                 child.terminate()  # a failed rebuild stops every stage
-            child.join(timeout=30)
-    seconds = time.monotonic() - started
+            child.join(timeout=30)  # closing sessions and exiting: not part of the rebuild
     events, rows = (sum(f[i] for f in folded.values()) for i in (0, 1))
     result = RebuildReport(keyspace, events, rows, fold_seconds, seconds)
     log(
