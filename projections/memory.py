@@ -79,7 +79,7 @@ class InMemoryStore:
             keys = _key_columns(spec)
             for c, v in m.row.items():
                 if c not in keys:
-                    row[c] = v if type(v) is str or v is None else normalize(v)
+                    row[c] = normalize(v)
             # CQL keeps a TTL per cell; the row keeps the expiry of its latest write that had
             # one (handlers rewrite whole rows, so this is the expiry of every cell).
             partition[ck] = (row, m.expires_at or expires_at, m.timestamp)

@@ -396,23 +396,19 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
-def collapse(mutations: Sequence[Mutation]) -> list[Mutation]:
-    """One mutation per row with the same effect as applying ``mutations`` in order.
+def collapse_by_key(mutations: Sequence[Mutation]) -> dict[tuple[Any, ...], Mutation]:
+    """One mutation per row with the same effect as applying ``mutations`` in order, keyed
+    by ``(table, *primary key values normalized)``.
 
     Statements sent together may be applied in any order (parallel requests) or with one
     timestamp (a batch, where a tombstone beats an insert), so several changes of one row
     must become one: upserts merge (later values win), a delete then an upsert becomes an
     upsert that also clears the columns it does not set, an upsert then a delete a delete."""
-    return list(collapse_by_key(mutations).values())
-
-
-def collapse_by_key(mutations: Sequence[Mutation]) -> dict[tuple[Any, ...], Mutation]:
-    """:func:`collapse`, keyed by ``(table, *primary key values normalized)``."""
     last: dict[tuple[Any, ...], Mutation] = {}
     for m in mutations:
         spec = TABLES[m.table]
         values = m.row if isinstance(m, Upsert) else m.key
-        key = (m.table, *[_key_value(values[c]) for c in spec.primary_key])
+        key = (m.table, *[normalize(values[c]) for c in spec.primary_key])
         prev = last.pop(key, None)
         if isinstance(m, Upsert) and prev is not None:
             if isinstance(prev, Upsert):
@@ -422,10 +418,6 @@ def collapse_by_key(mutations: Sequence[Mutation]) -> dict[tuple[Any, ...], Muta
                 m = Upsert(m.table, {**cleared, **m.row}, m.expires_at, m.timestamp)
         last[key] = m
     return last
-
-
-def _key_value(value: Any) -> Any:
-    return value if type(value) is str else normalize(value)
 
 
 def normalize(value: Any) -> Any:
