@@ -66,19 +66,20 @@ class PersonHandler:
         self, ctx: BatchContext, person: str, st: dict[str, Any], rec: dict[str, Any]
     ) -> bool:
         venue = rec["venue_id"]
-        scans = st["scans"].setdefault(venue, [])
+        scans = st["scans"].get(venue, ())
         if any(s[0] == rec["event_id"] for s in scans):
             return False  # a redelivered or retried scan changes nothing
         at = to_ms(rec["scanned_at"])
-        scans.append(
+        st["scans"][venue] = [
+            *scans,
             [
                 rec["event_id"],
                 at,
                 rec["direction"],
                 rec["venue_dwell_minutes"],
                 rec["venue_province"],
-            ]
-        )
+            ],
+        ]
         if at > st["newest"]:
             st["newest"] = at
             self._prune(st)
@@ -279,12 +280,14 @@ def _person_cases(person: str, st: dict[str, Any]) -> PersonCases:
 
 
 def _copy(st: dict[str, Any]) -> dict[str, Any]:
-    """A deep-enough copy: handlers never mutate committed state in place."""
+    """A copy the handler may change: committed state is never changed in place. Its lists
+    are replaced, never changed (a new scan makes a new list for its venue), so copying the
+    dicts that hold them is enough."""
     return {
-        "scans": {k: [list(s) for s in v] for k, v in st["scans"].items()},
-        "visits": {k: [list(s) for s in v] for k, v in st["visits"].items()},
-        "windows": {k: [list(s) for s in v] for k, v in st["windows"].items()},
-        "positives": [list(p) for p in st["positives"]],
+        "scans": dict(st["scans"]),
+        "visits": dict(st["visits"]),
+        "windows": dict(st["windows"]),
+        "positives": st["positives"],
         "newest": st["newest"],
     }
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import pytest
+
+import streams.local
 from projections.memory import InMemoryStore
 from projections.model import TABLES
+from streams.batch import process_batch
 from streams.local import LocalPipeline
 from tests.scenarios import Ev, dose, m, outbreak_at_venue, result, sample, scan, shuffled, town
 
@@ -186,3 +191,28 @@ async def test_a_fold_in_chunks_with_trimming_gives_the_same_rows() -> None:
     copy = InMemoryStore()
     await copy.apply(list(store.upserts()))
     assert await rows(copy) == await rows(store)
+
+
+async def test_handlers_never_change_committed_state_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler stages a changed copy of the state it read: a batch that fails is redone
+    from the committed state, and a refused message undoes only what ``set_state``
+    replaced, so a change made in place would outlive both."""
+    checked = 0
+
+    async def process_checked(handler: Any, batch: Any, store: Any, tables: Any, *a: Any) -> Any:
+        nonlocal checked
+        before = copy.deepcopy(tables)
+        ctx = await process_batch(handler, batch, store, tables, *a)
+        assert tables == before, f"{type(handler).__name__} changed committed state"
+        checked += 1
+        return ctx
+
+    monkeypatch.setattr(streams.local, "process_batch", process_checked)
+    store = InMemoryStore()
+    p = LocalPipeline(store, batch_size=7)
+    for e in town(6, people=40, venues=4) + outbreak_at_venue("w"):
+        p.publish(e.topic, e.key, e.name, e.record)
+    await p.run_until_idle()
+    assert checked > 20 and await store.scan("alerts_by_person")
