@@ -426,10 +426,11 @@ def normalize(value: Any) -> Any:
     if kind is str or kind is int or value is None:
         return value  # the common case, first
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+        if value.tzinfo is not UTC:  # most are UTC already: no new object for them
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.microsecond % 1000:
+            value = value.replace(microsecond=value.microsecond // 1000 * 1000)
+        return value
     if isinstance(value, (list, tuple)):
         return [normalize(v) for v in value]
     return value
