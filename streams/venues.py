@@ -105,7 +105,9 @@ class VenueHandler:
             )
         if not st["windows"]:
             return False
-        previous = alerts_of_contact_visit(_alerts(st, venue).values(), person, start)
+        previous = alerts_of_contact_visit(
+            _alerts(st, venue, contact=(person, to_ms(start))).values(), person, start
+        )
         current: tuple[Alert, ...] = ()
         if not rec["removed"]:
             current = alerts_for_visit(
@@ -119,7 +121,7 @@ class VenueHandler:
         self, ctx: BatchContext, venue: str, st: dict[str, Any], rec: dict[str, Any]
     ) -> bool:
         case, vs = rec["case_person_id"], rec["visit_start"]
-        mine = st["windows"].setdefault(case, [])
+        mine = st["windows"].get(case, [])
         old = next((w for w in mine if w[0] == to_ms(vs)), None)
         new = (
             None
@@ -129,9 +131,11 @@ class VenueHandler:
         if old == new:
             return False  # a duplicate
         touched = [w for w in (old, new) if w is not None]
-        mine[:] = sorted([w for w in mine if w[0] != to_ms(vs)] + ([new] if new else []))
-        if not mine:
-            del st["windows"][case]
+        mine = sorted([w for w in mine if w[0] != to_ms(vs)] + ([new] if new else []))
+        if mine:
+            st["windows"][case] = mine
+        else:
+            st["windows"].pop(case, None)
         self._write_window(ctx, venue, st["province"], case, vs, old, new)
 
         # The visits this case's windows (old and new) can overlap: starts from the earliest
@@ -351,7 +355,16 @@ def _alert_to_state(a: Alert, version: int) -> list[Any]:
     ]
 
 
-def _alerts(st: dict[str, Any], venue: str) -> dict[str, Alert]:
+def _alerts(
+    st: dict[str, Any], venue: str, contact: tuple[str, int] | None = None
+) -> dict[str, Alert]:
+    """The venue's alerts, or only those of one ``contact`` visit (person, start in ms):
+    a busy venue holds many, and a visit concerns a few."""
+    if contact is not None:
+        person, start = contact
+        entries = {aid: v for aid, v in st["alerts"].items() if v[1] == person and v[2] == start}
+    else:
+        entries = st["alerts"]
     return {
         aid: Alert(
             aid,
@@ -363,7 +376,7 @@ def _alerts(st: dict[str, Any], venue: str) -> dict[str, Alert]:
             Risk(v[5]),
             AlertStatus(v[6]),
         )
-        for aid, v in st["alerts"].items()
+        for aid, v in entries.items()
     }
 
 
@@ -375,9 +388,11 @@ def _windows(st: dict[str, Any]) -> dict[str, list[Interval]]:
 
 
 def _copy(st: dict[str, Any]) -> dict[str, Any]:
+    """A copy the handler may change: its lists are replaced, never changed in place, so
+    copying the dicts that hold them is enough (committed state stays as it was)."""
     return {
         "province": st["province"],
-        "windows": {k: [list(w) for w in v] for k, v in st["windows"].items()},
-        "alerts": {k: list(v) for k, v in st["alerts"].items()},
-        "cluster": [list(st["cluster"][0]), *st["cluster"][1:]] if st["cluster"] else None,
+        "windows": dict(st["windows"]),
+        "alerts": dict(st["alerts"]),
+        "cluster": st["cluster"],
     }
