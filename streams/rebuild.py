@@ -49,6 +49,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
+from covidtech.heap import collect_less_often
 from covidtech.progress import bar
 from covidtech.settings import Settings
 from covidtech.topics import SOURCE_TOPICS
@@ -373,6 +374,7 @@ class _Wiring:
 
 
 def _stage_main(s: Settings, wiring: _Wiring, index: int, share: int) -> None:
+    collect_less_often()
     try:
         _run_stage(s, wiring, index, share)
     except BaseException:  # the parent raises it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from covidtech.heap import freeze_startup_heap
+from covidtech.heap import STREAM_YOUNG_THRESHOLD, collect_less_often, freeze_startup_heap
 
 
 def collected_ids() -> set[int]:
@@ -23,3 +23,15 @@ def test_objects_alive_at_start_up_are_left_out_of_collections() -> None:
         assert id(later[0]) in walked
     finally:
         gc.unfreeze()
+
+
+def test_stream_processes_collect_young_objects_less_often() -> None:
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        collect_less_often()
+        assert gc.get_threshold() == (STREAM_YOUNG_THRESHOLD, 10, 10)
+        collect_less_often(young=100)  # never lowers a higher threshold
+        assert gc.get_threshold()[0] == STREAM_YOUNG_THRESHOLD
+    finally:
+        gc.set_threshold(*saved)
