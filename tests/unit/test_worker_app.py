@@ -27,3 +27,27 @@ def test_a_table_view_reads_its_prefix_only() -> None:
     view = TableView(table, "persons")
     assert view.get("p1") == 1
     assert view.get("_commits|PersonHandler|0") is None
+
+
+def test_the_worker_logs_at_its_level_not_at_debug(tmp_path: Path) -> None:
+    """Faust's start-up spinner would set the root logger to DEBUG for good, and every
+    library's debug call would then build a record."""
+    import asyncio
+    import logging
+
+    from streams.worker import QuietWorker
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        s = load({"COVIDTECH_HOME": str(tmp_path), "COVIDTECH_APP_ID": "unit-logging"})
+        QuietWorker(build_app(s), loglevel="warning", loop=loop)._setup_logging()
+        assert root.level == logging.WARNING
+        assert not logging.getLogger("aiokafka.producer.producer").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        asyncio.set_event_loop(None)
+        loop.close()
