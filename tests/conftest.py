@@ -15,7 +15,7 @@ import pytest
 
 from covidtech import settings as settings_mod
 from covidtech.settings import Settings, with_overrides
-from tests.support import run_coroutine, unique
+from tests.support import drop_isolated, run_coroutine, unique
 
 
 @pytest.fixture(scope="session")
@@ -60,13 +60,4 @@ def isolated(platform: Settings) -> Iterator[Settings]:
     finally:
         session.cluster.shutdown()
     yield s
-    # Drop what the test created: its keyspace, its topics and Faust's internal topics
-    # (hundreds of leftover partitions would exhaust the broker's open files).
-    from infra.kafka_topics import delete_topics
-
-    run_coroutine(delete_topics(s, [s.topic_prefix, f"{s.app_id}-", f"{s.app_id}-replay-"]))
-    session = cassandra_session(s)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
-    finally:
-        session.cluster.shutdown()
+    drop_isolated(s)

@@ -14,7 +14,7 @@ from covidtech.settings import Settings, with_overrides
 from domain.results import lookup_code_hash, new_lookup_code
 from projections.access import LOCAL_TZ
 from projections.model import ProjectionStore, Upsert
-from tests.support import run_coroutine, unique
+from tests.support import drop_isolated, run_coroutine, unique
 
 
 def isolated_env(platform: Settings) -> Iterator[Settings]:
@@ -32,11 +32,7 @@ def isolated_env(platform: Settings) -> Iterator[Settings]:
     finally:
         session.cluster.shutdown()
     yield s
-    session = cassandra_session(s)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
-    finally:
-        session.cluster.shutdown()
+    drop_isolated(s)
 
 
 @dataclass(frozen=True)
