@@ -105,7 +105,8 @@ class TestResult(StrEnum):
 
 @dataclass(frozen=True)
 class ResultRules:
-    """Numbers of the "Test results" and "Confirmed case" rules (every number is a setting)."""
+    """Numbers of the "Test results" and "Confirmed case" rules, DESIGN's defaults (a
+    parameter of the handlers and the ingest validation; not yet read from settings)."""
 
     case_dedup: timedelta = timedelta(days=90)
     pool_min: int = 2

@@ -1,4 +1,5 @@
-"""The handlers of one worker, built from the rules in the settings."""
+"""The handlers of one worker, built from the presence rules (DESIGN's defaults unless given:
+no process reads them from its settings yet)."""
 
 from __future__ import annotations
 
