@@ -8,8 +8,10 @@ part of ``repr`` (see :meth:`Settings.describe`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +72,16 @@ class Settings:
     worker_web_port: int = field(default=6066, metadata={"doc": "Faust worker web port"})
     secret: str = field(default=DEV_SECRET, metadata={"doc": "HMAC key of QR codes and tokens"})
 
+    # domain rules (DESIGN's numbers): overrides as name=value, comma-separated
+    rules: str = field(
+        default="",
+        metadata={"doc": "domain rule overrides, e.g. default_dwell=45m,cluster_min_cases=4"},
+    )
+
+    def domain_rules(self) -> tuple[Any, Any]:
+        """The presence and result rules: DESIGN's defaults with ``rules`` applied."""
+        return parse_rules(self.rules)
+
     def describe(self) -> dict[str, str]:
         """Settings as strings for logs and ``covidtech status``, secrets masked."""
         out: dict[str, str] = {}
@@ -112,6 +124,53 @@ class Settings:
         if self.derived_topic_prefix and is_derived(name):
             return f"{self.derived_topic_prefix}{name}"
         return f"{self.topic_prefix}{name}"
+
+
+_DURATION = re.compile(r"^(-?\d+)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rules(raw: str) -> tuple[Any, Any]:
+    """``PresenceRules`` and ``ResultRules`` with the overrides in ``raw``
+    (``name=value,...``; durations as ``45m``, ``72h``, ``21d``, ``-48h``)."""
+    from dataclasses import replace
+
+    from domain.results import DEFAULT_RULES as RESULT_RULES
+    from domain.rules import DEFAULT_RULES as PRESENCE_RULES
+
+    changes: list[dict[str, Any]] = [{}, {}]
+    defaults = (PRESENCE_RULES, RESULT_RULES)
+    for item in (x.strip() for x in raw.split(",")):
+        if not item:
+            continue
+        name, sep, value = (part.strip() for part in item.partition("="))
+        owner = next((i for i, d in enumerate(defaults) if name in _field_names(d)), None)
+        if not sep or owner is None:
+            known = sorted(n for d in defaults for n in _field_names(d))
+            raise SettingsError(
+                f"{PREFIX}RULES: {item!r} is not name=value with a rule name of {known}"
+            )
+        current = getattr(defaults[owner], name)
+        try:
+            if isinstance(current, timedelta):
+                m = _DURATION.match(value)
+                if m is None:
+                    raise ValueError(f"{value!r} is not a duration like 45m, 72h or 21d")
+                changes[owner][name] = timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+            elif isinstance(current, int):
+                changes[owner][name] = int(value)
+            else:
+                changes[owner][name] = value
+        except ValueError as e:
+            raise SettingsError(f"{PREFIX}RULES: {name}: {e}") from e
+    try:
+        return replace(PRESENCE_RULES, **changes[0]), replace(RESULT_RULES, **changes[1])
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}RULES: {e}") from e
+
+
+def _field_names(obj: Any) -> set[str]:
+    return {f.name for f in fields(obj)}
 
 
 def _parse_int(name: str, raw: str) -> int:
@@ -175,6 +234,7 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"{PREFIX}KEYSPACE={s.keyspace!r} is not a valid keyspace name")
     if len(s.secret) < 16:
         raise SettingsError(f"{PREFIX}SECRET must be at least 16 characters")
+    parse_rules(s.rules)  # a bad rule fails the start, naming it
     for heap_name in ("kafka_heap", "cassandra_heap"):
         heap = getattr(s, heap_name)
         if not (heap[:-1].isdigit() and heap[-1] in "mgMG"):

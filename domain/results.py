@@ -105,8 +105,8 @@ class TestResult(StrEnum):
 
 @dataclass(frozen=True)
 class ResultRules:
-    """Numbers of the "Test results" and "Confirmed case" rules, DESIGN's defaults (a
-    parameter of the handlers and the ingest validation; not yet read from settings)."""
+    """Numbers of the "Test results" and "Confirmed case" rules, DESIGN's defaults
+    (overridden by the ``COVIDTECH_RULES`` setting)."""
 
     case_dedup: timedelta = timedelta(days=90)
     pool_min: int = 2

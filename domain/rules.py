@@ -1,11 +1,10 @@
 """The numbers of the presence-tracing rules (DESIGN.md, "Domain rules").
 
 Every number DESIGN.md gives for presence, infectious windows, exposure alerts and clusters is
-a field of :class:`PresenceRules` with the DESIGN default, and every handler and the ingest
-validation take the object, so a test can vary it while the domain functions stay pure. The
-object is frozen and validated on construction: a bad value fails with a clear message instead
-of producing odd visits mid-stream. Not done yet: reading it from ``COVIDTECH_*`` settings;
-the processes run with ``DEFAULT_RULES`` (docs/streams.md, Known limits).
+a field of :class:`PresenceRules` with the DESIGN default; a deployment overrides it with the
+``COVIDTECH_RULES`` setting (``covidtech.settings.parse_rules``) and a test can vary it, while
+the domain functions stay pure. The object is frozen and validated on construction: a bad value
+fails the start of a process with a clear message instead of producing odd visits mid-stream.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics, MetricsMiddleware
 from producers.ports import BrokerUnavailable, EventLog, Feed
 from producers.problems import Problem, problem_response
+from producers.requests import limits_of
 from producers.routes import declarations, doses, ops, people, samples, scans, venues
 from producers.service import IngestConfig, IngestService
 from schemas.codec import Registry, default_registry
@@ -154,7 +155,7 @@ def create_app(
     ``producer`` replaces the Kafka producer (the app starts and stops it); ``clock`` and
     ``is_revoked`` are injected for tests and for the revocation set of the read API.
     """
-    cfg = config or IngestConfig()
+    cfg = config or IngestConfig(limits=limits_of(settings))
     metrics = IngestMetrics()
 
     @asynccontextmanager

@@ -24,7 +24,13 @@ from domain.presence import Direction, ScanInFuture, ScanTooLate, check_scan_tim
 from domain.qr import ForgedQr, MalformedQr, QrKind, QrSigner, QrSubject
 from domain.reference import is_province
 from domain.results import DEFAULT_RULES as RESULT_RULES
-from domain.results import InvalidSample, TestResult, TestType, validate_pool_size
+from domain.results import (
+    InvalidSample,
+    ResultRules,
+    TestResult,
+    TestType,
+    validate_pool_size,
+)
 from domain.rules import DEFAULT_RULES as PRESENCE_RULES
 from domain.rules import PresenceRules
 from domain.vaccines import UnknownVaccine, get_vaccine
@@ -49,6 +55,7 @@ __all__ = [
     "Symptom",
     "VenueRequest",
     "batch_items",
+    "limits_of",
     "parse_declaration",
     "parse_dose",
     "parse_person",
@@ -98,6 +105,7 @@ class IngestLimits:
 
     max_batch: int = 500
     presence: PresenceRules = PRESENCE_RULES
+    results: ResultRules = RESULT_RULES
     #: A sample may be recorded this long after it was taken (offline sampling sites).
     sample_lateness: timedelta = timedelta(hours=72)
     #: A lab result may carry a ``resulted_at`` this far in the past.
@@ -114,6 +122,14 @@ class IngestLimits:
     def zone(self) -> ZoneInfo:
         """The zone of local days (DESIGN: ``Asia/Ho_Chi_Minh``)."""
         return ZoneInfo(self.presence.timezone)
+
+
+def limits_of(settings: Any) -> IngestLimits:
+    """The limits of a deployment: its domain rules (``Settings.domain_rules``)."""
+    presence, results = settings.domain_rules()
+    return IngestLimits(
+        presence=presence, results=results, future_tolerance=presence.future_tolerance
+    )
 
 
 class CachedQrSigner(QrSigner):
@@ -344,8 +360,11 @@ def _ok(errors: list[FieldError], before: int) -> bool:
 # --------------------------------------------------------------------------- parsers
 
 
-def parse_venue(body: object, errors: list[FieldError]) -> VenueRequest | None:
+def parse_venue(
+    body: object, errors: list[FieldError], limits: IngestLimits | None = None
+) -> VenueRequest | None:
     """``{name, address, province, district, category, default_dwell_minutes?}``."""
+    rules = (limits or IngestLimits()).presence
     before = len(errors)
     f = Fields.of(body, "", errors)
     if f is None:
@@ -359,13 +378,13 @@ def parse_venue(body: object, errors: list[FieldError]) -> VenueRequest | None:
         "default_dwell_minutes",
         required=False,
         minimum=1,
-        maximum=int(PRESENCE_RULES.max_dwell.total_seconds() // 60),
+        maximum=int(rules.max_dwell.total_seconds() // 60),
     )
     f.finish()
     if not _ok(errors, before):
         return None
     assert name and address and province and district and category
-    default_dwell = int(PRESENCE_RULES.default_dwell.total_seconds() // 60)
+    default_dwell = int(rules.default_dwell.total_seconds() // 60)
     return VenueRequest(name, address, province, district, category, dwell or default_dwell)
 
 
@@ -503,12 +522,12 @@ def parse_sample(
         limits.future_tolerance,
     )
     # Read generously, then apply the domain's pool rule, so "11 people" gets the pool message.
-    items = f.array("members", min_items=1, max_items=10 * RESULT_RULES.pool_max)
+    items = f.array("members", min_items=1, max_items=10 * limits.results.pool_max)
     f.finish()
     members: list[MemberRequest] = []
     if items is not None:
         try:
-            validate_pool_size(len(items), RESULT_RULES)
+            validate_pool_size(len(items), limits.results)
         except InvalidSample as e:
             f.error("members", "pool-size", str(e))
             items = None

@@ -1,8 +1,9 @@
-"""The handlers of one worker, built from the presence rules (DESIGN's defaults unless given:
-no process reads them from its settings yet)."""
+"""The handlers of one worker, built from the domain rules (``Settings.domain_rules``)."""
 
 from __future__ import annotations
 
+from domain.results import DEFAULT_RULES as RESULT_RULES
+from domain.results import ResultRules
 from domain.rules import DEFAULT_RULES, PresenceRules
 from streams.context import Handler
 from streams.directory import DirectoryHandler
@@ -13,13 +14,15 @@ from streams.vaccination import CoverageHandler, DoseHandler
 from streams.venues import VenueHandler
 
 
-def all_handlers(rules: PresenceRules = DEFAULT_RULES) -> list[Handler]:
+def all_handlers(
+    rules: PresenceRules = DEFAULT_RULES, results: ResultRules = RESULT_RULES
+) -> list[Handler]:
     """One handler per agent; each lists its source topics and state tables."""
     return [
         DirectoryHandler(),
         PersonHandler(rules),
         VenueHandler(rules),
-        SampleHandler(rules),
+        SampleHandler(rules, results),
         DeclarationHandler(rules),
         DoseHandler(),
         CoverageHandler(),

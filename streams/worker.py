@@ -190,7 +190,7 @@ def build_app(
         topic_allow_declare=True,
     )
     runtime = Runtime(settings, store)
-    for handler in all_handlers():
+    for handler in all_handlers(*settings.domain_rules()):
         _register(app, runtime, handler, batch_size, batch_within)
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]

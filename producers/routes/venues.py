@@ -29,7 +29,7 @@ async def register_venue(request: Request) -> Response:
     key = svc.idempotency_key(request)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
-    venue = parse_venue(body, errors)
+    venue = parse_venue(body, errors, svc.config.limits)
     if venue is None:
         raise validation_problem(errors)
     if not claims.has(ScopeKind.VENUE_ADMIN, venue.province):
