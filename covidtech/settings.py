@@ -13,7 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from domain.results import ResultRules
+    from domain.rules import PresenceRules
 
 T = TypeVar("T")
 
@@ -78,7 +82,7 @@ class Settings:
         metadata={"doc": "domain rule overrides, e.g. default_dwell=45m,cluster_min_cases=4"},
     )
 
-    def domain_rules(self) -> tuple[Any, Any]:
+    def domain_rules(self) -> tuple[PresenceRules, ResultRules]:
         """The presence and result rules: DESIGN's defaults with ``rules`` applied."""
         return parse_rules(self.rules)
 
@@ -130,7 +134,7 @@ _DURATION = re.compile(r"^(-?\d+)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_rules(raw: str) -> tuple[Any, Any]:
+def parse_rules(raw: str) -> tuple[PresenceRules, ResultRules]:
     """``PresenceRules`` and ``ResultRules`` with the overrides in ``raw``
     (``name=value,...``; durations as ``45m``, ``72h``, ``21d``, ``-48h``)."""
     from dataclasses import replace
@@ -149,6 +153,11 @@ def parse_rules(raw: str) -> tuple[Any, Any]:
             known = sorted(n for d in defaults for n in _field_names(d))
             raise SettingsError(
                 f"{PREFIX}RULES: {item!r} is not name=value with a rule name of {known}"
+            )
+        if name == "timezone":  # the read API and coverage count local days in it too
+            raise SettingsError(
+                f"{PREFIX}RULES: timezone is fixed at {PRESENCE_RULES.timezone} (the read API "
+                "and the coverage counts use it as well)"
             )
         current = getattr(defaults[owner], name)
         try:

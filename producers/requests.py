@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from covidtech.settings import Settings
 from domain.presence import Direction, ScanInFuture, ScanTooLate, check_scan_time
 from domain.qr import ForgedQr, MalformedQr, QrKind, QrSigner, QrSubject
 from domain.reference import is_province
@@ -124,7 +125,7 @@ class IngestLimits:
         return ZoneInfo(self.presence.timezone)
 
 
-def limits_of(settings: Any) -> IngestLimits:
+def limits_of(settings: Settings) -> IngestLimits:
     """The limits of a deployment: its domain rules (``Settings.domain_rules``)."""
     presence, results = settings.domain_rules()
     return IngestLimits(
