@@ -23,9 +23,11 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from bench.common import Report, drop_isolated, drop_keyspace, free_port, isolated_settings
 from covidtech.settings import Settings, with_overrides
@@ -106,6 +108,14 @@ def raw_cassandra_writes(s: Settings, rows: int) -> float:
         session.cluster.shutdown()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process so far (``/proc/PID/stat``)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def lag(s: Settings) -> int:
     from streams.handlers import all_handlers
 
@@ -130,7 +140,11 @@ def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> Non
     max_lag, rss = 0, 0.0
     try:
         while True:
-            current = asyncio.run(lag(s))
+            try:
+                current = asyncio.run(lag(s))
+            except KafkaError:  # a fresh broker has no group coordinator yet
+                time.sleep(1.0)
+                continue
             max_lag = max(max_lag, current)
             rss = max(rss, sum(rss_mib(p.pid) or 0.0 for p in procs))
             if current == 0 and asyncio.run(caught_up(s)):
@@ -139,6 +153,7 @@ def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> Non
                 raise RuntimeError("a worker exited")
             time.sleep(1.0)
         elapsed = time.monotonic() - started
+        cpu = sum(cpu_seconds(p.pid) for p in procs)
     finally:
         for p in procs:
             p.terminate()
@@ -149,6 +164,12 @@ def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> Non
         total / elapsed,
         "events/s",
         f"{total} events in {elapsed:.1f}s incl. ~5s start",
+    )
+    report.add(
+        "worker: CPU per source event (user+system, all workers, start included)",
+        cpu / total * 1e6,
+        "us",
+        f"{cpu:.1f} s of CPU",
     )
     report.add("worker: largest consumer lag sampled (source+derived)", max_lag, "messages")
     report.add("worker: peak RSS (all workers)", rss, "MiB")

@@ -198,11 +198,11 @@ async def test_one_apply_over_many_partitions_and_a_partition_larger_than_a_batc
 ) -> None:
     """The Cassandra store packs partitions into replica-set batches and splits a partition
     with more statements than a batch holds; every row lands either way."""
-    from projections.cassandra import BATCH_STATEMENTS
+    from projections.cassandra import PARTITION_STATEMENTS
 
     spread = [visit(f"p{i}", i % 50, venue=f"v{i}") for i in range(700)]
     crowded = [
-        visit(f"q{i:04d}", i % 600, venue="crowded") for i in range(BATCH_STATEMENTS * 2 + 7)
+        visit(f"q{i:04d}", i % 600, venue="crowded") for i in range(PARTITION_STATEMENTS * 2 + 7)
     ]
     await store.apply(spread + crowded)
     for i in (0, 351, 699):
