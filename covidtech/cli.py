@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,14 +32,36 @@ def infra() -> None:
     """Start, stop and inspect the local Kafka and Cassandra."""
 
 
+_NODES = click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Brokers and Cassandra nodes of the local cluster, on 127.0.0.1 .. 127.0.0.N "
+    "(default: COVIDTECH_NODES, 1). Export COVIDTECH_NODES for the workers and APIs too.",
+)
+
+
+def _infra_settings(nodes: int | None) -> Settings:
+    """The settings, with ``--nodes`` applied as if COVIDTECH_NODES were set."""
+    import os
+
+    if nodes is None:
+        return _settings()
+    try:
+        return settings_mod.load({**os.environ, "COVIDTECH_NODES": str(nodes)})
+    except SettingsError as e:
+        raise click.ClickException(f"bad setting: {e}") from e
+
+
 @infra.command("up")
 @click.option("--no-schema", is_flag=True, help="Skip topic creation and CQL migrations.")
-def infra_up(no_schema: bool) -> None:
+@_NODES
+def infra_up(no_schema: bool, nodes: int | None) -> None:
     """Resolve jars if missing, start Kafka and Cassandra, create topics, migrate."""
     from infra.lifecycle import up
     from infra.services import InfraError
 
-    s = _settings()
+    s = _infra_settings(nodes)
     try:
         t = up(s, log=click.echo, with_schema=not no_schema)
     except InfraError as e:
@@ -47,21 +70,23 @@ def infra_up(no_schema: bool) -> None:
 
 
 @infra.command("down")
-def infra_down() -> None:
+@_NODES
+def infra_down(nodes: int | None) -> None:
     """Stop Kafka and Cassandra cleanly."""
     from infra.lifecycle import down
 
-    down(_settings(), log=click.echo)
+    down(_infra_settings(nodes), log=click.echo)
 
 
 @infra.command("status")
-def infra_status() -> None:
+@_NODES
+def infra_status(nodes: int | None) -> None:
     """Say what runs where."""
     from infra.lifecycle import status
 
-    s = _settings()
+    s = _infra_settings(nodes)
     rows = status(s)
-    cols = ["service", "pid", "port", "answers", "rss_mib", "data"]
+    cols = ["service", "pid", "address", "answers", "rss_mib", "data"]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
     click.echo("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
@@ -73,11 +98,12 @@ def infra_status() -> None:
 @infra.command("reset")
 @click.option("--jars", is_flag=True, help="Also delete the resolved jars.")
 @click.confirmation_option(prompt="Stop the services and delete all their data?")
-def infra_reset(jars: bool) -> None:
+@_NODES
+def infra_reset(jars: bool, nodes: int | None) -> None:
     """Stop the services and wipe their data."""
     from infra.lifecycle import reset
 
-    reset(_settings(), log=click.echo, jars=jars)
+    reset(_infra_settings(nodes), log=click.echo, jars=jars)
 
 
 @main.command("worker")
@@ -92,6 +118,75 @@ def worker(loglevel: str) -> None:
     from streams.worker import run_worker
 
     run_worker(_settings(), loglevel=loglevel)
+
+
+@main.command("status")
+@click.option("--group", default=None, help="Consumer group (default: the workers', the app id).")
+def status_cmd(group: str | None) -> None:
+    """Consumer lag of the worker group per topic it reads: end offsets minus committed
+    offsets, summed over partitions (source topics first, then derived ones)."""
+    import asyncio
+
+    from covidtech.topics import SOURCE_TOPICS
+    from streams.handlers import all_handlers
+    from streams.replay import committed, end_offsets
+
+    s = _settings()
+    group = group or s.app_id
+    names = sorted({t for h in all_handlers() for t in h.topics})
+    sources = {t.name for t in SOURCE_TOPICS}
+    names.sort(key=lambda n: (n not in sources, n))
+
+    async def gather() -> tuple[dict[Any, int], dict[Any, int]]:
+        ends = await end_offsets(s, [s.topic(n) for n in names])
+        return ends, await committed(s, group)
+
+    ends, done = asyncio.run(gather())
+    click.echo(f"consumer group {group} ({s.kafka_bootstrap})")
+    click.echo(f"  {'topic':<28} {'kind':<8} {'end':>10} {'committed':>10} {'lag':>8}")
+    total = 0
+    for n in names:
+        tps = [tp for tp in ends if tp.topic == s.topic(n)]
+        end = sum(ends[tp] for tp in tps)
+        com = sum(min(done.get(tp, 0), ends[tp]) for tp in tps)
+        total += end - com
+        kind = "source" if n in sources else "derived"
+        click.echo(f"  {n:<28} {kind:<8} {end:>10} {com:>10} {end - com:>8}")
+    click.echo(f"  total lag {total}")
+
+
+@main.command("check")
+@click.option("--since", default="1h", show_default=True, help="Window: 30m, 6h, 2d, ...")
+@click.option("--show", default=10, show_default=True, help="Missing events listed per topic.")
+def check_cmd(since: str, show: int) -> None:
+    """Check that the read models hold the rows of the events appended in a window (run it
+    once the workers have caught up). Exits 1 when rows are missing."""
+    import asyncio
+
+    from covidtech.settings import parse_duration
+    from projections.cassandra import CassandraStore
+    from streams.check import check
+
+    try:
+        window = parse_duration(since)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--since") from e
+    s = _settings()
+    store = CassandraStore.from_settings(s)
+    try:
+        report = asyncio.run(check(s, store, window))
+    finally:
+        store.close()
+    click.echo(f"events since {report.since.isoformat(timespec='seconds')}:")
+    for name, t in report.topics.items():
+        click.echo(
+            f"  {name:<9} {t.events:>9} read {t.checked:>9} checked {len(t.missing):>7} missing"
+        )
+        for line in t.missing[:show]:
+            click.echo(f"    {line}")
+    if report.missing:
+        click.echo(f"{report.missing} events without their rows: `covidtech replay` rebuilds them")
+        sys.exit(1)
 
 
 @main.command("replay")

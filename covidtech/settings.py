@@ -46,6 +46,10 @@ class Settings:
     cache: Path = field(default_factory=_default_cache, metadata={"doc": "Maven-resolved jars"})
     java_home: str = field(default="", metadata={"doc": "JDK 17 for Cassandra and Kafka"})
 
+    # local services: one Kafka broker and one Cassandra node, or a cluster of ``nodes`` of
+    # each on loopback addresses 127.0.0.1 .. 127.0.0.N (``covidtech infra up --nodes 3``)
+    nodes: int = field(default=1, metadata={"doc": "local Kafka brokers and Cassandra nodes"})
+
     # Kafka
     kafka_bootstrap: str = field(default="127.0.0.1:9092", metadata={"doc": "bootstrap servers"})
     kafka_port: int = field(default=9092, metadata={"doc": "local broker port"})
@@ -134,6 +138,14 @@ _DURATION = re.compile(r"^(-?\d+)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def parse_duration(value: str) -> timedelta:
+    """``45m``, ``72h``, ``21d``, ``-48h``, ``500ms`` as a timedelta (ValueError otherwise)."""
+    m = _DURATION.match(value.strip())
+    if m is None:
+        raise ValueError(f"{value!r} is not a duration like 45m, 72h or 21d")
+    return timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+
+
 def parse_rules(raw: str) -> tuple[PresenceRules, ResultRules]:
     """``PresenceRules`` and ``ResultRules`` with the overrides in ``raw``
     (``name=value,...``; durations as ``45m``, ``72h``, ``21d``, ``-48h``)."""
@@ -162,10 +174,7 @@ def parse_rules(raw: str) -> tuple[PresenceRules, ResultRules]:
         current = getattr(defaults[owner], name)
         try:
             if isinstance(current, timedelta):
-                m = _DURATION.match(value)
-                if m is None:
-                    raise ValueError(f"{value!r} is not a duration like 45m, 72h or 21d")
-                changes[owner][name] = timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+                changes[owner][name] = parse_duration(value)
             elif isinstance(current, int):
                 changes[owner][name] = int(value)
             else:
@@ -217,9 +226,32 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             continue
         parser = _PARSERS[str(f.type)]
         values[f.name] = parser(f.name, raw)
+    values = cluster_defaults(values)
     settings = Settings(**values)
     _validate(settings)
     return settings
+
+
+def local_hosts(nodes: int) -> tuple[str, ...]:
+    """The loopback addresses of a local cluster's nodes: 127.0.0.1 .. 127.0.0.N."""
+    return tuple(f"127.0.0.{i}" for i in range(1, nodes + 1))
+
+
+def cluster_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """With ``nodes`` > 1, what was not set explicitly points at the local cluster: every
+    broker and node as bootstrap servers and contact points, replication 3 (or the node
+    count) for topics and the keyspace."""
+    nodes = values.get("nodes", 1)
+    if nodes <= 1:
+        return values
+    hosts = local_hosts(nodes)
+    port = values.get("kafka_port", 9092)
+    out = dict(values)
+    out.setdefault("kafka_bootstrap", ",".join(f"{h}:{port}" for h in hosts))
+    out.setdefault("cassandra_contact_points", hosts)
+    out.setdefault("topic_replication", min(3, nodes))
+    out.setdefault("replication_factor", min(3, nodes))
+    return out
 
 
 def _validate(s: Settings) -> None:
@@ -235,6 +267,8 @@ def _validate(s: Settings) -> None:
         port = getattr(s, port_name)
         if not 0 < port < 65536:
             raise SettingsError(f"{PREFIX}{port_name.upper()}={port} is not a TCP port")
+    if not 1 <= s.nodes <= 9:
+        raise SettingsError(f"{PREFIX}NODES={s.nodes} must be between 1 and 9")
     if s.topic_partitions < 1:
         raise SettingsError(f"{PREFIX}TOPIC_PARTITIONS must be at least 1")
     if s.replication_factor < 1 or s.topic_replication < 1:

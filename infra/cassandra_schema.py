@@ -52,19 +52,26 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> tuple[Migration, ...]:
     return tuple(out)
 
 
-def create_keyspace(session: Any, keyspace: str, replication_factor: int) -> None:
-    """Create the keyspace if missing (SimpleStrategy locally; use NTS on real clusters)."""
+def create_keyspace(
+    session: Any, keyspace: str, replication_factor: int, datacenter: str = "datacenter1"
+) -> None:
+    """Create the keyspace if missing: NetworkTopologyStrategy, ``replication_factor``
+    replicas in the local data centre (writes and reads use LOCAL_QUORUM)."""
     session.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
-        f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
+        f"{{'class': 'NetworkTopologyStrategy', '{datacenter}': {replication_factor}}}"
     )
 
 
 def migrate(
-    session: Any, keyspace: str, replication_factor: int = 1, log: Callable[[str], None] = print
+    session: Any,
+    keyspace: str,
+    replication_factor: int = 1,
+    log: Callable[[str], None] = print,
+    datacenter: str = "datacenter1",
 ) -> list[int]:
     """Apply pending migrations to ``keyspace``; return the versions applied now."""
-    create_keyspace(session, keyspace, replication_factor)
+    create_keyspace(session, keyspace, replication_factor, datacenter)
     session.execute(
         f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations ("
         "version int PRIMARY KEY, name text, checksum text, applied_at timestamp)"

@@ -41,6 +41,12 @@ def broker_answers(s: Settings) -> bool:
     return True
 
 
+def durability_configs(s: Settings) -> dict[str, str]:
+    """With three or more replicas, an ``acks=all`` write needs two in-sync replicas: one
+    broker may be lost without refusing writes, and no acknowledged write lives on one only."""
+    return {"min.insync.replicas": "2"} if s.topic_replication >= 3 else {}
+
+
 async def create_topics(
     s: Settings, specs: Iterable[TopicSpec] = ALL_TOPICS, partitions: int | None = None
 ) -> list[str]:
@@ -53,7 +59,7 @@ async def create_topics(
                 name=s.topic(spec.name),
                 num_partitions=partitions or s.topic_partitions,
                 replication_factor=s.topic_replication,
-                topic_configs=spec.configs(),
+                topic_configs={**spec.configs(), **durability_configs(s)},
             )
             for spec in specs
             if s.topic(spec.name) not in existing

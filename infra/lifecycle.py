@@ -7,8 +7,9 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from covidtech.settings import Settings
+from covidtech.settings import Settings, with_overrides
 from infra import services
 from infra.cassandra_schema import migrate
 from infra.kafka_topics import broker_answers, create_topics
@@ -23,17 +24,26 @@ class Timing:
     total_s: float
 
 
-def cassandra_session(s: Settings, keyspace: str | None = None, timeout: float = 30.0) -> object:
-    """A driver session for set-up work (migrations, readiness)."""
+def cassandra_session(
+    s: Settings, keyspace: str | None = None, timeout: float = 30.0, only: str | None = None
+) -> object:
+    """A driver session for set-up work (migrations, readiness); ``only`` talks to that
+    one node alone."""
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(s.cassandra_local_dc)),
-        request_timeout=timeout,
+    from cassandra.policies import (
+        DCAwareRoundRobinPolicy,
+        TokenAwarePolicy,
+        WhiteListRoundRobinPolicy,
     )
+
+    policy: Any = (
+        WhiteListRoundRobinPolicy([only])
+        if only
+        else TokenAwarePolicy(DCAwareRoundRobinPolicy(s.cassandra_local_dc))
+    )
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=timeout)
     cluster = Cluster(
-        list(s.cassandra_contact_points),
+        [only] if only else list(s.cassandra_contact_points),
         port=s.cassandra_port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
@@ -42,12 +52,12 @@ def cassandra_session(s: Settings, keyspace: str | None = None, timeout: float =
     return cluster.connect(keyspace)
 
 
-def cassandra_answers(s: Settings) -> bool:
-    """True when Cassandra answers a CQL query."""
-    if not services.port_open(s.cassandra_port, s.cassandra_contact_points[0]):
+def cassandra_answers(s: Settings, host: str | None = None) -> bool:
+    """True when Cassandra (the node on ``host`` alone, if given) answers a CQL query."""
+    if not services.port_open(s.cassandra_port, host or s.cassandra_contact_points[0]):
         return False
     try:
-        session = cassandra_session(s, timeout=5)
+        session = cassandra_session(s, timeout=5, only=host)
     except Exception:
         return False
     try:
@@ -59,71 +69,89 @@ def cassandra_answers(s: Settings) -> bool:
         session.cluster.shutdown()  # type: ignore[attr-defined]
 
 
+def kafka_node_answers(s: Settings, svc: services.Service) -> bool:
+    """True when the broker of ``svc`` answers a metadata request itself."""
+    return broker_answers(with_overrides(s, kafka_bootstrap=f"{svc.host}:{svc.port}"))
+
+
 def up(s: Settings, log: Log = print, with_schema: bool = True) -> Timing:
-    """Resolve jars if needed, start both services, wait until they answer, create topics
+    """Resolve jars if needed, start every Kafka broker and Cassandra node (one of each, or
+    ``s.nodes`` of each on 127.0.0.1 .. 127.0.0.N), wait until each answers, create topics
     and apply migrations. Reuses running services, jars and data."""
     t0 = time.monotonic()
-    # Resolve both first (the slow, network-bound part), then start both so their JVM
+    # Resolve both first (the slow, network-bound part), then start all so their JVM
     # start-ups overlap.
     services.resolve(services.kafka(s), s, log)
     services.resolve(services.cassandra(s), s, log)
-    kpid = services.start_kafka(s, log)
-    cpid = services.start_cassandra(s, log)
-    ksvc, csvc = services.kafka(s), services.cassandra(s)
-    services.wait_until(
-        lambda: broker_answers(s), 120, "Kafka", lambda: services._alive(kpid), ksvc.log_file(s)
-    )
+    kafkas = [(svc, services.start_kafka(s, log, svc.node)) for svc in services.kafka_nodes(s)]
+    nodes = [
+        (svc, services.start_cassandra(s, log, svc.node)) for svc in services.cassandra_nodes(s)
+    ]
+    for svc, pid in kafkas:
+        services.wait_until(
+            lambda svc=svc: kafka_node_answers(s, svc),  # type: ignore[misc]
+            180,
+            svc.label,
+            lambda pid=pid: services._alive(pid),  # type: ignore[misc]
+            svc.log_file(s),
+        )
     t_kafka = time.monotonic() - t0
-    log(f"kafka     ready on {s.kafka_bootstrap} (pid {kpid}) after {t_kafka:.1f}s")
-    services.wait_until(
-        lambda: cassandra_answers(s),
-        240,
-        "Cassandra",
-        lambda: services._alive(cpid),
-        csvc.log_file(s),
-    )
+    pids = ", ".join(str(pid) for _svc, pid in kafkas)
+    log(f"kafka     ready on {s.kafka_bootstrap} (pid {pids}) after {t_kafka:.1f}s")
+    for svc, pid in nodes:
+        services.wait_until(
+            lambda svc=svc: cassandra_answers(s, svc.host if svc.node else None),  # type: ignore[misc]
+            300,
+            svc.label,
+            lambda pid=pid: services._alive(pid),  # type: ignore[misc]
+            svc.log_file(s),
+        )
     t_cass = time.monotonic() - t0
-    log(
-        f"cassandra ready on {s.cassandra_contact_points[0]}:{s.cassandra_port} "
-        f"(pid {cpid}) after {t_cass:.1f}s"
-    )
+    hosts = ",".join(s.cassandra_contact_points)
+    pids = ", ".join(str(pid) for _svc, pid in nodes)
+    log(f"cassandra ready on {hosts}:{s.cassandra_port} (pid {pids}) after {t_cass:.1f}s")
     if with_schema:
         created = asyncio.run(create_topics(s))
         if created:
             log(f"created {len(created)} topics")
         session = cassandra_session(s)
         try:
-            migrate(session, s.keyspace, s.replication_factor, log)
+            migrate(session, s.keyspace, s.replication_factor, log, s.cassandra_local_dc)
         finally:
             session.cluster.shutdown()  # type: ignore[attr-defined]
     return Timing(t_kafka, t_cass, time.monotonic() - t0)
 
 
+def all_services(s: Settings) -> list[services.Service]:
+    return [*services.kafka_nodes(s), *services.cassandra_nodes(s)]
+
+
 def down(s: Settings, log: Log = print) -> None:
-    """Stop both services cleanly (SIGTERM, then wait)."""
-    for svc in (services.kafka(s), services.cassandra(s)):
+    """Stop every local broker and node cleanly (SIGTERM, then wait)."""
+    for svc in all_services(s):
         t0 = time.monotonic()
         if services.stop(svc, s):
-            log(f"stopped {svc.name} in {time.monotonic() - t0:.1f}s")
+            log(f"stopped {svc.label} in {time.monotonic() - t0:.1f}s")
         else:
-            log(f"{svc.name} was not running")
+            log(f"{svc.label} was not running")
 
 
 def status(s: Settings) -> list[dict[str, str]]:
-    """What runs where: one row per service."""
+    """What runs where: one row per broker and node."""
     rows = []
-    for svc, answers in (
-        (services.kafka(s), broker_answers),
-        (services.cassandra(s), cassandra_answers),
-    ):
+    for svc in all_services(s):
         pid = services.running_pid(svc, s)
         rss = services.rss_mib(pid) if pid else None
+        if svc.name == "kafka":
+            answers = bool(pid) and kafka_node_answers(s, svc)
+        else:
+            answers = bool(pid) and cassandra_answers(s, svc.host if svc.node else None)
         rows.append(
             {
-                "service": svc.name,
+                "service": svc.label,
                 "pid": str(pid or "-"),
-                "port": str(svc.port),
-                "answers": "yes" if pid and answers(s) else "no",
+                "address": f"{svc.host}:{svc.port}",
+                "answers": "yes" if answers else "no",
                 "rss_mib": f"{rss:.0f}" if rss else "-",
                 "data": str(svc.root(s)),
             }
@@ -134,7 +162,7 @@ def status(s: Settings) -> list[dict[str, str]]:
 def reset(s: Settings, log: Log = print, jars: bool = False) -> None:
     """Stop the services and wipe their data (and the jars with ``jars=True``)."""
     down(s, log)
-    for svc in (services.kafka(s), services.cassandra(s)):
+    for svc in all_services(s):
         shutil.rmtree(svc.root(s), ignore_errors=True)
         log(f"wiped {svc.root(s)}")
     if jars:

@@ -47,12 +47,18 @@ class Service:
     name: str
     pom: Path
     port: int
+    node: int = 0  # 0: the single local node; 1..N: a node of the local cluster
+    host: str = "127.0.0.1"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.node == 0 else f"{self.name}-{self.node}"
 
     def lib(self, s: Settings) -> Path:
         return s.cache / "lib" / self.name
 
     def root(self, s: Settings) -> Path:
-        return s.home / self.name
+        return s.home / self.label
 
     def pid_file(self, s: Settings) -> Path:
         return self.root(s) / "pid"
@@ -61,12 +67,30 @@ class Service:
         return self.root(s) / "logs" / "stdout.log"
 
 
-def kafka(s: Settings) -> Service:
-    return Service("kafka", INFRA_DIR / "kafka" / "pom.xml", s.kafka_port)
+def node_ids(s: Settings) -> list[int]:
+    """0 for the single local node, else 1..N (node i listens on 127.0.0.i)."""
+    return [0] if s.nodes == 1 else list(range(1, s.nodes + 1))
 
 
-def cassandra(s: Settings) -> Service:
-    return Service("cassandra", INFRA_DIR / "cassandra" / "pom.xml", s.cassandra_port)
+def _host(node: int) -> str:
+    return f"127.0.0.{node or 1}"
+
+
+def kafka(s: Settings, node: int = 0) -> Service:
+    return Service("kafka", INFRA_DIR / "kafka" / "pom.xml", s.kafka_port, node, _host(node))
+
+
+def cassandra(s: Settings, node: int = 0) -> Service:
+    pom = INFRA_DIR / "cassandra" / "pom.xml"
+    return Service("cassandra", pom, s.cassandra_port, node, _host(node))
+
+
+def kafka_nodes(s: Settings) -> list[Service]:
+    return [kafka(s, n) for n in node_ids(s)]
+
+
+def cassandra_nodes(s: Settings) -> list[Service]:
+    return [cassandra(s, n) for n in node_ids(s)]
 
 
 def kafka_tools(s: Settings) -> Service:
@@ -258,14 +282,15 @@ def _render(template: Path, target: Path, **values: object) -> None:
     target.write_text(text)
 
 
-def start_kafka(s: Settings, log: Callable[[str], None] = print) -> int:
-    """Start the KRaft broker (formatting its storage on first start); return its pid."""
-    svc = kafka(s)
+def start_kafka(s: Settings, log: Callable[[str], None] = print, node: int = 0) -> int:
+    """Start a KRaft broker+controller (formatting its storage on first start): the single
+    local one, or node ``node`` of the local cluster; return its pid."""
+    svc = kafka(s, node)
     pid = running_pid(svc, s)
     if pid is not None:
         return pid
-    if port_open(s.kafka_port):
-        raise InfraError(f"port {s.kafka_port} is taken by a process this tool did not start")
+    if port_open(s.kafka_port, svc.host):
+        raise InfraError(f"{svc.host}:{s.kafka_port} is taken by a process this tool did not start")
     lib = resolve(svc, s, log)
     java = find_java17(s)
     root = svc.root(s)
@@ -278,6 +303,11 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print) -> int:
         controller_port=s.kafka_controller_port,
         data_dir=data,
         partitions=s.topic_partitions,
+        node_id=node or 1,
+        host=svc.host,
+        voters=",".join(f"{n or 1}@{_host(n)}:{s.kafka_controller_port}" for n in node_ids(s)),
+        replication=min(3, s.nodes),
+        min_insync=2 if s.nodes >= 3 else 1,
     )
     shutil.copy(INFRA_DIR / "kafka" / "log4j2.properties", root / "conf" / "log4j2.properties")
     cp = f"{lib}/*"
@@ -325,14 +355,17 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print) -> int:
     return _spawn(svc, s, argv, dict(os.environ))
 
 
-def start_cassandra(s: Settings, log: Callable[[str], None] = print) -> int:
-    """Start one Cassandra 5.0 node on JDK 17 with a fixed heap; return its pid."""
-    svc = cassandra(s)
+def start_cassandra(s: Settings, log: Callable[[str], None] = print, node: int = 0) -> int:
+    """Start a Cassandra 5.0 node on JDK 17 with a fixed heap: the single local one, or node
+    ``node`` of the local cluster; return its pid."""
+    svc = cassandra(s, node)
     pid = running_pid(svc, s)
     if pid is not None:
         return pid
-    if port_open(s.cassandra_port):
-        raise InfraError(f"port {s.cassandra_port} is taken by a process this tool did not start")
+    if port_open(s.cassandra_port, svc.host):
+        raise InfraError(
+            f"{svc.host}:{s.cassandra_port} is taken by a process this tool did not start"
+        )
     lib = resolve(svc, s, log)
     java = find_java17(s)
     root = svc.root(s)
@@ -346,7 +379,16 @@ def start_cassandra(s: Settings, log: Callable[[str], None] = print) -> int:
         port=s.cassandra_port,
         storage_port=s.cassandra_storage_port,
         data_dir=data,
+        host=svc.host,
+        seed=_host(node_ids(s)[0]),
     )
+    if node:
+        # A new cluster of empty nodes: evenly spaced tokens, no bootstrap streaming, so the
+        # nodes can start together.
+        step = 2**64 // s.nodes
+        token = -(2**63) + (node - 1) * step
+        with (conf_dir / "cassandra.yaml").open("a") as f:
+            f.write(f"initial_token: {token}\nauto_bootstrap: false\n")
     shutil.copy(INFRA_DIR / "cassandra" / "logback.xml", conf_dir / "logback.xml")
     jamm = next(lib.glob("jamm-*.jar"), None)
     if jamm is None:

@@ -47,14 +47,14 @@ async def end_offsets(s: Settings, topics: list[str]) -> dict[TopicPartition, in
         parts = [
             TopicPartition(t, p)
             for t in topics
-            for p in (consumer.partitions_for_topic(t) or await _partitions(consumer, t))
+            for p in (consumer.partitions_for_topic(t) or await partitions_of(consumer, t))
         ]
         return dict(await consumer.end_offsets(parts)) if parts else {}
     finally:
         await consumer.stop()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer._client.force_metadata_update()  # metadata refresh only
     return consumer.partitions_for_topic(topic) or set()
 

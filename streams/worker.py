@@ -31,8 +31,10 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+from faust.types import TP
 from faust.worker import Worker
-from prometheus_client import Counter, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 from covidtech.heap import collect_less_often
 from covidtech.settings import Settings
@@ -60,6 +62,14 @@ BATCH = Histogram(
     ["agent"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+LAG = Gauge(
+    "covidtech_consumer_lag",
+    "Events of the partitions this worker owns not yet applied (end offset minus the offset "
+    "the agents' commit records allow committing), per topic; sum over workers",
+    ["group", "topic"],
+)
+LAG_CHECK_S = 5.0
 
 
 # The largest state commit of one partition in one batch, in bytes (the broker's
@@ -89,6 +99,21 @@ class Runtime:
         self._starting = asyncio.Lock()
         self._reader: AIOKafkaConsumer | None = None
         self._reading = asyncio.Lock()
+        # full topic name -> the (handler, state tables) of every agent reading it
+        self.readers: dict[str, list[tuple[Handler, dict[str, TableView]]]] = {}
+
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The offset the consumer group may commit for ``topic[partition]``: one past the
+        last offset every agent reading it has applied (its committed state's commit
+        record), or None for a topic no agent reads."""
+        readers = self.readers.get(topic)
+        if not readers:
+            return None
+        short = self.short_name(topic)
+        return 1 + min(
+            applied_offsets(handler, tables, partition).get(short, -1)
+            for handler, tables in readers
+        )
 
     @property
     def store(self) -> ProjectionStore:
@@ -190,12 +215,38 @@ def build_app(
         topic_allow_declare=True,
     )
     runtime = Runtime(settings, store)
+    # Offsets are committed from the agents' commit records, not from Faust's acks.
+    app.transport.Consumer = type(
+        "AppliedOffsetsConsumer", (AppliedOffsetsConsumer,), {"runtime": runtime}
+    )
     for handler in all_handlers(*settings.domain_rules()):
         _register(app, runtime, handler, batch_size, batch_within)
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def close_runtime(app: Any, **kwargs: Any) -> None:
         await runtime.close()
+
+    @app.timer(LAG_CHECK_S, name=f"{settings.app_id}.lag")  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        """``covidtech_consumer_lag`` of the partitions assigned to this worker."""
+        mine = [
+            (tp.topic, tp.partition)
+            for tp in app.consumer.assignment()
+            if tp.topic in runtime.readers
+        ]
+        try:
+            ends = await runtime.end_offsets(mine) if mine else {}
+        except RETRIABLE as e:
+            log.warning("lag not measured (%r)", e)
+            return
+        per_topic: dict[str, int] = dict.fromkeys(
+            (runtime.short_name(t) for t in runtime.readers), 0
+        )
+        for (topic, partition), end in ends.items():
+            applied = runtime.next_offset(topic, partition) or 0
+            per_topic[runtime.short_name(topic)] += max(0, end - applied)
+        for topic, lag in per_topic.items():
+            LAG.labels(settings.app_id, topic).set(lag)
 
     @app.page("/metrics")  # type: ignore[untyped-decorator]
     async def metrics(web: Any, request: Any) -> Any:
@@ -217,6 +268,8 @@ def _register(
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     tables = {name: TableView(state, name) for name in (*handler.tables, COMMITS)}
+    for t in handler.topics:
+        rt.readers.setdefault(s.topic(t), []).append((handler, tables))
     topic = app.topic(
         *(s.topic(t) for t in handler.topics),
         key_type=bytes,
@@ -356,6 +409,49 @@ async def _tails(rt: Runtime, last: list[Message]) -> list[Message]:
         ):
             out.append(Message(m.topic, m.partition, r.offset, r.key, r.value))
     return out
+
+
+class AppliedOffsetsConsumer(FaustConsumer):  # type: ignore[misc]
+    """Faust's aiokafka consumer, committing what the state says was applied.
+
+    Faust commits the end of the first unbroken run of offsets it saw acknowledged per
+    partition (``Consumer._new_offset``). That ties the group's offsets to its bookkeeping
+    of acks, which the worker cannot keep whole: events read by the worker itself (gap
+    refills, tail checks) are never acknowledged through Faust, and one offset missing from
+    the run (a message fetched before a rebalance and dropped from the stream's buffer, a
+    compacted offset) holds every later offset back for good: the stall seen with two
+    workers, thousands of applied offsets uncommitted for minutes. Its head check
+    (``min(acked) - committed > 1``) also lets one unacknowledged offset be committed over
+    (faust-streaming #606, #707).
+
+    Here the offset committed for a partition is one past the last offset that every agent
+    reading the topic has applied, from the commit records in their committed state
+    (``Runtime.next_offset``). A commit record moves only after the batch's rows, derived
+    events and state are written, so no offset is ever committed past an unapplied event,
+    and every assigned partition is committed up to what was applied, acknowledged through
+    Faust or not. Faust's timers, its commit on rebalance and its acks (which the stream
+    buffers and ``wait_empty`` still use) are unchanged."""
+
+    runtime: Runtime
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Any:
+        return (
+            tp
+            for tp in self.assignment()
+            if tp.topic in self.runtime.readers
+            and (topics is None or tp in topics or tp.topic in topics)
+        )
+
+    def _new_offset(self, tp: TP) -> int | None:
+        offset = self.runtime.next_offset(tp.topic, tp.partition)
+        acked = self._acked.get(tp)
+        if acked and offset is not None:
+            # Forget the acks the offset covers (Faust's own bookkeeping would have).
+            done = [o for o in acked if o < offset]
+            if done:
+                self._acked_index[tp].difference_update(done)
+                acked[:] = [o for o in acked if o >= offset]
+        return offset
 
 
 class TableView:
@@ -509,12 +605,14 @@ class QuietWorker(Worker):  # type: ignore[misc]
         super().on_setup_root_logger(logger, level)
 
 
-def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+def run_worker(
+    settings: Settings, loglevel: str = "warning", store: ProjectionStore | None = None
+) -> None:
     """Run a worker until SIGTERM/SIGINT (``covidtech worker``)."""
     collect_less_often()
     # The loop stays the current one for Faust (asyncio.run would leave none set).
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(wait_for_topics(settings))
-    app = build_app(settings)
+    app = build_app(settings, store=store)
     QuietWorker(app, loglevel=loglevel).execute_from_commandline()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,13 @@ def env_of(s: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def worker(s: Settings, web_port: int) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    s: Settings, web_port: int, command: tuple[str, ...] = ("covidtech.cli", "worker")
+) -> Iterator[subprocess.Popen[bytes]]:
     s = with_overrides(s, worker_web_port=web_port)
     log = open(s.home / f"worker-{s.app_id}-{web_port}.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", "worker"],
+        [sys.executable, "-m", *command],
         cwd=ROOT,
         env=env_of(s),
         stdout=log,
@@ -415,3 +418,161 @@ async def read_all(s: Settings, topic: str, expect: int, within: float = 60) -> 
     finally:
         await consumer.stop()
     return out
+
+
+async def uncommitted(s: Settings) -> dict[str, int]:
+    """Per ``topic[partition]`` the agents read: end offset minus the worker group's
+    committed offset, where positive."""
+    from streams.handlers import all_handlers
+    from streams.replay import committed, end_offsets
+
+    topics = sorted({s.topic(t) for h in all_handlers() for t in h.topics})
+    ends = await end_offsets(s, topics)
+    done = await committed(s, s.app_id)
+    return {
+        f"{tp.topic}[{tp.partition}]": end - done.get(tp, 0)
+        for tp, end in ends.items()
+        if end > done.get(tp, 0)
+    }
+
+
+def test_workers_joining_and_leaving_mid_stream_leave_every_offset_committed(
+    isolated: Settings,
+) -> None:
+    """Two workers; a third joins mid-stream and one leaves (two rebalances). The projections
+    equal one in-process worker's, and within 10 s of the projections being complete every
+    partition's committed offset is its end offset: offsets are committed from the agents'
+    commit records (``AppliedOffsetsConsumer``), not from Faust's acks, whose gaps had held
+    a partition's offsets thousands behind for minutes."""
+    from tests.scenarios import outbreak_at_venue, town
+    from tests.support import eventually
+
+    events = town(7, people=300) + outbreak_at_venue("z")
+    want = expected_rows(events)
+    third = len(events) // 3
+    with worker(isolated, free_port()) as one, worker(isolated, free_port()) as two:
+        eventually(
+            lambda: run_coroutine(stable_members(isolated)) == 2,
+            timeout=90,
+            interval=0.5,
+            what="two workers in a stable group",
+        )
+        publish_sync(isolated, events[:third])
+        with worker(isolated, free_port()) as three:
+            publish_sync(isolated, events[third : 2 * third])
+            eventually(
+                lambda: run_coroutine(stable_members(isolated)) == 3,
+                timeout=90,
+                interval=0.5,
+                what="three workers in a stable group",
+            )
+            one.send_signal(signal.SIGTERM)
+            one.wait(timeout=60)
+            publish_sync(isolated, events[2 * third :])
+            converge(isolated, want, two, timeout=240)
+            eventually(
+                lambda: not run_coroutine(uncommitted(isolated)),
+                timeout=10,
+                interval=0.5,
+                what="every partition committed to its end",
+            )
+            assert two.poll() is None and three.poll() is None
+
+
+def test_a_slow_event_is_never_committed_over_and_survives_a_kill(isolated: Settings) -> None:
+    """faust-streaming #606: one event is slow (its dose row never written) while later
+    events of the same ``doses`` partition are applied by the programme agent and other
+    partitions' offsets are committed. The group never commits past the slow event; after
+    a SIGKILL a new worker applies it."""
+    from aiokafka.partitioner import murmur2
+
+    from streams.replay import committed
+    from tests.scenarios import dose, m, scan
+    from tests.support import eventually
+
+    def partition(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % isolated.topic_partitions
+
+    slow = "slow-person"
+    later = [k for k in (f"later{i}" for i in range(400)) if partition(k) == partition(slow)]
+    elsewhere = [f"scan{i}" for i in range(40)]
+    events = [
+        dose(slow, "d-slow", m(0), "PFIZER"),  # offset 0 of its doses partition
+        *(dose(k, f"d-{k}", m(1), "PFIZER") for k in later[:5]),
+        *(scan(k, "v1", m(2), "IN") for k in elsewhere),
+    ]
+    publish_sync(isolated, events)
+    slow_tp = (isolated.topic("doses"), partition(slow))
+
+    def doses_committed() -> int:
+        offsets = run_coroutine(committed(isolated, isolated.app_id))
+        return next((o for tp, o in offsets.items() if (tp.topic, tp.partition) == slow_tp), 0)
+
+    command = ("tests.integration.slow_worker", slow)
+    with worker(isolated, free_port(), command) as proc:
+        eventually(
+            lambda: (
+                not any(
+                    k.startswith(isolated.topic("checkins"))
+                    for k in run_coroutine(uncommitted(isolated))
+                )
+                and len(snapshot(isolated)["visits_by_person"]) == len(elsewhere)
+            ),
+            timeout=120,
+            interval=0.5,
+            what="check-ins applied and committed while the dose is stuck",
+        )
+        assert proc.poll() is None
+        assert doses_committed() == 0, "committed past the slow event"
+        assert not [r for r in snapshot(isolated)["doses_by_person"] if r["person_id"] == slow]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with worker(isolated, free_port()) as proc:
+        converge(isolated, expected_rows(events), proc)
+        eventually(lambda: doses_committed() > len(later[:5]), timeout=30, what="committed")
+
+
+def test_check_finds_the_events_whose_rows_are_missing(isolated: Settings) -> None:
+    """``covidtech check``: once the worker has caught up, every scan, sample and dose of
+    the window has its row; a row deleted behind the worker's back is reported with the
+    event's position."""
+    from cassandra.query import SimpleStatement
+
+    from infra.lifecycle import cassandra_session
+    from streams.check import check
+
+    events = mixed_scenario()
+    publish_sync(isolated, events)
+    with worker(isolated, free_port()) as proc:
+        converge(isolated, expected_rows(events), proc)
+
+    def run() -> Any:
+        store = CassandraStore.from_settings(isolated)
+        try:
+            return run_coroutine(check(isolated, store, timedelta(hours=1)))
+        finally:
+            store.close()
+
+    clean = run()
+    assert clean.missing == 0, {n: t.missing for n, t in clean.topics.items()}
+    assert clean.topics["checkins"].checked == sum(e.topic == "checkins" for e in events)
+    assert clean.topics["doses"].checked == sum(e.topic == "doses" for e in events)
+    assert clean.topics["samples"].checked == 4
+
+    session: Any = cassandra_session(isolated, keyspace=isolated.keyspace)
+    try:
+        (dose_row,) = [r for r in snapshot(isolated)["doses_by_person"] if r["dose_id"] == "d1"]
+        session.execute(
+            SimpleStatement(
+                "DELETE FROM doses_by_person WHERE person_id = %s AND administered_at = %s "
+                "AND dose_id = %s"
+            ),
+            (dose_row["person_id"], dose_row["administered_at"], "d1"),
+        )
+        session.execute("DELETE FROM samples_by_id WHERE sample_id = 'r1'")
+    finally:
+        session.cluster.shutdown()
+    broken = run()
+    assert broken.missing == 2
+    assert [m.split(": ")[1] for m in broken.topics["doses"].missing] == ["dose d1 of j"]
+    assert [m.split(": ")[1] for m in broken.topics["samples"].missing] == ["sample r1"]
