@@ -74,6 +74,16 @@ def kafka_node_answers(s: Settings, svc: services.Service) -> bool:
     return broker_answers(with_overrides(s, kafka_bootstrap=f"{svc.host}:{svc.port}"))
 
 
+def _wait_for_node(s: Settings, svc: services.Service, pid: int) -> None:
+    services.wait_until(
+        lambda: cassandra_answers(s, svc.host if svc.node else None),
+        300,
+        svc.label,
+        lambda: services._alive(pid),
+        svc.log_file(s),
+    )
+
+
 def up(s: Settings, log: Log = print, with_schema: bool = True) -> Timing:
     """Resolve jars if needed, start every Kafka broker and Cassandra node (one of each, or
     ``s.nodes`` of each on 127.0.0.1 .. 127.0.0.N), wait until each answers, create topics
@@ -84,9 +94,12 @@ def up(s: Settings, log: Log = print, with_schema: bool = True) -> Timing:
     services.resolve(services.kafka(s), s, log)
     services.resolve(services.cassandra(s), s, log)
     kafkas = [(svc, services.start_kafka(s, log, svc.node)) for svc in services.kafka_nodes(s)]
-    nodes = [
-        (svc, services.start_cassandra(s, log, svc.node)) for svc in services.cassandra_nodes(s)
-    ]
+    seed, *others = services.cassandra_nodes(s)
+    nodes = [(seed, services.start_cassandra(s, log, seed.node))]
+    if others:
+        # The other nodes gossip with the seed as they start: it must answer first.
+        _wait_for_node(s, *nodes[0])
+        nodes += [(svc, services.start_cassandra(s, log, svc.node)) for svc in others]
     for svc, pid in kafkas:
         services.wait_until(
             lambda svc=svc: kafka_node_answers(s, svc),  # type: ignore[misc]
@@ -99,13 +112,7 @@ def up(s: Settings, log: Log = print, with_schema: bool = True) -> Timing:
     pids = ", ".join(str(pid) for _svc, pid in kafkas)
     log(f"kafka     ready on {s.kafka_bootstrap} (pid {pids}) after {t_kafka:.1f}s")
     for svc, pid in nodes:
-        services.wait_until(
-            lambda svc=svc: cassandra_answers(s, svc.host if svc.node else None),  # type: ignore[misc]
-            300,
-            svc.label,
-            lambda pid=pid: services._alive(pid),  # type: ignore[misc]
-            svc.log_file(s),
-        )
+        _wait_for_node(s, svc, pid)
     t_cass = time.monotonic() - t0
     hosts = ",".join(s.cassandra_contact_points)
     pids = ", ".join(str(pid) for _svc, pid in nodes)
@@ -127,13 +134,20 @@ def all_services(s: Settings) -> list[services.Service]:
 
 
 def down(s: Settings, log: Log = print) -> None:
-    """Stop every local broker and node cleanly (SIGTERM, then wait)."""
-    for svc in all_services(s):
+    """Stop every local broker and node cleanly (SIGTERM, then wait), all at once: a
+    cluster's brokers each wait for the others' controlled shutdown otherwise."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def stop(svc: services.Service) -> str:
         t0 = time.monotonic()
         if services.stop(svc, s):
-            log(f"stopped {svc.label} in {time.monotonic() - t0:.1f}s")
-        else:
-            log(f"{svc.label} was not running")
+            return f"stopped {svc.label} in {time.monotonic() - t0:.1f}s"
+        return f"{svc.label} was not running"
+
+    targets = all_services(s)
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        for line in pool.map(stop, targets):
+            log(line)
 
 
 def status(s: Settings) -> list[dict[str, str]]:
