@@ -3,7 +3,7 @@
 ``python -m tests.integration.slow_worker PERSON`` runs ``covidtech worker`` (settings from
 the COVIDTECH_* environment) over the Cassandra store, except that a write of PERSON's
 ``doses_by_person`` row waits forever: the dose agent's batch holding it never commits, while
-the other agents, including the programme agent reading the same ``doses`` partition, go on.
+the other agents, including the registration agent reading the same ``doses`` partition, go on.
 The faust-streaming #606 scenario (one slow event while later ones are acknowledged), made
 with real Kafka and Cassandra; the test then SIGKILLs this process."""
 

@@ -481,7 +481,7 @@ def test_workers_joining_and_leaving_mid_stream_leave_every_offset_committed(
 
 def test_a_slow_event_is_never_committed_over_and_survives_a_kill(isolated: Settings) -> None:
     """faust-streaming #606: one event is slow (its dose row never written) while later
-    events of the same ``doses`` partition are applied by the programme agent and other
+    events of the same ``doses`` partition are applied by the registration agent and other
     partitions' offsets are committed. The group never commits past the slow event; after
     a SIGKILL a new worker applies it."""
     from aiokafka.partitioner import murmur2
@@ -491,7 +491,7 @@ def test_a_slow_event_is_never_committed_over_and_survives_a_kill(isolated: Sett
     from tests.support import eventually
 
     def partition(key: str) -> int:
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % isolated.topic_partitions
+        return int((murmur2(key.encode()) & 0x7FFFFFFF) % isolated.topic_partitions)
 
     slow = "slow-person"
     later = [k for k in (f"later{i}" for i in range(400)) if partition(k) == partition(slow)]

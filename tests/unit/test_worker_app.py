@@ -51,3 +51,34 @@ def test_the_worker_logs_at_its_level_not_at_debug(tmp_path: Path) -> None:
         root.handlers[:] = saved[1]
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_the_group_commits_what_every_agent_reading_a_topic_has_applied(tmp_path: Path) -> None:
+    """``doses`` is read by the dose and registration agents: its committable offset is one
+    past the lower of their commit records; a partition without a record commits nothing
+    new (0); Faust's acks above it are forgotten once covered, never used."""
+    from faust.types import TP
+
+    from streams.worker import AppliedOffsetsConsumer
+
+    s = load({"COVIDTECH_HOME": str(tmp_path), "COVIDTECH_APP_ID": "unit-offsets"})
+    app = build_app(s)
+    consumer_class = app.transport.Consumer
+    assert issubclass(consumer_class, AppliedOffsetsConsumer)
+    rt = consumer_class.runtime
+    doses = s.topic("doses")
+    readers = rt.readers[doses]
+    assert sorted(type(h).__name__ for h, _ in readers) == ["DoseHandler", "RegistrationHandler"]
+    for (handler, tables), applied in zip(readers, (41, 17), strict=True):
+        name = type(handler).__name__
+        tables["_commits"].table.data[f"_commits|{name}|2"] = {"o": {"doses": applied}, "t": 1}
+    assert rt.next_offset(doses, 2) == 18
+    assert rt.next_offset(doses, 3) == 0
+    assert rt.next_offset("not-read-by-any-agent", 0) is None
+
+    consumer = object.__new__(consumer_class)
+    consumer._acked = {TP(doses, 2): [15, 16, 17, 30, 31]}
+    consumer._acked_index = {TP(doses, 2): {15, 16, 17, 30, 31}}
+    assert consumer._new_offset(TP(doses, 2)) == 18
+    assert consumer._acked[TP(doses, 2)] == [30, 31]
+    assert consumer._acked_index[TP(doses, 2)] == {30, 31}
