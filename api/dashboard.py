@@ -26,7 +26,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ from covidtech.topics import SOURCE_TOPICS
 from domain import reference
 from domain.coverage import ADULT_BANDS, AGE_BANDS, CoverageCounts, metrics, sum_bands
 from projections import queries
+from streams.handlers import all_handlers
 
 __all__ = [
     "KafkaOffsets",
@@ -175,9 +176,10 @@ async def coverage_by_province(ctx: Ctx) -> Response:
 class OffsetReader(Protocol):
     """Where the rates come from: total offsets appended to and committed on the sources."""
 
-    async def read(self) -> tuple[int, int]:
-        """``(appended, processed)``: the sum of the source partitions' end offsets, and the
-        sum of the worker group's committed offsets on those partitions."""
+    async def read(self) -> tuple[int, int, dict[str, int]]:
+        """``(appended, processed, lags)``: the sum of the source partitions' end offsets,
+        the sum of the worker group's committed offsets on those partitions, and the group's
+        lag per topic it reads (source and derived; full topic names)."""
         ...
 
 
@@ -196,22 +198,24 @@ class KafkaOffsets:
         topics: Sequence[str],
         group: str,
         *,
+        derived: Sequence[str] = (),
         timeout_s: float = 5.0,
         client_id: str = "covidtech-read-api-rates",
     ) -> None:
         self._bootstrap = bootstrap
         self._topics = tuple(topics)
+        self._derived = tuple(derived)  # counted in the lags only
         self._group = group
         self._timeout_s = timeout_s
         self._client_id = client_id
 
-    async def read(self) -> tuple[int, int]:
+    async def read(self) -> tuple[int, int, dict[str, int]]:
         try:
             return await asyncio.wait_for(self._read(), self._timeout_s)
         except (KafkaError, OSError, TimeoutError) as e:
             raise LogUnavailable(f"cannot read offsets: {e!r}") from e
 
-    async def _read(self) -> tuple[int, int]:
+    async def _read(self) -> tuple[int, int, dict[str, int]]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
@@ -222,9 +226,9 @@ class KafkaOffsets:
         try:
             await asyncio.gather(admin.start(), consumer.start())
             existing = set(await admin.list_topics())
-            topics = [t for t in self._topics if t in existing]
+            topics = [t for t in (*self._topics, *self._derived) if t in existing]
             if not topics:
-                return 0, 0
+                return 0, 0, {}
             described = await admin.describe_topics(topics)
             tps = [
                 TopicPartition(t["topic"], p["partition"])
@@ -243,9 +247,14 @@ class KafkaOffsets:
                 await consumer.stop()
             with contextlib.suppress(Exception):
                 await admin.close()
-        appended = sum(int(v) for v in ends.values())
-        processed = sum(max(0, int(meta.offset)) for tp, meta in committed.items() if tp in ends)
-        return appended, processed
+        done = {tp: max(0, int(meta.offset)) for tp, meta in committed.items() if tp in ends}
+        sources = set(self._topics)
+        appended = sum(int(v) for tp, v in ends.items() if tp.topic in sources)
+        processed = sum(v for tp, v in done.items() if tp.topic in sources)
+        lags: dict[str, int] = dict.fromkeys(topics, 0)
+        for tp, end in ends.items():
+            lags[tp.topic] += max(0, int(end) - done.get(tp, 0))
+        return appended, processed, lags
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +265,7 @@ class OffsetSample:
     monotonic: float
     appended: int
     processed: int
+    lags: dict[str, int] = field(default_factory=dict)  # per topic the worker group reads
 
 
 def rates_between(older: OffsetSample, newer: OffsetSample) -> tuple[float, float]:
@@ -298,8 +308,10 @@ class RateSampler:
         async with self._lock:
             last = self._samples[-1] if self._samples else None
             if last is None or self._clock() - last.monotonic >= self._interval_s:
-                appended, processed = await self._reader.read()
-                self._samples.append(OffsetSample(self._wall(), self._clock(), appended, processed))
+                appended, processed, lags = await self._reader.read()
+                self._samples.append(
+                    OffsetSample(self._wall(), self._clock(), appended, processed, lags)
+                )
             return list(self._samples)
 
     def report(self, samples: Sequence[OffsetSample]) -> dict[str, Any]:
@@ -324,6 +336,7 @@ class RateSampler:
             "lag": max(0, last.appended - last.processed),
             "ingest_per_second": history[-1]["ingest_per_second"] if history else None,
             "processing_per_second": history[-1]["processing_per_second"] if history else None,
+            "topics": [{"topic": name, "lag": lag} for name, lag in last.lags.items()],
             "samples": history,
         }
 
@@ -340,8 +353,13 @@ class _Rates:
             reader = self._reader
             if reader is None:
                 s = ctx.services.settings
+                read = {t for h in all_handlers() for t in h.topics}
+                sources = {t.name for t in SOURCE_TOPICS}
                 reader = KafkaOffsets(
-                    s.kafka_bootstrap, [s.topic(t.name) for t in SOURCE_TOPICS], s.app_id
+                    s.kafka_bootstrap,
+                    [s.topic(t.name) for t in SOURCE_TOPICS],
+                    s.app_id,
+                    derived=[s.topic(t) for t in sorted(read - sources)],
                 )
             self._sampler = RateSampler(reader)
         return self._sampler
@@ -354,7 +372,16 @@ def _operations(rates: _Rates) -> tuple[Operation, ...]:
     async def ops_rates(ctx: Ctx) -> Response:
         sampler = rates.sampler(ctx)
         report = sampler.report(await sampler.samples())
-        report["group"] = ctx.services.settings.app_id
+        s = ctx.services.settings
+        report["group"] = s.app_id
+        sources = {s.topic(t.name) for t in SOURCE_TOPICS}
+        for row in report["topics"]:
+            full = row["topic"]
+            row["kind"] = "source" if full in sources else "derived"
+            for prefix in (s.derived_topic_prefix, s.topic_prefix):
+                if prefix and full.startswith(prefix):
+                    row["topic"] = full[len(prefix) :]
+                    break
         return json_response(report, cache_control="no-store")
 
     return (

@@ -491,6 +491,13 @@
     $("ops-ingest").textContent = fmtRate(r.ingest_per_second);
     $("ops-processed").textContent = fmtRate(r.processing_per_second);
     $("ops-lag").textContent = fmtInt(r.lag);
+    const topics = $("ops-topics");
+    clear(topics);
+    for (const row of r.topics || []) {
+      const li = topics.appendChild(el("li", { "data-topic": row.topic, "data-kind": row.kind, class: row.lag > 0 ? "behind" : "" }));
+      li.appendChild(el("span", { class: "name" }, row.topic));
+      li.appendChild(el("span", { class: "count" }, fmtInt(row.lag)));
+    }
     const host = $("rates-spark");
     const box = $("ops-body");
     const width = Math.max(200, box.clientWidth);

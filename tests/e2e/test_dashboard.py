@@ -259,6 +259,13 @@ def test_dashboard_draws_real_data_and_shows_a_new_alert_live(
                 "() => document.querySelectorAll('#rates-spark path.line-ingest').length === 1",
                 timeout=30_000,
             )
+            # Backlog per topic the workers read, source and derived.
+            page.wait_for_selector(
+                "#ops-topics li[data-topic='checkins'][data-kind='source']", timeout=30_000
+            )
+            page.wait_for_selector(
+                "#ops-topics li[data-topic='visits'][data-kind='derived']", timeout=30_000
+            )
             assert page.inner_text("#kpi-tat") not in ("", "–")
 
             shot = tmp_path / "dashboard.png"

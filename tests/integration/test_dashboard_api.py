@@ -183,5 +183,9 @@ async def test_rates_follow_the_source_topics(dash: Dashboard) -> None:
     body = await eventually_async(rate_seen, within=30, interval=0.5, what="an ingest rate")
     assert body["lag"] == body["appended"]  # no worker: nothing processed
     assert body["processing_per_second"] == 0
+    # The lag per topic the workers read, source and derived, prefix-free.
+    topics = {row["topic"]: row for row in body["topics"]}  # type: ignore[attr-defined]
+    assert topics["declarations"] == {"topic": "declarations", "kind": "source", "lag": 25}
+    assert topics["visits"] == {"topic": "visits", "kind": "derived", "lag": 0}
     samples = body["samples"]
     assert isinstance(samples, list) and samples

@@ -32,10 +32,10 @@ class Offsets:
         self.processed = 0
         self.reads = 0
 
-    async def read(self) -> tuple[int, int]:
+    async def read(self) -> tuple[int, int, dict[str, int]]:
         self.reads += 1
         await asyncio.sleep(0)  # let concurrent askers pile up on the lock
-        return self.appended, self.processed
+        return self.appended, self.processed, {"checkins": self.appended - self.processed}
 
 
 async def test_sampler_reads_at_most_once_per_interval_and_reports_history() -> None:
