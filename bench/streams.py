@@ -125,7 +125,9 @@ async def lag(s: Settings) -> int:
     return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
 
 
-def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> None:
+def run_worker(
+    s: Settings, total: int, report: Report, workers: int = 1, label: str = "worker"
+) -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "covidtech.cli", "worker"],
@@ -160,19 +162,58 @@ def run_worker(s: Settings, total: int, report: Report, workers: int = 1) -> Non
         for p in procs:
             p.wait(timeout=60)
     report.add(
-        f"worker: source events/s, {workers} worker(s), start to caught up",
+        f"{label}: source events/s, {workers} worker(s), start to caught up",
         total / elapsed,
         "events/s",
         f"{total} events in {elapsed:.1f}s incl. ~5s start",
     )
     report.add(
-        "worker: CPU per source event (user+system, all workers, start included)",
+        f"{label}: CPU per source event (user+system, all workers, start included)",
         cpu / total * 1e6,
         "us",
         f"{cpu:.1f} s of CPU",
     )
-    report.add("worker: largest consumer lag sampled (source+derived)", max_lag, "messages")
-    report.add("worker: peak RSS (all workers)", rss, "MiB")
+    report.add(f"{label}: largest consumer lag sampled (source+derived)", max_lag, "messages")
+    report.add(f"{label}: peak RSS (all workers)", rss, "MiB")
+
+
+def compare_periodic(s: Settings, total: int, report: Report, workers: int) -> None:
+    """The same workers and log against a node of its own whose commit log is periodic."""
+    import shutil
+    import tempfile
+
+    from infra import services
+    from infra.cassandra_schema import migrate
+    from infra.kafka_topics import delete_topics
+    from infra.lifecycle import cassandra_answers, cassandra_session
+
+    home = Path(tempfile.mkdtemp(prefix="covidtech-bench-periodic-"))
+    p = with_overrides(
+        s,
+        home=home,
+        cassandra_port=free_port(),
+        cassandra_storage_port=free_port(),
+        app_id=f"{s.app_id}-periodic",
+    )
+    pid = services.start_cassandra(p, log=lambda _m: None, commitlog=services.PERIODIC_COMMITLOG)
+    try:
+        services.wait_until(
+            lambda: cassandra_answers(p),
+            240,
+            "Cassandra (periodic)",
+            lambda: services._alive(pid),
+            services.cassandra(p).log_file(p),
+        )
+        session: Any = cassandra_session(p)
+        try:
+            migrate(session, p.keyspace, p.replication_factor, lambda _m: None)
+        finally:
+            session.cluster.shutdown()
+        run_worker(p, total, report, workers, label="worker on a periodic commit log")
+    finally:
+        services.stop(services.cassandra(p), p)
+        shutil.rmtree(home, ignore_errors=True)
+        asyncio.run(delete_topics(s, [f"{p.app_id}-"]))
 
 
 def main() -> None:
@@ -185,6 +226,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--via-worker", action="store_true", help="also time `covidtech replay --via-worker`"
+    )
+    parser.add_argument(
+        "--compare-commitlog",
+        action="store_true",
+        help="also run the worker(s) over the same log against a Cassandra node started with "
+        "the old `commitlog_sync: periodic` (not durable), for the same-run comparison",
     )
     args = parser.parse_args()
     report = Report("streams")
@@ -204,6 +251,8 @@ def main() -> None:
             "rows/s",
         )
         run_worker(s, total, report, args.workers)
+        if args.compare_commitlog:
+            compare_periodic(s, total, report, args.workers)
         if args.no_replay:
             return
         replays = []

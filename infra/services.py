@@ -355,9 +355,21 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print, node: int = 0) 
     return _spawn(svc, s, argv, dict(os.environ))
 
 
-def start_cassandra(s: Settings, log: Callable[[str], None] = print, node: int = 0) -> int:
+# The commit log settings of ``infra/cassandra/cassandra.yaml`` (durable), and those a
+# benchmark may start a node with to compare (``start_cassandra(commitlog=...)``).
+DURABLE_COMMITLOG = "commitlog_sync: batch\n"
+PERIODIC_COMMITLOG = "commitlog_sync: periodic\ncommitlog_sync_period: 10s\n"
+
+
+def start_cassandra(
+    s: Settings,
+    log: Callable[[str], None] = print,
+    node: int = 0,
+    commitlog: str = DURABLE_COMMITLOG,
+) -> int:
     """Start a Cassandra 5.0 node on JDK 17 with a fixed heap: the single local one, or node
-    ``node`` of the local cluster; return its pid."""
+    ``node`` of the local cluster; return its pid. ``commitlog`` replaces the template's
+    commit log settings (``bench.streams --compare-commitlog`` runs a periodic node)."""
     svc = cassandra(s, node)
     pid = running_pid(svc, s)
     if pid is not None:
@@ -382,6 +394,11 @@ def start_cassandra(s: Settings, log: Callable[[str], None] = print, node: int =
         host=svc.host,
         seed=_host(node_ids(s)[0]),
     )
+    rendered = conf_dir / "cassandra.yaml"
+    text = rendered.read_text()
+    if DURABLE_COMMITLOG not in text:
+        raise InfraError("infra/cassandra/cassandra.yaml lost its commit log settings")
+    rendered.write_text(text.replace(DURABLE_COMMITLOG, commitlog))
     if node:
         # A new cluster of empty nodes: evenly spaced tokens, no bootstrap streaming, so the
         # nodes can start together.
