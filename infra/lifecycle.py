@@ -48,6 +48,10 @@ def cassandra_session(
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=5,
+        # After a DDL statement the driver waits until every node has the new schema; a
+        # loaded cluster took longer than the default 10 s, and a read of the new table on a
+        # node without it failed (INCOMPATIBLE_SCHEMA).
+        max_schema_agreement_wait=120,
     )
     return cluster.connect(keyspace)
 

@@ -44,15 +44,20 @@ ROOT = Path(__file__).resolve().parents[2]
 RATE = 100  # scans per second through the ingest API
 
 
+_TAKEN: set[int] = set()
+
+
 def free_port_on_all(hosts: tuple[str, ...]) -> int:
-    """A port free on every loopback address of the cluster."""
+    """A port free on every loopback address of the cluster, never one handed out before
+    in this session (the kernel may return a just-closed port again)."""
     import socket
 
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if not any(services.port_open(port, h) for h in hosts):
+        if port not in _TAKEN and not any(services.port_open(port, h) for h in hosts):
+            _TAKEN.add(port)
             return port
 
 
