@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
 from covidtech import settings as settings_mod
-from covidtech.settings import Settings, with_overrides
-from tests.support import drop_isolated, run_coroutine, unique
+from covidtech.settings import Settings
+from tests.support import isolated_env
 
 
 @pytest.fixture(scope="session")
@@ -47,17 +46,4 @@ def platform(base_settings: Settings) -> Iterator[Settings]:
 @pytest.fixture
 def isolated(platform: Settings) -> Iterator[Settings]:
     """Settings with this test's own topics, keyspace and consumer group, all created."""
-    from infra.cassandra_schema import migrate
-    from infra.kafka_topics import create_topics
-    from infra.lifecycle import cassandra_session
-
-    name = unique("t")
-    s = with_overrides(platform, topic_prefix=f"{name}.", keyspace=name, app_id=f"app-{name}")
-    run_coroutine(create_topics(s))
-    session: Any = cassandra_session(s)
-    try:
-        migrate(session, s.keyspace, s.replication_factor, log=lambda m: None)
-    finally:
-        session.cluster.shutdown()
-    yield s
-    drop_isolated(s)
+    yield from isolated_env(platform)

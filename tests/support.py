@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -30,6 +30,50 @@ def drop_isolated(s: Any) -> None:
         session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
     finally:
         session.cluster.shutdown()
+
+
+def isolated_env(base: Any, tag: str = "t", drop: bool = True) -> Iterator[Any]:
+    """Settings of ``base`` with a test's own topic prefix, keyspace and consumer group, all
+    created (the keyspace in the settings' data centre); dropped afterwards unless ``drop``
+    is false (services wiped whole at the end). For fixtures:
+    ``yield from isolated_env(platform)``."""
+    from covidtech.settings import with_overrides
+    from infra.cassandra_schema import migrate
+    from infra.kafka_topics import create_topics
+    from infra.lifecycle import cassandra_session
+
+    name = unique(tag)
+    s = with_overrides(base, topic_prefix=f"{name}.", keyspace=name, app_id=f"app-{name}")
+    run_coroutine(create_topics(s))
+    session: Any = cassandra_session(s)
+    try:
+        migrate(session, s.keyspace, s.replication_factor, lambda m: None, s.cassandra_local_dc)
+    finally:
+        session.cluster.shutdown()
+    yield s
+    if drop:
+        drop_isolated(s)
+
+
+def kill_service(s: Any, svc: Any) -> None:
+    """SIGKILL a service started by ``infra.services`` and wait until it is gone (the JVM's
+    thread group leader turns zombie before its other threads have closed their sockets, so
+    the port is waited for too)."""
+    import os
+    import signal
+
+    from infra import services
+
+    pid = services.running_pid(svc, s)
+    assert pid is not None, f"{svc.label} is not running"
+    os.kill(pid, signal.SIGKILL)
+    eventually(
+        lambda: not services._alive(pid) and not services.port_open(svc.port, svc.host),
+        timeout=30,
+        what=f"{svc.label} gone",
+    )
+    services._reap(pid)
+    services.running_pid(svc, s)  # drops the stale pid file
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:

@@ -8,31 +8,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
-from covidtech.settings import Settings, with_overrides
+from covidtech.settings import Settings
 from domain.results import lookup_code_hash, new_lookup_code
 from projections.access import LOCAL_TZ
 from projections.model import ProjectionStore, Upsert
-from tests.support import drop_isolated, run_coroutine, unique
+from tests import support
 
 
 def isolated_env(platform: Settings) -> Iterator[Settings]:
     """Like the ``isolated`` fixture, for module-scoped fixtures: own topics and keyspace."""
-    from infra.cassandra_schema import migrate
-    from infra.kafka_topics import create_topics
-    from infra.lifecycle import cassandra_session
-
-    name = unique("r")
-    s = with_overrides(platform, topic_prefix=f"{name}.", keyspace=name, app_id=f"app-{name}")
-    run_coroutine(create_topics(s))
-    session: Any = cassandra_session(s)
-    try:
-        migrate(session, s.keyspace, s.replication_factor, log=lambda m: None)
-    finally:
-        session.cluster.shutdown()
-    yield s
-    drop_isolated(s)
+    yield from support.isolated_env(platform, "r")
 
 
 @dataclass(frozen=True)

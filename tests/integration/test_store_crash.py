@@ -14,7 +14,6 @@ offsets had moved past them: so each test kills the node several times.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import tempfile
@@ -35,7 +34,7 @@ from schemas.codec import default_registry
 from streams.replay import caught_up
 from tests.integration.test_stream_worker import free_port, worker
 from tests.scenarios import scan
-from tests.support import drop_isolated, eventually, run_coroutine, unique
+from tests.support import eventually, isolated_env, kill_service, run_coroutine
 
 pytestmark = pytest.mark.integration
 
@@ -63,19 +62,7 @@ def own_node(platform: Settings) -> Iterator[Settings]:
 
 @pytest.fixture
 def crash_isolated(own_node: Settings) -> Iterator[Settings]:
-    from infra.cassandra_schema import migrate
-    from infra.kafka_topics import create_topics
-
-    name = unique("c")
-    s = with_overrides(own_node, topic_prefix=f"{name}.", keyspace=name, app_id=f"app-{name}")
-    run_coroutine(create_topics(s))
-    session: Any = cassandra_session(s)
-    try:
-        migrate(session, s.keyspace, s.replication_factor, log=lambda m: None)
-    finally:
-        session.cluster.shutdown()
-    yield s
-    drop_isolated(s)
+    yield from isolated_env(own_node, "c")
 
 
 def start_node(s: Settings) -> None:
@@ -91,18 +78,7 @@ def start_node(s: Settings) -> None:
 
 
 def kill_node(s: Settings) -> None:
-    pid = services.running_pid(services.cassandra(s), s)
-    assert pid is not None, "the module's Cassandra node is not running"
-    os.kill(pid, signal.SIGKILL)
-    # The thread group leader turns zombie before the JVM's other threads have exited (and
-    # closed their sockets): wait for the port too.
-    eventually(
-        lambda: not services._alive(pid) and not services.port_open(s.cassandra_port),
-        timeout=30,
-        what="node gone",
-    )
-    services._reap(pid)
-    services.running_pid(services.cassandra(s), s)  # drops the stale pid file
+    kill_service(s, services.cassandra(s))
 
 
 class Load:
