@@ -35,7 +35,7 @@ from covidtech.topics import SOURCE_TOPICS
 from infra.services import rss_mib
 from schemas.codec import default_registry
 from streams.rebuild import rebuild
-from streams.replay import ROOT, caught_up, committed, end_offsets, replay, worker_env
+from streams.replay import ROOT, caught_up, group_lag, replay, worker_env
 from tests.scenarios import town
 
 
@@ -116,13 +116,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def lag(s: Settings) -> int:
-    from streams.handlers import all_handlers
+async def progress(s: Settings) -> tuple[int, int]:
+    """(lag of every partition the agents read, committed offsets of the source topics)."""
+    sources = {s.topic(t.name) for t in SOURCE_TOPICS}
+    partitions = await group_lag(s)
+    return (
+        sum(p.lag for p in partitions.values()),
+        sum(min(p.committed, p.end) for tp, p in partitions.items() if tp.topic in sources),
+    )
 
-    topics = sorted({s.topic(t) for h in all_handlers() for t in h.topics})
-    ends = await end_offsets(s, topics)
-    done = await committed(s, s.app_id)
-    return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (``/proc/stat``)."""
+    import os
+
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def service_cpu(s: Settings) -> dict[str, float]:
+    """CPU seconds so far of each Kafka and Cassandra node of ``s`` (by label)."""
+    from infra import services
+
+    out = {}
+    for svc in (*services.kafka_nodes(s), *services.cassandra_nodes(s)):
+        pid = services.running_pid(svc, s)
+        if pid is not None:
+            out[svc.label] = cpu_seconds(pid)
+    return out
 
 
 def run_worker(
@@ -140,22 +163,35 @@ def run_worker(
     ]
     started = time.monotonic()
     max_lag, rss = 0, 0.0
+    # The steady phase: from the first sample with committed source offsets (the workers
+    # have started, recovered and processed a first batch) until caught up.
+    steady: tuple[float, int, float, dict[str, float], tuple[float, float]] | None = None
     try:
         while True:
             try:
-                current = asyncio.run(lag(s))
+                current, done = asyncio.run(progress(s))
             except KafkaError:  # a fresh broker has no group coordinator yet
                 time.sleep(1.0)
                 continue
+            if steady is None and done > 0:
+                steady = (
+                    time.monotonic(),
+                    done,
+                    sum(cpu_seconds(p.pid) for p in procs),
+                    service_cpu(s),
+                    machine_busy(),
+                )
             max_lag = max(max_lag, current)
             rss = max(rss, sum(rss_mib(p.pid) or 0.0 for p in procs))
             if current == 0 and asyncio.run(caught_up(s)):
                 break
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError("a worker exited")
-            time.sleep(1.0)
-        elapsed = time.monotonic() - started
+            time.sleep(0.5)
+        ended = time.monotonic()
+        elapsed = ended - started
         cpu = sum(cpu_seconds(p.pid) for p in procs)
+        services_after, busy_after = service_cpu(s), machine_busy()
     finally:
         for p in procs:
             p.terminate()
@@ -173,6 +209,33 @@ def run_worker(
         "us",
         f"{cpu:.1f} s of CPU",
     )
+    if steady is not None and ended > steady[0]:
+        t0, done0, cpu0, services0, busy0 = steady
+        span = ended - t0
+        events = total - done0
+        report.add(
+            f"{label}: source events/s, steady (first commit to caught up)",
+            events / span,
+            "events/s",
+            f"{events} events in {span:.1f}s",
+        )
+        report.add(
+            f"{label}: CPU per source event, steady",
+            (cpu - cpu0) / events * 1e6 if events else 0.0,
+            "us",
+            f"workers {(cpu - cpu0) / span:.2f} cores",
+        )
+        others = ", ".join(
+            f"{name} {(services_after.get(name, c) - c) / span:.2f}"
+            for name, c in sorted(services0.items())
+        )
+        busy, capacity = busy_after[0] - busy0[0], busy_after[1] - busy0[1]
+        report.add(
+            f"{label}: ceiling: machine CPU busy while steady (all cores)",
+            100 * busy / capacity if capacity else 0.0,
+            "%",
+            f"{busy / span:.2f} of {capacity / span:.0f} cores; cores used by {others}",
+        )
     report.add(f"{label}: largest consumer lag sampled (source+derived)", max_lag, "messages")
     report.add(f"{label}: peak RSS (all workers)", rss, "MiB")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -129,29 +128,24 @@ def status_cmd(group: str | None) -> None:
 
     from covidtech.topics import SOURCE_TOPICS
     from streams.handlers import all_handlers
-    from streams.replay import committed, end_offsets
+    from streams.replay import group_lag
 
     s = _settings()
     group = group or s.app_id
     names = sorted({t for h in all_handlers() for t in h.topics})
     sources = {t.name for t in SOURCE_TOPICS}
     names.sort(key=lambda n: (n not in sources, n))
-
-    async def gather() -> tuple[dict[Any, int], dict[Any, int]]:
-        ends = await end_offsets(s, [s.topic(n) for n in names])
-        return ends, await committed(s, group)
-
-    ends, done = asyncio.run(gather())
+    partitions = asyncio.run(group_lag(s, group))
     click.echo(f"consumer group {group} ({s.kafka_bootstrap})")
     click.echo(f"  {'topic':<28} {'kind':<8} {'end':>10} {'committed':>10} {'lag':>8}")
     total = 0
     for n in names:
-        tps = [tp for tp in ends if tp.topic == s.topic(n)]
-        end = sum(ends[tp] for tp in tps)
-        com = sum(min(done.get(tp, 0), ends[tp]) for tp in tps)
-        total += end - com
+        mine = [p for tp, p in partitions.items() if tp.topic == s.topic(n)]
+        end = sum(p.end for p in mine)
+        lag = sum(p.lag for p in mine)
+        total += lag
         kind = "source" if n in sources else "derived"
-        click.echo(f"  {n:<28} {kind:<8} {end:>10} {com:>10} {end - com:>8}")
+        click.echo(f"  {n:<28} {kind:<8} {end:>10} {end - lag:>10} {lag:>8}")
     click.echo(f"  total lag {total}")
 
 

@@ -6,9 +6,22 @@ prefixes every name with ``COVIDTECH_TOPIC_PREFIX`` (tests use it to isolate the
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 DAY_MS = 24 * 3600 * 1000
+
+
+@functools.lru_cache(maxsize=200_000)
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` among ``partitions`` (murmur2,
+    as Java's client and aiokafka's): where the ingest API, the workers and the rebuild
+    put a keyed event, so co-partitioned topics stay co-partitioned. Memoised: the same
+    people and venues come back all day, and murmur2 in pure Python costs more than the
+    rest of a send."""
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from covidtech.topics import partition_of
 from producers.ports import BrokerUnavailable, Delivery
 
 __all__ = ["KafkaEventLog", "TopicFeed", "partitions_of"]
@@ -44,27 +45,12 @@ log = logging.getLogger(__name__)
 
 
 class _CachingPartitioner:
-    """aiokafka's default partitioner (murmur2, as Java's), memoised per key.
-
-    The same people and venues come back all day, and murmur2 in pure Python costs more than
-    the rest of a send; the mapping is fixed for a given partition list, so caching is exact.
-    """
-
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._capacity = capacity
-        self._cache: dict[tuple[bytes, tuple[int, ...]], int] = {}
+    """aiokafka's default partitioner (``covidtech.topics.partition_of``, memoised)."""
 
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return int(DefaultPartitioner()(key, all_partitions, available))
-        cache_key = (key, tuple(all_partitions))
-        partition = self._cache.get(cache_key)
-        if partition is None:
-            partition = int(DefaultPartitioner()(key, all_partitions, available))
-            if len(self._cache) >= self._capacity:
-                self._cache.clear()
-            self._cache[cache_key] = partition
-        return partition
+        return all_partitions[partition_of(key, len(all_partitions))]
 
 
 class KafkaEventLog:

@@ -47,12 +47,11 @@ from itertools import islice
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from covidtech.heap import collect_less_often
 from covidtech.progress import bar
 from covidtech.settings import Settings
-from covidtech.topics import SOURCE_TOPICS
+from covidtech.topics import SOURCE_TOPICS, partition_of
 from projections.cassandra import CassandraStore
 from projections.memory import InMemoryStore
 from projections.model import Upsert
@@ -120,7 +119,7 @@ def share_of(key: bytes | None, shares: int, partitions: int) -> int:
     partitioner gives its key."""
     if shares == 1 or key is None:
         return 0
-    return int((murmur2(key) & 0x7FFFFFFF) % partitions % shares)
+    return partition_of(key, partitions) % shares
 
 
 def plan(stages: Sequence[Stage], handlers: Sequence[Handler]) -> list[list[Handler]]:

@@ -69,15 +69,34 @@ async def committed(s: Settings, group: str) -> dict[TopicPartition, int]:
         await admin.close()
 
 
-async def caught_up(s: Settings) -> bool:
-    """Whether the worker group of ``s`` has committed the end offset of every partition
-    its agents read."""
+@dataclass(frozen=True)
+class PartitionLag:
+    """One partition an agent reads: its end offset and the group's committed offset."""
+
+    end: int
+    committed: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+async def group_lag(s: Settings, group: str | None = None) -> dict[TopicPartition, PartitionLag]:
+    """Every partition the agents read (source and derived topics), with the end offset and
+    the committed offset of the worker group (``group``, default the settings' app id). The
+    one place `covidtech status`, the benchmarks and the tests read lag from."""
     from streams.handlers import all_handlers
 
     topics = sorted({s.topic(t) for h in all_handlers() for t in h.topics})
     ends = await end_offsets(s, topics)
-    done = await committed(s, s.app_id)
-    return all(done.get(tp, 0) >= end for tp, end in ends.items())
+    done = await committed(s, group or s.app_id)
+    return {tp: PartitionLag(end, done.get(tp, 0)) for tp, end in ends.items()}
+
+
+async def caught_up(s: Settings) -> bool:
+    """Whether the worker group of ``s`` has committed the end offset of every partition
+    its agents read."""
+    return not any(p.lag for p in (await group_lag(s)).values())
 
 
 def worker_env(s: Settings) -> dict[str, str]:

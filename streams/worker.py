@@ -2,12 +2,16 @@
 
 This module and ``streams/avro_codec.py`` are the only places that import Faust.
 
-Per agent: ``stream.noack_take(n, within)`` yields batches whose events are *not* acked;
-after the batch is committed (``streams.context`` gives the order: rows, derived events,
-state and its changelog flushed) every event is acked, and Faust commits an offset only when
-all events before it were acked. While Cassandra or Kafka refuse a write, the batch is
-retried with a capped backoff: the partition stops, nothing is acked, nothing is skipped.
-A SIGKILL at any point redelivers the unacked batch, which recomputes the same effects.
+Faust runs the group (membership, assignment, rebalances), the tables (changelogs, recovery),
+the agents' lifecycle, timers and the web server. Records reach the agents in batches: the
+consumer (``BatchConsumer``) hands each fetch's records of a topic to the inbox of every
+agent reading it, as one list, instead of Faust's one event, one stream hop and one ack per
+record (which cost more CPU than the processing itself). Each batch is committed in the
+order ``streams.context`` gives (rows, derived events, state and its changelog flushed), and
+the group's offsets are committed from the agents' commit records, never past an unapplied
+event. While Cassandra or Kafka refuse a write, the batch is retried with a capped backoff:
+the partition stops, nothing is skipped. A SIGKILL at any point redelivers the uncommitted
+batch, which recomputes the same effects.
 
 Each agent keeps its state in one Faust table (changelogged, recovered on start and
 rebalance); the handler's logical tables are key prefixes in it (``name|key``). A batch may
@@ -23,7 +27,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -38,6 +44,7 @@ from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 from covidtech.heap import collect_less_often
 from covidtech.settings import Settings
+from covidtech.topics import partition_of
 from projections.cassandra import CassandraStore
 from projections.model import ProjectionStore, StoreUnavailable
 from schemas.codec import Registry, default_registry
@@ -80,10 +87,55 @@ STATE_BATCH_BYTES = 8 * 1024 * 1024
 # partition must have had no batch to count as quiet (``check_tails``).
 TAIL_CHECK_S = 5.0
 TAIL_IDLE_S = 10.0
+# Fetched batches an agent's inbox holds before the consumer waits for the agent (the
+# consumer stops fetching meanwhile, as Faust's full stream buffers made it).
+INBOX_BATCHES = 8
 
 
 class StateTooLarge(Exception):
     """The staged state of one partition does not fit in one record batch."""
+
+
+class Inbox:
+    """The batches fetched for one agent: (consumer generation, messages of one partition).
+
+    Bounded: a full inbox holds the consumer back. Cleared when partitions are revoked; a
+    batch of an earlier generation, or taken while a rebalance runs, is dropped by the agent
+    (the new assignment seeks every partition to its committed offset, so it is fetched
+    again)."""
+
+    def __init__(self, maxsize: int = INBOX_BATCHES) -> None:
+        self._queue: asyncio.Queue[tuple[int, list[Message]]] = asyncio.Queue(maxsize)
+
+    async def put(self, generation: int, messages: list[Message]) -> None:
+        await self._queue.put((generation, messages))
+
+    async def take(self, limit: int) -> list[tuple[int, list[Message]]]:
+        """The next batch, with those queued behind it while they hold under ``limit``
+        messages together (no waiting for more: under load batches grow by themselves)."""
+        taken = [await self._queue.get()]
+        count = len(taken[0][1])
+        queue = self._queue
+        while not queue.empty() and count + len(queue._queue[0][1]) <= limit:  # type: ignore[attr-defined]
+            item = queue.get_nowait()
+            taken.append(item)
+            count += len(item[1])
+        return taken
+
+    def clear(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+
+@dataclass
+class Reader:
+    """One agent as the consumer and the offsets see it."""
+
+    handler: Handler
+    tables: dict[str, TableView]
+    inbox: Inbox = field(default_factory=Inbox)
+    # One batch at a time: the agent's, or its tail check's. A revocation waits for it.
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Runtime:
@@ -95,12 +147,13 @@ class Runtime:
         self.registry: Registry = default_registry()
         self._store = store
         self._by_full_name: dict[str, str] = {}
-        self._state_producer: AIOKafkaProducer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._partitions: dict[str, int] = {}
         self._starting = asyncio.Lock()
         self._reader: AIOKafkaConsumer | None = None
         self._reading = asyncio.Lock()
-        # full topic name -> the (handler, state tables) of every agent reading it
-        self.readers: dict[str, list[tuple[Handler, dict[str, TableView]]]] = {}
+        # full topic name -> every agent reading it
+        self.readers: dict[str, list[Reader]] = {}
 
     def next_offset(self, topic: str, partition: int) -> int | None:
         """The offset the consumer group may commit for ``topic[partition]``: one past the
@@ -111,9 +164,18 @@ class Runtime:
             return None
         short = self.short_name(topic)
         return 1 + min(
-            applied_offsets(handler, tables, partition).get(short, -1)
-            for handler, tables in readers
+            applied_offsets(r.handler, r.tables, partition).get(short, -1) for r in readers
         )
+
+    async def quiesce(self) -> None:
+        """Drop the batches waiting in every inbox, then wait for the batches in flight
+        (partitions are being revoked: nothing may be written for them afterwards)."""
+        agents = {id(r): r for readers in self.readers.values() for r in readers}
+        for r in agents.values():
+            r.inbox.clear()
+        for r in agents.values():
+            async with r.busy:
+                pass
 
     @property
     def store(self) -> ProjectionStore:
@@ -121,20 +183,29 @@ class Runtime:
             self._store = CassandraStore.from_settings(self.settings)
         return self._store
 
-    async def state_producer(self) -> AIOKafkaProducer:
-        """The producer of state commits: explicit record batches, acks from all replicas."""
+    async def producer(self) -> AIOKafkaProducer:
+        """The producer of derived events and state commits: explicit record batches, acks
+        from all replicas."""
         async with self._starting:
-            if self._state_producer is None:
+            if self._producer is None:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.settings.kafka_bootstrap,
-                    client_id=f"{self.settings.app_id}-state",
+                    client_id=f"{self.settings.app_id}-batches",
                     acks="all",
                     max_batch_size=STATE_BATCH_BYTES,
                     max_request_size=STATE_BATCH_BYTES + 1024 * 1024,
                 )
                 await producer.start()
-                self._state_producer = producer
-            return self._state_producer
+                self._producer = producer
+            return self._producer
+
+    async def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (asked once per topic)."""
+        count = self._partitions.get(topic)
+        if count is None:
+            count = len(await (await self.producer()).partitions_for(topic))
+            self._partitions[topic] = count
+        return count
 
     async def read_range(self, topic: str, partition: int, start: int, end: int) -> list[Any]:
         """The records of ``topic[partition]`` from ``start`` up to ``end`` (excluded), read
@@ -170,7 +241,7 @@ class Runtime:
         return self._reader
 
     async def close(self) -> None:
-        producer, self._state_producer = self._state_producer, None
+        producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
         reader, self._reader = self._reader, None
@@ -193,7 +264,6 @@ def build_app(
     settings: Settings,
     *,
     batch_size: int = 500,
-    batch_within: float = 0.2,
     store: ProjectionStore | None = None,
 ) -> faust.App:
     """The worker's Faust app with every agent and table registered."""
@@ -215,12 +285,10 @@ def build_app(
         topic_allow_declare=True,
     )
     runtime = Runtime(settings, store)
-    # Offsets are committed from the agents' commit records, not from Faust's acks.
-    app.transport.Consumer = type(
-        "AppliedOffsetsConsumer", (AppliedOffsetsConsumer,), {"runtime": runtime}
-    )
+    # Records reach the agents in batches; offsets are committed from their commit records.
+    app.transport.Consumer = type("BatchConsumer", (BatchConsumer,), {"runtime": runtime})
     for handler in all_handlers(*settings.domain_rules()):
-        _register(app, runtime, handler, batch_size, batch_within)
+        _register(app, runtime, handler, batch_size)
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def close_runtime(app: Any, **kwargs: Any) -> None:
@@ -255,9 +323,7 @@ def build_app(
     return app
 
 
-def _register(
-    app: faust.App, rt: Runtime, handler: Handler, batch_size: int, within: float
-) -> None:
+def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) -> None:
     s = rt.settings
     agent_name = type(handler).__name__
     # JSON keys and values: str keys must come back as str after changelog recovery.
@@ -268,8 +334,9 @@ def _register(
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     tables = {name: TableView(state, name) for name in (*handler.tables, COMMITS)}
+    reader = Reader(handler, tables)
     for t in handler.topics:
-        rt.readers.setdefault(s.topic(t), []).append((handler, tables))
+        rt.readers.setdefault(s.topic(t), []).append(reader)
     topic = app.topic(
         *(s.topic(t) for t in handler.topics),
         key_type=bytes,
@@ -279,7 +346,7 @@ def _register(
         partitions=s.topic_partitions,
     )
 
-    busy = asyncio.Lock()  # one batch at a time: the agent's, or the tail check's
+    busy = reader.busy
     seen_at: dict[tuple[str, int], float] = {}  # (topic, partition) -> last batch with it
 
     async def process(messages: list[Message]) -> None:
@@ -294,25 +361,23 @@ def _register(
             seen_at[(m.topic, m.partition)] = now
 
     async def agent(stream: Any) -> None:
-        async for events in stream.noack_take(batch_size, within=within):
-            messages = [
-                Message(
-                    rt.short_name(e.message.topic),
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                )
-                for e in events
-            ]
+        # Iterating the topic subscribes the consumer to it; its records come through the
+        # inbox (``BatchConsumer``), never through this stream.
+        aiter(stream.channel)
+        consumer = app.consumer
+        while True:
+            taken = await reader.inbox.take(batch_size)
             started = time.perf_counter()
             async with busy:
+                generation = app.consumer_generation_id
+                current = consumer.flow_active
+                messages = [m for g, ms in taken if current and g == generation for m in ms]
+                if not messages:
+                    continue
                 await process(messages)
             BATCH.labels(agent_name).observe(time.perf_counter() - started)
-            for e in events:
-                await stream.ack(e)
-            for m in messages:
-                PROCESSED.labels(m.topic).inc()
+            for topic, n in Tally(m.topic for m in messages).items():
+                PROCESSED.labels(topic).inc(n)
 
     async def check_tails() -> None:
         """Read events past the last one delivered, on partitions quiet for a while.
@@ -454,6 +519,81 @@ class AppliedOffsetsConsumer(FaustConsumer):  # type: ignore[misc]
         return offset
 
 
+class BatchConsumer(AppliedOffsetsConsumer):
+    """Faust's aiokafka consumer, handing each fetch to the agents in batches, committing
+    what the state says was applied (``AppliedOffsetsConsumer``).
+
+    Faust's fetch loop (``Consumer._drain_messages``) turns every record into a message, an
+    event per stream and an ack, and races each delivery against a flow-control event: a
+    busy worker spent more CPU there than in its handlers. Here each fetch's records of a
+    topic an agent reads become one list of ``Message`` tuples, put in the inbox of every
+    agent reading the topic; records of other topics (table changelogs during recovery) go
+    through Faust's own path. What Faust's loop did that matters is kept: only active
+    partitions, the read offsets it seeks by, a fetch of a stale generation dropped, and the
+    timestamps its liveness check reads. On revocation (``wait_empty``) the inboxes are
+    cleared and the batches in flight awaited before offsets are committed."""
+
+    runtime: Runtime
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - worker loop
+        rt = self.runtime
+        callback = self.callback
+        read_offset = self._read_offset
+        inbound = self.app.monitor.stream_inbound_time
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (self._stopped.is_set() or fetcher_stopped()):
+                records, active = await self._wait_next_records(timeout=1.0)
+                await asyncio.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    await self.perform_seek()
+                    continue
+                generation = self.app.consumer_generation_id
+                now = time.monotonic()
+                for tp, fetched in records.items():
+                    if (
+                        active is not None
+                        and tp not in active
+                        and tp not in self._buffered_partitions
+                    ):
+                        continue
+                    start = read_offset[tp]
+                    if start is not None and fetched[0].offset < start:
+                        fetched = [r for r in fetched if r.offset >= start]
+                        if not fetched:
+                            continue
+                    readers = rt.readers.get(tp.topic)
+                    if readers:
+                        topic = rt.short_name(tp.topic)
+                        p = tp.partition
+                        messages = [Message(topic, p, r.offset, r.key, r.value) for r in fetched]
+                        inbound[tp] = now
+                        for reader in readers:
+                            await reader.inbox.put(generation, messages)
+                    else:
+                        for r in fetched:
+                            await self.wait_first(
+                                callback(self._to_message(tp, r)), self.suspend_flow.wait()
+                            )
+                    if generation != self.app.consumer_generation_id or not self.flow_active:
+                        break  # a rebalance began: the new assignment seeks anew
+                    read_offset[tp] = fetched[-1].offset
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def wait_empty(self) -> None:
+        await self.runtime.quiesce()
+        await super().wait_empty()
+
+
 class TableView:
     """One logical table of a handler: the keys under ``name|`` in the agent's Faust table."""
 
@@ -517,60 +657,85 @@ async def _process_until_committed(
 
 async def _commit(app: faust.App, rt: Runtime, ctx: BatchContext, state: Any) -> None:
     await ctx.read_your_writes()
-    producer = app.producer
-    futures = []
+    producer = await rt.producer()
+    # Derived events: one record batch per partition (the partition Kafka's default
+    # partitioner gives the key, as the ingest API's), not one send and one future each.
+    events: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
     for e in ctx.emits:
-        futures.append(
-            await producer.send(
-                rt.settings.topic(e.topic),
-                e.key.encode(),
-                rt.registry.encode(e.name, e.record),
-                None,
-                None,
-                None,
-            )
+        topic = rt.settings.topic(e.topic)
+        key_bytes = e.key.encode()
+        partition = partition_of(key_bytes, await rt.partitions(topic))
+        events.setdefault((topic, partition), []).append(
+            (key_bytes, rt.registry.encode(e.name, e.record))
         )
+    sent = [
+        future
+        for (topic, partition), records in events.items()
+        for future in await _send(producer, topic, partition, records)
+    ]
     for msg, error in ctx.dead_letters:
         DEAD.labels(msg.topic).inc()
         log.warning("dead letter %s: %s", msg.position, error)
-        futures.append(
+        sent.append(
             await producer.send(
                 rt.settings.topic(f"{msg.topic}.dlq"),
-                msg.key,
                 rt.registry.encode("covidtech.ops.DeadLetter", dead_letter_record(msg, error)),
-                None,
-                None,
-                None,
+                key=msg.key,
             )
         )
-    if futures:
-        await asyncio.gather(*futures)
+    if sent:
+        await asyncio.gather(*sent)
     # State: per partition, every staged key and the commit record in one record batch,
     # JSON as Faust's table codec reads it back on recovery. The local copy changes only
     # after Kafka has it.
-    records: dict[int, list[tuple[str, Any]]] = {}
+    staged: dict[int, list[tuple[str, Any]]] = {}
     for (name, key), (value, partition) in ctx.staged.items():
-        records.setdefault(partition, []).append((f"{name}|{key}", value))
+        staged.setdefault(partition, []).append((f"{name}|{key}", value))
     topic = state.changelog_topic.get_topic_name()
-    state_producer = await rt.state_producer()
     sent = []
-    for partition, items in records.items():
-        batch = state_producer.create_batch()
-        for key, value in items:
-            body = None if value is None else json.dumps(value).encode()
-            added = batch.append(key=json.dumps(key).encode(), value=body, timestamp=None)
-            if added is None or batch.size() > STATE_BATCH_BYTES:
-                raise StateTooLarge(f"{len(items)} keys of partition {partition}")
-        batch.close()
-        sent.append(await state_producer.send_batch(batch, topic, partition=partition))
+    for partition, items in staged.items():
+        records = [
+            (json.dumps(key).encode(), None if value is None else json.dumps(value).encode())
+            for key, value in items
+        ]
+        sent += await _send(producer, topic, partition, records, whole=True)
     if sent:
         await asyncio.gather(*sent)
-    for items in records.values():
+    for items in staged.values():
         for key, value in items:
             if value is None:
                 state.data.pop(key, None)
             else:
                 state.data[key] = value
+
+
+async def _send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: list[tuple[bytes, bytes | None]],
+    *,
+    whole: bool = False,
+) -> list[asyncio.Future[Any]]:
+    """Send ``records`` to ``topic[partition]`` as record batches of at most
+    ``STATE_BATCH_BYTES``; the futures of their acknowledgements. ``whole``: in one batch,
+    which the broker writes whole or not at all, else ``StateTooLarge``."""
+    futures = []
+    batch = producer.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None or (
+            batch.size() > STATE_BATCH_BYTES
+        ):
+            if whole:
+                raise StateTooLarge(f"{len(records)} keys of {topic}[{partition}]")
+            batch.close()
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                raise StateTooLarge(f"one record of {topic}[{partition}]")
+    batch.close()
+    futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
 
 
 async def wait_for_topics(settings: Settings, within: float = 60.0) -> None:

@@ -423,17 +423,9 @@ async def read_all(s: Settings, topic: str, expect: int, within: float = 60) -> 
 async def uncommitted(s: Settings) -> dict[str, int]:
     """Per ``topic[partition]`` the agents read: end offset minus the worker group's
     committed offset, where positive."""
-    from streams.handlers import all_handlers
-    from streams.replay import committed, end_offsets
+    from streams.replay import group_lag
 
-    topics = sorted({s.topic(t) for h in all_handlers() for t in h.topics})
-    ends = await end_offsets(s, topics)
-    done = await committed(s, s.app_id)
-    return {
-        f"{tp.topic}[{tp.partition}]": end - done.get(tp, 0)
-        for tp, end in ends.items()
-        if end > done.get(tp, 0)
-    }
+    return {f"{tp.topic}[{tp.partition}]": p.lag for tp, p in (await group_lag(s)).items() if p.lag}
 
 
 def test_workers_joining_and_leaving_mid_stream_leave_every_offset_committed(

@@ -68,10 +68,16 @@ def test_the_group_commits_what_every_agent_reading_a_topic_has_applied(tmp_path
     rt = consumer_class.runtime
     doses = s.topic("doses")
     readers = rt.readers[doses]
-    assert sorted(type(h).__name__ for h, _ in readers) == ["DoseHandler", "RegistrationHandler"]
-    for (handler, tables), applied in zip(readers, (41, 17), strict=True):
-        name = type(handler).__name__
-        tables["_commits"].table.data[f"_commits|{name}|2"] = {"o": {"doses": applied}, "t": 1}
+    assert sorted(type(r.handler).__name__ for r in readers) == [
+        "DoseHandler",
+        "RegistrationHandler",
+    ]
+    for reader, applied in zip(readers, (41, 17), strict=True):
+        name = type(reader.handler).__name__
+        reader.tables["_commits"].table.data[f"_commits|{name}|2"] = {
+            "o": {"doses": applied},
+            "t": 1,
+        }
     assert rt.next_offset(doses, 2) == 18
     assert rt.next_offset(doses, 3) == 0
     assert rt.next_offset("not-read-by-any-agent", 0) is None
