@@ -1,6 +1,6 @@
 """End to end: HTTP ingest -> Kafka -> worker -> Cassandra, beside the ceilings of this run.
 
-    python -m bench.e2e [--scans 40000] [--trials 20]
+    python -m bench.e2e [--scans 40000] [--trials 20] [--workers 1]
 
 1. Sustained scans/s: offline-scanner batches of 500 scans posted to the ingest API (4
    concurrent clients), timed from the first request until the worker group has committed
@@ -9,7 +9,10 @@
    trial has a fresh case and contact share a venue visit, then posts the case's POSITIVE
    result; latency runs from the 202 of the result to the contact's alert row being readable
    in Cassandra (the row the read API serves), polled every 20 ms.
-Ceilings printed beside: Kafka's ProducerPerformance and a raw cassandra-driver write loop.
+Ceilings printed beside: Kafka's ProducerPerformance, a raw cassandra-driver write loop, and
+how busy the machine's cores were during the sustained run (with the cores each process used).
+On a cluster (``COVIDTECH_NODES=3`` set for ``covidtech infra up`` and for this command) the
+same run measures the cluster.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from bench.common import (
     percentile,
 )
 from bench.kafka_ceiling import producer_performance
-from bench.streams import raw_cassandra_writes
+from bench.streams import cpu_seconds, machine_busy, raw_cassandra_writes, service_cpu
 from covidtech.settings import Settings, with_overrides
 from covidtech.tokens import issue
 from projections.cassandra import CassandraStore
@@ -96,7 +99,9 @@ def scan(venue: str, person: str, at: datetime, direction: str) -> dict[str, Any
     }
 
 
-async def sustained(api: Api, s: Settings, scans: int, report: Report) -> None:
+async def sustained(
+    api: Api, s: Settings, scans: int, report: Report, procs: list[subprocess.Popen[bytes]]
+) -> None:
     venues = [await api.venue() for _ in range(50)]
     people = list(await asyncio.gather(*(api.person() for _ in range(1000))))
     now = datetime.now(UTC)
@@ -115,19 +120,35 @@ async def sustained(api: Api, s: Settings, scans: int, report: Report) -> None:
             await api.post("venue-admin:79", "/v1/scans", {"scans": queue.get_nowait()})
 
     started = time.monotonic()
+    cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
+    services0, busy0 = service_cpu(s), machine_busy()
     await asyncio.gather(*(client() for _ in range(4)))
     accepted = time.monotonic() - started
     while not await caught_up(s):  # noqa: ASYNC110 - polling Kafka, not a local event
         await asyncio.sleep(0.5)
     elapsed = time.monotonic() - started
+    cores = {p.pid: (cpu_seconds(p.pid) - cpu0[p.pid]) / elapsed for p in procs}
+    services1, busy1 = service_cpu(s), machine_busy()
+    workers = len(procs) - 1
     report.add(
         "ingest only: scans/s acknowledged (batches of 500)", len(bodies) / accepted, "scans/s"
     )
     report.add(
-        "end to end: scans/s, HTTP to rows written (1 worker)",
+        f"end to end: scans/s, HTTP to rows written ({workers} worker(s))",
         len(bodies) / elapsed,
         "scans/s",
         f"{len(bodies)} scans in {elapsed:.1f}s",
+    )
+    used = ", ".join(
+        [f"ingest {cores[procs[0].pid]:.2f}"]
+        + [f"worker {sum(cores[p.pid] for p in procs[1:]):.2f}"]
+        + [f"{name} {(services1[name] - c) / elapsed:.2f}" for name, c in sorted(services0.items())]
+    )
+    report.add(
+        "ceiling: machine CPU busy during it (all cores)",
+        100 * (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]),
+        "%",
+        f"cores used by {used}",
     )
 
 
@@ -200,7 +221,13 @@ async def alert_latency(
     report.add("alert latency p99", percentile(latencies, 99) * 1000, "ms")
 
 
-async def run(args: argparse.Namespace, s: Settings, report: Report, port: int) -> None:
+async def run(
+    args: argparse.Namespace,
+    s: Settings,
+    report: Report,
+    port: int,
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
     api = Api(s, f"http://127.0.0.1:{port}")
     try:
         for _ in range(240):
@@ -208,23 +235,27 @@ async def run(args: argparse.Namespace, s: Settings, report: Report, port: int) 
                 if (await api.client.get("/readyz")).status_code == 200:
                     break
             await asyncio.sleep(0.5)
-        await sustained(api, s, args.scans, report)
+        await sustained(api, s, args.scans, report, procs)
         await alert_latency(api, s, args.trials, args.background, report)
     finally:
         await api.client.aclose()
 
 
-def start_processes(s: Settings, port: int) -> list[subprocess.Popen[bytes]]:
+def start_processes(s: Settings, port: int, workers: int) -> list[subprocess.Popen[bytes]]:
+    """The ingest API, then ``workers`` worker processes of one group."""
     env = worker_env(with_overrides(s, ingest_port=port))
     env["COVIDTECH_SECRET"] = s.secret
     log = (s.home / "bench-e2e-ingest.log").open("w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", "worker"],
-        cwd=ROOT,
-        env=worker_env(with_overrides(s, worker_web_port=free_port())),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    group = [
+        subprocess.Popen(
+            [sys.executable, "-m", "covidtech.cli", "worker"],
+            cwd=ROOT,
+            env=worker_env(with_overrides(s, worker_web_port=free_port())),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
     ingest = subprocess.Popen(
         [sys.executable, "-m", "covidtech.cli", "ingest-api", "--port", str(port)],
         cwd=ROOT,
@@ -232,7 +263,7 @@ def start_processes(s: Settings, port: int) -> list[subprocess.Popen[bytes]]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    return [ingest, worker]
+    return [ingest, *group]
 
 
 def main() -> None:
@@ -240,6 +271,7 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=40_000)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--background", type=float, default=200.0)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
     args = parser.parse_args()
     report = Report("e2e")
     s = isolated_settings("e")
@@ -252,9 +284,9 @@ def main() -> None:
             "rows/s",
         )
         port = free_port()
-        procs = start_processes(s, port)
+        procs = start_processes(s, port, args.workers)
         try:
-            asyncio.run(run(args, s, report, port))
+            asyncio.run(run(args, s, report, port, procs))
         finally:
             for p in procs:
                 p.terminate()

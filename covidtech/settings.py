@@ -78,6 +78,14 @@ class Settings:
     ingest_port: int = field(default=8001, metadata={"doc": "ingest API port"})
     read_port: int = field(default=8002, metadata={"doc": "read API port"})
     worker_web_port: int = field(default=6066, metadata={"doc": "Faust worker web port"})
+    worker_batch: int = field(
+        default=2000,
+        metadata={"doc": "most source messages an agent folds and commits as one batch"},
+    )
+    worker_lanes: int = field(
+        default=4,
+        metadata={"doc": "batches each agent of a worker processes at once (partition % lanes)"},
+    )
     secret: str = field(default=DEV_SECRET, metadata={"doc": "HMAC key of QR codes and tokens"})
 
     # domain rules (DESIGN's numbers): overrides as name=value, comma-separated
@@ -271,6 +279,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"{PREFIX}NODES={s.nodes} must be between 1 and 9")
     if s.topic_partitions < 1:
         raise SettingsError(f"{PREFIX}TOPIC_PARTITIONS must be at least 1")
+    if not 1 <= s.worker_batch <= 100_000:
+        raise SettingsError(f"{PREFIX}WORKER_BATCH={s.worker_batch} must be between 1 and 100000")
+    if not 1 <= s.worker_lanes <= 64:
+        raise SettingsError(f"{PREFIX}WORKER_LANES={s.worker_lanes} must be between 1 and 64")
     if s.replication_factor < 1 or s.topic_replication < 1:
         raise SettingsError("replication factors must be at least 1")
     if not s.keyspace.replace("_", "").isalnum() or not s.keyspace[0].isalpha():

@@ -128,14 +128,28 @@ class Inbox:
 
 
 @dataclass
+class Lane:
+    """A share of an agent's partitions (``partition % lanes``), processed one batch at a
+    time: the lane's, or the tail check's. A revocation waits for the batch in flight."""
+
+    inbox: Inbox = field(default_factory=Inbox)
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
 class Reader:
-    """One agent as the consumer and the offsets see it."""
+    """One agent as the consumer and the offsets see it.
+
+    Its lanes run side by side: while one lane's batch waits for Cassandra and Kafka, another
+    folds its own. Partitions are independent (state, commit records and logical clocks are
+    per partition), and one partition's batches stay in order in its lane."""
 
     handler: Handler
     tables: dict[str, TableView]
-    inbox: Inbox = field(default_factory=Inbox)
-    # One batch at a time: the agent's, or its tail check's. A revocation waits for it.
-    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lanes: list[Lane]
+
+    def lane(self, partition: int) -> Lane:
+        return self.lanes[partition % len(self.lanes)]
 
 
 class Runtime:
@@ -170,11 +184,11 @@ class Runtime:
     async def quiesce(self) -> None:
         """Drop the batches waiting in every inbox, then wait for the batches in flight
         (partitions are being revoked: nothing may be written for them afterwards)."""
-        agents = {id(r): r for readers in self.readers.values() for r in readers}
-        for r in agents.values():
-            r.inbox.clear()
-        for r in agents.values():
-            async with r.busy:
+        lanes = {id(lane): lane for rs in self.readers.values() for r in rs for lane in r.lanes}
+        for lane in lanes.values():
+            lane.inbox.clear()
+        for lane in lanes.values():
+            async with lane.busy:
                 pass
 
     @property
@@ -263,7 +277,7 @@ class Runtime:
 def build_app(
     settings: Settings,
     *,
-    batch_size: int = 500,
+    batch_size: int | None = None,
     store: ProjectionStore | None = None,
 ) -> faust.App:
     """The worker's Faust app with every agent and table registered."""
@@ -288,7 +302,7 @@ def build_app(
     # Records reach the agents in batches; offsets are committed from their commit records.
     app.transport.Consumer = type("BatchConsumer", (BatchConsumer,), {"runtime": runtime})
     for handler in all_handlers(*settings.domain_rules()):
-        _register(app, runtime, handler, batch_size)
+        _register(app, runtime, handler, batch_size or settings.worker_batch)
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def close_runtime(app: Any, **kwargs: Any) -> None:
@@ -334,7 +348,7 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     tables = {name: TableView(state, name) for name in (*handler.tables, COMMITS)}
-    reader = Reader(handler, tables)
+    reader = Reader(handler, tables, [Lane() for _ in range(s.worker_lanes)])
     for t in handler.topics:
         rt.readers.setdefault(s.topic(t), []).append(reader)
     topic = app.topic(
@@ -346,7 +360,6 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
         partitions=s.topic_partitions,
     )
 
-    busy = reader.busy
     seen_at: dict[tuple[str, int], float] = {}  # (topic, partition) -> last batch with it
 
     async def process(messages: list[Message]) -> None:
@@ -362,13 +375,18 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
 
     async def agent(stream: Any) -> None:
         # Iterating the topic subscribes the consumer to it; its records come through the
-        # inbox (``BatchConsumer``), never through this stream.
+        # lanes' inboxes (``BatchConsumer``), never through this stream.
         aiter(stream.channel)
+        async with asyncio.TaskGroup() as lanes:
+            for lane in reader.lanes:
+                lanes.create_task(run(lane))
+
+    async def run(lane: Lane) -> None:
         consumer = app.consumer
         while True:
-            taken = await reader.inbox.take(batch_size)
+            taken = await lane.inbox.take(batch_size)
             started = time.perf_counter()
-            async with busy:
+            async with lane.busy:
                 generation = app.consumer_generation_id
                 current = consumer.flow_active
                 messages = [m for g, ms in taken if current and g == generation for m in ms]
@@ -398,23 +416,26 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
             return
         try:
             ends = await rt.end_offsets([(s.topic(t), p) for t, p in mine])
-            async with busy:
-                now = time.monotonic()
-                behind = []
-                for topic, partition in mine:
-                    if now - seen_at.setdefault((topic, partition), now) < TAIL_IDLE_S:
-                        continue
-                    applied = applied_offsets(handler, tables, partition).get(topic, -1)
-                    end = ends[(s.topic(topic), partition)]
-                    if applied + 1 < end:
-                        behind.append(Message(topic, partition, end - 1, None, b""))
-                if behind:
-                    log.warning(
-                        "%s: reading %d quiet partitions to their end", agent_name, len(behind)
-                    )
-                    # The last offset stands for its partition: _complete reads up to it; the
-                    # placeholder itself is replaced by the record read at that offset.
-                    await process(await _tails(rt, behind))
+            for lane in reader.lanes:
+                async with lane.busy:
+                    now = time.monotonic()
+                    behind = []
+                    for topic, partition in mine:
+                        if reader.lane(partition) is not lane:
+                            continue
+                        if now - seen_at.setdefault((topic, partition), now) < TAIL_IDLE_S:
+                            continue
+                        applied = applied_offsets(handler, tables, partition).get(topic, -1)
+                        end = ends[(s.topic(topic), partition)]
+                        if applied + 1 < end:
+                            behind.append(Message(topic, partition, end - 1, None, b""))
+                    if behind:
+                        log.warning(
+                            "%s: reading %d quiet partitions to their end", agent_name, len(behind)
+                        )
+                        # The last offset stands for its partition: _complete reads up to it;
+                        # the placeholder is replaced by the record read at that offset.
+                        await process(await _tails(rt, behind))
         except RETRIABLE as e:
             log.warning("%s: tail check failed (%r); next time", agent_name, e)
 
@@ -526,12 +547,13 @@ class BatchConsumer(AppliedOffsetsConsumer):
     Faust's fetch loop (``Consumer._drain_messages``) turns every record into a message, an
     event per stream and an ack, and races each delivery against a flow-control event: a
     busy worker spent more CPU there than in its handlers. Here each fetch's records of a
-    topic an agent reads become one list of ``Message`` tuples, put in the inbox of every
-    agent reading the topic; records of other topics (table changelogs during recovery) go
-    through Faust's own path. What Faust's loop did that matters is kept: only active
-    partitions, the read offsets it seeks by, a fetch of a stale generation dropped, and the
-    timestamps its liveness check reads. On revocation (``wait_empty``) the inboxes are
-    cleared and the batches in flight awaited before offsets are committed."""
+    topic an agent reads become one list of ``Message`` tuples, put in the inbox of the
+    partition's lane in every agent reading the topic; records of other topics (table
+    changelogs during recovery) go through Faust's own path. What Faust's loop did that
+    matters is kept: only active partitions, the read offsets it seeks by, a fetch of a
+    stale generation dropped, and the timestamps its liveness check reads. On revocation
+    (``wait_empty``) the inboxes are cleared and the batches in flight awaited before
+    offsets are committed."""
 
     runtime: Runtime
 
@@ -571,7 +593,7 @@ class BatchConsumer(AppliedOffsetsConsumer):
                         messages = [Message(topic, p, r.offset, r.key, r.value) for r in fetched]
                         inbound[tp] = now
                         for reader in readers:
-                            await reader.inbox.put(generation, messages)
+                            await reader.lane(p).inbox.put(generation, messages)
                     else:
                         for r in fetched:
                             await self.wait_first(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from covidtech.settings import Settings
+from covidtech.settings import Settings, with_overrides
 from schemas.codec import default_registry
 from tests.integration.test_stream_worker import (
     comparable,
@@ -185,7 +185,8 @@ def test_a_killed_worker_resumes_the_programme_without_double_counts(isolated: S
     want = expected_rows(events)
     publish_sync(isolated, events)
     total = len(want["registrations_by_person"])
-    with worker(isolated, free_port()) as proc:
+    # Small batches in one lane, so that the stream takes long enough to be seen midway.
+    with worker(with_overrides(isolated, worker_batch=10, worker_lanes=1), free_port()) as proc:
         eventually(
             lambda: 0 < len(snapshot(isolated)["registrations_by_person"]) < total or None,
             timeout=120,

@@ -276,7 +276,8 @@ def test_a_killed_worker_resumes_without_loss_or_double_counts(isolated: Setting
     events = town(11, people=300)
     want = expected_rows(events)
     publish_sync(isolated, events)
-    with worker(isolated, free_port()) as proc:
+    # Small batches in one lane, so that the stream takes long enough to be seen midway.
+    with worker(with_overrides(isolated, worker_batch=10, worker_lanes=1), free_port()) as proc:
         # Kill it in the middle of the stream: some rows written, not all.
         total = len(want["visits_by_person"])
         eventually(
@@ -300,7 +301,8 @@ def test_two_workers_give_the_same_projections_as_one(isolated: Settings) -> Non
 
     events = town(5, people=200) + outbreak_at_venue("y")
     want = expected_rows(events)
-    with worker(isolated, free_port()) as one:
+    # Small batches in one lane, so that the stream takes long enough to be seen midway.
+    with worker(with_overrides(isolated, worker_batch=10, worker_lanes=1), free_port()) as one:
         publish_sync(isolated, events)
         total = len(want["visits_by_person"])
         eventually(
