@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any, Literal
 
 from api.problems import Problem
+from covidtech.instants import InstantError, check_year, parse_instant
 from domain import reference
 
 __all__ = [
@@ -36,10 +37,6 @@ PROVINCE_CODES: tuple[str, ...] = tuple(sorted(reference.PROVINCES))
 AREAS: tuple[str, ...] = (reference.NATION, *PROVINCE_CODES)
 
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
-_DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII,  # \d is [0-9] only: no other scripts' digits
-)
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
 Where = Literal["query", "path", "header"]
@@ -49,14 +46,11 @@ class ParamError(ValueError):
     """A parameter value that does not parse."""
 
 
-#: Years a date or time parameter may name (far outside them nothing can be stored, and
-#: date arithmetic near year 1 or 9999 would overflow).
-MIN_YEAR, MAX_YEAR = 1970, 2999
-
-
 def _check_year(year: int) -> None:
-    if not MIN_YEAR <= year <= MAX_YEAR:
-        raise ParamError(f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
+    try:
+        check_year(year)
+    except InstantError as e:
+        raise ParamError(str(e)) from e
 
 
 def parse_date(text: str) -> date:
@@ -72,32 +66,12 @@ def parse_date(text: str) -> date:
 
 
 def parse_datetime(text: str) -> datetime:
-    """RFC 3339 date-time with a zone (``2021-08-01T10:00:00Z``); an aware UTC datetime."""
-    m = _DATETIME.fullmatch(text)
-    if m is None:
-        raise ParamError("expected an RFC 3339 date-time like 2021-08-01T10:00:00Z")
-    _check_year(int(m[1]))
-    fraction = m[7] or ""
-    micros = int((fraction[1:] + "000000")[:6]) if fraction else 0
-    zone = m[8]
+    """RFC 3339 date-time with a zone (``2021-08-01T10:00:00Z``); an aware UTC datetime
+    (``covidtech.instants``, the parser the ingest API uses too)."""
     try:
-        if zone in ("Z", "z"):
-            tz = UTC
-        else:
-            sign = 1 if zone[0] == "+" else -1
-            hours, minutes = int(zone[1:3]), int(zone[4:6])
-            if hours > 23 or minutes > 59:
-                raise ValueError("offset out of range")
-            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        second = min(int(m[6]), 59)  # a leap second reads as :59
-        if int(m[6]) > 60:
-            raise ValueError("second out of range")
-        value = datetime(
-            int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), second, micros, tzinfo=tz
-        )
-        return value.astimezone(UTC)
-    except (ValueError, OverflowError) as e:
-        raise ParamError(f"not a valid date-time: {e}") from e
+        return parse_instant(text)
+    except InstantError as e:
+        raise ParamError(str(e)) from e
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from covidtech.allow import allowed_methods, options_response
 from covidtech.problems import PROBLEM_MEDIA_TYPE, ProblemType, type_uri
 from projections.model import StoreUnavailable
 
@@ -150,8 +151,10 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
+        if request.method == "OPTIONS":
+            return options_response(request)
         problem = Problem("method-not-allowed", f"{request.method} is not allowed here")
-        problem.headers.update(exc.headers or {})
+        problem.headers["Allow"] = allowed_methods(request)
     elif exc.status_code == 404:
         problem = Problem("not-found", "no such resource")
     else:  # Starlette raises only 404/405 itself; anything else is a bug worth hiding

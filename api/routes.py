@@ -10,7 +10,6 @@ answered as problems; metrics are recorded by route template.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 import uuid
@@ -41,6 +40,7 @@ from api.problems import LogUnavailable, Problem, exception_handlers
 from api.render import aggregate_response, iso, iso_or_none, json_response
 from api.services import Services
 from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
+from covidtech.jsonbody import BodyError, parse_json
 from covidtech.revocations import GRANT_ISSUED, GRANT_REVOKED
 from covidtech.tokens import Claims, InvalidScope, Scope, ScopeKind
 from covidtech.topics import GRANTS
@@ -955,6 +955,12 @@ async def list_audit(ctx: Ctx) -> Response:
 _GRANT_FIELDS = {"agency", "scopes", "purpose", "expires_at"}
 
 
+def _covers(issuer: Claims, scope: Scope) -> bool:
+    """Whether a token may hand ``scope`` on: it holds ``moh`` (every scope) or that scope.
+    A grant never outranks the token that issued it."""
+    return issuer.has(ScopeKind.MOH) or scope in issuer.scopes
+
+
 async def _json_body(request: Request) -> Any:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
@@ -965,9 +971,9 @@ async def _json_body(request: Request) -> Any:
         if len(body) > MAX_BODY_BYTES:
             raise Problem("body-too-large", f"the body must be at most {MAX_BODY_BYTES} bytes")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise Problem("malformed-json", "the body is not valid JSON") from e
+        return parse_json(body)
+    except BodyError as e:
+        raise Problem("malformed-json", f"the body is not valid JSON: {e}") from None
 
 
 def _invalid(errors: list[dict[str, str]]) -> Problem:
@@ -977,6 +983,8 @@ def _invalid(errors: list[dict[str, str]]) -> Problem:
 
 async def create_grant(ctx: Ctx) -> Response:
     services = ctx.services
+    issuer = ctx.claims
+    assert issuer is not None
     body = await _json_body(ctx.request)
     if not isinstance(body, dict):
         raise _invalid([{"field": "", "message": "the body must be a JSON object"}])
@@ -1009,6 +1017,11 @@ async def create_grant(ctx: Ctx) -> Response:
             if takes_province and not reference.is_province(scope.value or ""):
                 errors.append({"field": f"scopes[{i}]", "message": "unknown province code"})
                 continue
+            if not _covers(issuer, scope):
+                errors.append(
+                    {"field": f"scopes[{i}]", "message": "the issuing token does not hold it"}
+                )
+                continue
             scopes.append(scope)
     now = ctx.now
     expires_at: datetime | None = None
@@ -1022,6 +1035,11 @@ async def create_grant(ctx: Ctx) -> Response:
             raise ValueError("must be in the future")
         if expires_at > now + longest:
             raise ValueError(f"must be within {longest.days} days")
+        if expires_at > issuer.expires_at:
+            raise ValueError(
+                "must not be later than the issuing token's own expiry "
+                f"({issuer.expires_at.isoformat()})"
+            )
     except ValueError as e:
         errors.append({"field": "expires_at", "message": str(e)})
     if errors:
@@ -1040,8 +1058,6 @@ async def create_grant(ctx: Ctx) -> Response:
         )
     except (ValueError, InvalidScope) as e:
         raise _invalid([{"field": "agency", "message": str(e)}]) from e
-    claims = ctx.claims
-    assert claims is not None
     event = {
         "event_id": f"{grant_id}:issued",
         "grant_id": grant_id,
@@ -1049,8 +1065,9 @@ async def create_grant(ctx: Ctx) -> Response:
         "agency": agency,
         "scopes": sorted(str(s) for s in scopes),
         "purpose": purpose,
-        "granted_by": claims.subject,
-        "granted_by_grant_id": claims.grant_id,
+        "granted_by": issuer.subject,
+        "granted_by_grant_id": issuer.grant_id,
+        "granted_by_token_id": issuer.token_id,
         "granted_at": now,
         # the token's own expiry (whole seconds), so the record says what the token says
         "expires_at": now.replace(microsecond=0)
@@ -1059,6 +1076,7 @@ async def create_grant(ctx: Ctx) -> Response:
     await services.event_log.publish(
         services.settings.topic(GRANTS.name), grant_id, encode(GRANT_ISSUED, event)
     )
+    services.revocations.issued(grant_id, issuer.grant_id or issuer.token_id)
     await services.store.apply([grant_issued_row(event)])
     services.metrics.grants_issued.inc()
     row = {**grant_issued_row(event).row, "revoked_at": None}

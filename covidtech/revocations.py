@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 GRANT_ISSUED = "covidtech.access.GrantIssued"
 GRANT_REVOKED = "covidtech.access.GrantRevoked"
+#: The longest chain of grants followed up to a revocation (a grant issued under a grant
+#: issued under ...); a token at the end of a deeper chain is refused (fail closed).
+MAX_GRANT_DEPTH = 16
 
 
 class RevocationsUnavailable(RuntimeError):
@@ -73,6 +76,8 @@ class RevocationList:
         self._client_id = client_id
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._revoked: set[str] = set()
+        # grant id -> what it was issued under (its parent grant, or the issuing token's id)
+        self._parent: dict[str, str] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
@@ -84,14 +89,28 @@ class RevocationList:
     # ------------------------------------------------------------------ queries
 
     def is_revoked(self, ident: str) -> bool:
-        """Whether a grant id or token id was revoked (the ``is_revoked`` hook of tokens)."""
-        return ident in self._revoked
+        """Whether a grant id or token id was revoked, or anything it was issued under (the
+        ``is_revoked`` hook of tokens): revoking a grant revokes every grant issued under it,
+        however deep."""
+        for _ in range(MAX_GRANT_DEPTH):
+            if ident in self._revoked:
+                return True
+            parent = self._parent.get(ident)
+            if parent is None:
+                return False
+            ident = parent
+        return True  # deeper than any grant chain can be: refuse
 
     def claims_revoked(self, claims: Claims) -> bool:
-        """Whether the token of ``claims`` or its grant was revoked."""
-        return claims.token_id in self._revoked or (
-            claims.grant_id is not None and claims.grant_id in self._revoked
+        """Whether the token of ``claims`` or its grant (or an ancestor) was revoked."""
+        return self.is_revoked(claims.token_id) or (
+            claims.grant_id is not None and self.is_revoked(claims.grant_id)
         )
+
+    def issued(self, grant_id: str, under: str | None) -> None:
+        """Note that ``grant_id`` was issued under ``under`` (a grant id or a token id)."""
+        if under:
+            self._parent[grant_id] = under
 
     def __len__(self) -> int:
         return len(self._revoked)
@@ -131,6 +150,12 @@ class RevocationList:
         self.events_read += 1
         if event.name == GRANT_REVOKED:
             self.revoke((event.record["grant_id"], event.record["token_id"]))
+        elif event.name == GRANT_ISSUED:
+            record = event.record
+            self.issued(
+                record["grant_id"],
+                record.get("granted_by_grant_id") or record.get("granted_by_token_id"),
+            )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -87,6 +87,12 @@ class Settings:
         metadata={"doc": "batches each agent of a worker processes at once (partition % lanes)"},
     )
     secret: str = field(default=DEV_SECRET, metadata={"doc": "HMAC key of QR codes and tokens"})
+    token_max_ttl: str = field(
+        default="30d",
+        metadata={
+            "doc": "longest lifetime of a token issued from the CLI (`covidtech token issue`)"
+        },
+    )
 
     # domain rules (DESIGN's numbers): overrides as name=value, comma-separated
     rules: str = field(
@@ -290,6 +296,11 @@ def _validate(s: Settings) -> None:
     if len(s.secret) < 16:
         raise SettingsError(f"{PREFIX}SECRET must be at least 16 characters")
     parse_rules(s.rules)  # a bad rule fails the start, naming it
+    try:
+        if parse_duration(s.token_max_ttl) <= timedelta(0):
+            raise ValueError("must be positive")
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}TOKEN_MAX_TTL={s.token_max_ttl!r}: {e}") from None
     for heap_name in ("kafka_heap", "cassandra_heap"):
         heap = getattr(s, heap_name)
         if not (heap[:-1].isdigit() and heap[-1] in "mgMG"):

@@ -56,6 +56,9 @@ __all__ = [
 TOKEN_PREFIX = "ct1"
 #: Longer tokens are refused before any work (a token with a few scopes is ~300 characters).
 MAX_TOKEN_LENGTH = 4096
+#: The last second a token may name (``iat``, ``exp``): the end of 2999, as for every instant
+#: the APIs accept (``covidtech.instants``). Past year 9999 a datetime overflows.
+MAX_EPOCH = 32503680000 - 1  # 3000-01-01T00:00:00Z
 #: Tolerated clock difference between the issuer and the verifier for ``iat``.
 DEFAULT_LEEWAY = timedelta(seconds=60)
 
@@ -202,6 +205,8 @@ class TokenSigner:
         if grant_id is not None and not _VALUE.fullmatch(grant_id):
             raise ValueError("grant_id must be 1-64 letters, digits, '_' or '-'")
         issued = _epoch_seconds(now if now is not None else datetime.now(UTC))
+        if issued + ttl.total_seconds() > MAX_EPOCH:
+            raise ValueError("a token must expire before the year 3000")
         claims: dict[str, object] = {
             "sub": subject,
             "scopes": [str(s) for s in parsed],
@@ -295,6 +300,13 @@ def parse_ttl(text: str) -> timedelta:
     return timedelta(seconds=int(m.group(1)) * _TTL_UNITS[m.group(2)])
 
 
+def is_scope_value(text: str) -> bool:
+    """Whether ``text`` can be the value of a scope (``site:<value>``): 1-64 ASCII letters,
+    digits, ``_`` or ``-``. Ids a client names for a scope check are held to it before they
+    reach a message or a header."""
+    return _VALUE.fullmatch(text) is not None
+
+
 def _epoch_seconds(value: datetime) -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("times must be timezone-aware")
@@ -334,6 +346,8 @@ def _parse_claims(payload: str) -> Claims:
     except InvalidScope as e:
         raise MalformedToken(f"bad scope: {e}") from e
     assert isinstance(iat, int) and isinstance(exp, int)
+    if not (0 <= iat <= MAX_EPOCH and 0 <= exp <= MAX_EPOCH):
+        raise MalformedToken("iat and exp must fall in the years 1970-2999")
     return Claims(
         subject=sub,
         scopes=parsed,

@@ -31,6 +31,7 @@ from starlette.types import Scope
 
 from covidtech import settings as settings_mod
 from covidtech import topics
+from covidtech.allow import allowed_methods, options_response
 from covidtech.heap import freeze_startup_heap
 from covidtech.settings import Settings
 from producers import vaccination
@@ -115,7 +116,12 @@ def _handlers(metrics: IngestMetrics) -> dict[Any, Callable[..., Any]]:
         slug = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large"}.get(
             exc.status_code, "internal-error"
         )
-        problem = Problem(slug, str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            if request.method == "OPTIONS":
+                return options_response(request)
+            headers["Allow"] = allowed_methods(request)
+        problem = Problem(slug, str(exc.detail), headers=headers)
         return problem_response(problem, request.url.path)
 
     async def on_unavailable(request: Request, exc: Exception) -> Response:

@@ -5,12 +5,13 @@ The ``covidtech`` command registers :data:`token_group` and :data:`ingest_api_co
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 import click
 
 from covidtech import settings as settings_mod
-from covidtech.settings import Settings, SettingsError
+from covidtech.settings import Settings, SettingsError, parse_duration
 from covidtech.tokens import InvalidScope, Scope, ScopeKind, TokenSigner, parse_ttl
 from domain.reference import is_province
 
@@ -57,19 +58,74 @@ def token_group() -> None:
 @click.option("--subject", required=True, help="Who the token is for (logged, audited).")
 @click.option("--grant-id", default=None, help="Grant the token belongs to (for revocation).")
 def token_issue(scopes: tuple[str, ...], ttl: str, subject: str, grant_id: str | None) -> None:
-    """Print a signed token (signed with COVIDTECH_SECRET)."""
+    """Print a signed token (signed with COVIDTECH_SECRET), valid at most
+    COVIDTECH_TOKEN_MAX_TTL. Its id (``jti``) is printed on stderr: `covidtech token revoke`
+    takes it."""
+    settings = _settings()
     try:
         lifetime = parse_ttl(ttl)
+        longest = parse_duration(settings.token_max_ttl)
+        if lifetime > longest:
+            raise ValueError(
+                f"at most {settings.token_max_ttl} (COVIDTECH_TOKEN_MAX_TTL); "
+                "issue longer-lived access as a grant (POST /v1/grants)"
+            )
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--ttl") from e
     parsed = [_scope(s) for s in scopes]
+    token_id = secrets.token_urlsafe(12)
     try:
-        token = TokenSigner(_settings().secret).issue(
-            subject, parsed, lifetime, now=datetime.now(UTC), grant_id=grant_id
+        token = TokenSigner(settings.secret).issue(
+            subject,
+            parsed,
+            lifetime,
+            now=datetime.now(UTC),
+            grant_id=grant_id,
+            token_id=token_id,
         )
     except ValueError as e:
         raise click.ClickException(str(e)) from e
+    click.echo(f"token id {token_id} (revoke: covidtech token revoke {token_id})", err=True)
     click.echo(token)
+
+
+@token_group.command("revoke")
+@click.argument("token_id")
+@click.option("--reason", default=None, help="Why (kept with the revocation).")
+@click.option("--by", "revoked_by", default="cli", show_default=True, help="Who revokes it.")
+def token_revoke(token_id: str, reason: str | None, revoked_by: str) -> None:
+    """Revoke a token issued by `covidtech token issue` (its id, printed when issued), and
+    with it every grant it issued. Both APIs refuse it within seconds (the grants topic)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from covidtech.revocations import GRANT_REVOKED
+    from covidtech.topics import GRANTS
+    from schemas.codec import encode
+
+    settings = _settings()
+    event = {
+        "event_id": f"{token_id}:revoked",
+        "grant_id": token_id,
+        "token_id": token_id,
+        "revoked_by": revoked_by,
+        "revoked_at": datetime.now(UTC),
+        "reason": reason,
+    }
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.topic(GRANTS.name), encode(GRANT_REVOKED, event), key=token_id.encode()
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    click.echo(f"revoked token {token_id}")
 
 
 @click.command("ingest-api")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from covidtech.jsonbody import BodyError, parse_json
 from covidtech.settings import Settings
 from covidtech.tokens import (
     Claims,
@@ -30,6 +30,7 @@ from covidtech.tokens import (
     ScopeKind,
     TokenError,
     TokenSigner,
+    is_scope_value,
 )
 from domain.qr import QrKind
 from producers import posters
@@ -38,7 +39,7 @@ from producers.events import Outgoing
 from producers.idempotency import Claim, IdConflict, IdempotencyGuard, Outcome
 from producers.metrics import IngestMetrics
 from producers.ports import BrokerUnavailable, Delivery, EventLog, Feed
-from producers.problems import Problem
+from producers.problems import Problem, validation_problem
 from producers.requests import CachedQrSigner, IngestLimits
 from producers.validation import FieldError
 from schemas.codec import Registry
@@ -118,6 +119,9 @@ def scoped_id(claims: Claims, kind: ScopeKind, requested: str | None, field_path
     """The site or lab a write is for: the one named in the body, else the token's only one."""
     held = claims.values(kind)
     if requested is not None:
+        if not is_scope_value(requested):
+            message = "must be 1-64 ASCII letters, digits, '_' or '-'"
+            raise validation_problem([FieldError(field_path, "invalid-value", message)])
         if requested not in held:
             raise scope_problem(f"{kind.value}:{requested}", field_path)
         return requested
@@ -154,17 +158,9 @@ async def read_json(request: Request, limit: int) -> Any:
             )
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks), parse_constant=_refuse_constant)
-    except json.JSONDecodeError as e:
-        raise Problem(
-            "malformed-json", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-        ) from None
-    except (ValueError, RecursionError) as e:
-        raise Problem("malformed-json", f"invalid JSON: {e}") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+        return parse_json(b"".join(chunks))
+    except BodyError as e:
+        raise Problem("malformed-json", str(e)) from None
 
 
 class IngestService:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
+
+from covidtech.instants import parse_instant
 
 __all__ = [
     "FieldError",
@@ -31,9 +33,6 @@ __all__ = [
 E = TypeVar("E", bound=StrEnum)
 
 #: RFC 3339 date-time with a mandatory offset (``Z`` or ``+07:00``), optional fraction.
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
-)
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -64,21 +63,11 @@ def field_path(parent: str, name: str | int) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """An RFC 3339 date-time with an explicit offset, as an aware UTC datetime.
-
-    Raises ``ValueError``: a time without an offset has no instant (DESIGN: stored times are
-    UTC), so it is refused rather than guessed.
-    """
-    if not _RFC3339.fullmatch(text):
-        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2021-08-01T09:30:00Z")
-    normalized = text.upper()
-    # datetime.fromisoformat takes at most 6 fractional digits.
-    if "." in normalized:
-        head, _, rest = normalized.partition(".")
-        digits = re.match(r"\d+", rest)
-        assert digits is not None
-        normalized = f"{head}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end() :]}"
-    return datetime.fromisoformat(normalized).astimezone(UTC)
+    """An RFC 3339 date-time with an explicit offset, years 1970-2999, as an aware UTC
+    datetime (``covidtech.instants``, the read API's parser too). Raises ``ValueError``: a
+    time without an offset has no instant (DESIGN: stored times are UTC), so it is refused
+    rather than guessed."""
+    return parse_instant(text)
 
 
 def parse_day(text: str) -> date:

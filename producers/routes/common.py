@@ -91,7 +91,8 @@ def single_response(item: BatchItem, id_name: str, retry_after: int) -> Response
 def batch_response(
     svc: IngestService, route: str, items: Sequence[BatchItem], id_name: str
 ) -> Response:
-    """200 with one result per item; 503 (with the same list) if any item could not be written."""
+    """200 with one result per item; 503 (with the same list) if any item could not be
+    written; 422 (with the same list) if every item was rejected, since nothing was done."""
     results = [item.body(id_name) for item in items]
     counts = {s: 0 for s in ("accepted", "duplicate", "rejected", "unavailable")}
     for item in items:
@@ -106,9 +107,14 @@ def batch_response(
             headers={"Retry-After": str(svc.config.retry_after_s)},
             extra={"results": results},
         )
-    return json_response(
-        200, {**{k: v for k, v in counts.items() if k != "unavailable"}, "results": results}
-    )
+    summary = {**{k: v for k, v in counts.items() if k != "unavailable"}, "results": results}
+    if items and counts["rejected"] == len(items):
+        raise Problem(
+            "validation-failed",
+            f"all {len(items)} item(s) were rejected; see results for each one's errors",
+            extra=summary,
+        )
+    return json_response(200, summary)
 
 
 def raw_id(value: object, name: str) -> str | None:

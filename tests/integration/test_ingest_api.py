@@ -240,6 +240,13 @@ async def test_scan_batch_answers_per_item_and_writes_only_accepted(
 
     again = await api.post("/v1/scans", json={"scans": good}, headers=bearer(isolated, "app"))
     assert again.status_code == 200 and again.json()["duplicate"] == 3
+    # Nothing of a batch done (every item rejected): 422 with the same per-item results.
+    refused = await api.post(
+        "/v1/scans", json={"scans": [forged, too_late]}, headers=bearer(isolated, "app")
+    )
+    assert refused.status_code == 422 and refused.json()["type"].endswith(":validation-failed")
+    assert refused.json()["rejected"] == 2
+    assert [x["status"] for x in refused.json()["results"]] == ["rejected", "rejected"]
     assert len(await read_topic(isolated, isolated.topic("checkins"))) == 3
 
 
@@ -453,4 +460,7 @@ async def test_operational_routes(api: httpx.AsyncClient, isolated: Settings) ->
     assert wrong_method.status_code == 405 and wrong_method.json()["type"].endswith(
         ":method-not-allowed"
     )
+    assert wrong_method.headers["allow"] == "OPTIONS, POST"
+    options = await api.options("/v1/scans")
+    assert options.status_code == 204 and options.headers["allow"] == "OPTIONS, POST"
     await events_with(isolated, isolated.topic("people"), "province", ["79"])

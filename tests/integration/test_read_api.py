@@ -96,11 +96,16 @@ class Call:
 
 
 def grant_body(now: datetime) -> dict[str, Any]:
+    """A valid grant; it expires within the hour of the test's MOH tokens (a grant never
+    outlives the token that issues it), counted from the wall clock, not the data set's
+    ``now``."""
+    del now
+    expires = datetime.now(UTC) + timedelta(minutes=50)
     return {
         "agency": "So Y te TP.HCM",
         "scopes": ["province:79"],
         "purpose": "scope matrix",
-        "expires_at": (now + timedelta(days=2)).isoformat().replace("+00:00", "Z"),
+        "expires_at": expires.isoformat().replace("+00:00", "Z"),
     }
 
 
@@ -603,6 +608,110 @@ async def test_grants_are_issued_listed_and_revoked_for_both_processes(api: Api)
         is_problem(await late_http.get("/v1/alerts", headers=token), 401, "token-revoked")
 
 
+async def test_a_grant_never_outlives_nor_outranks_its_issuer(api: Api) -> None:
+    """A grant expires at the latest with the token that issues it; a grant issued under a
+    grant is revoked with it, however deep; the issuer holds every scope it hands on."""
+    now = datetime.now(UTC)
+    short = api.auth("moh", subject="MOH night shift", ttl=timedelta(hours=2))
+
+    def body(hours: float, scopes: list[str]) -> dict[str, Any]:
+        expires = (now + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+        return {"agency": "A", "scopes": scopes, "purpose": "p", "expires_at": expires}
+
+    r = await api.http.post("/v1/grants", json=body(24 * 300, ["moh"]), headers=short)
+    is_problem(r, 422, "validation-failed")
+    assert [e["field"] for e in r.json()["errors"]] == ["expires_at"]
+    assert "issuing token" in r.json()["errors"][0]["message"]
+
+    parent = await api.http.post("/v1/grants", json=body(1.5, ["moh"]), headers=short)
+    assert parent.status_code == 201, parent.text
+    parent_token = {"Authorization": f"Bearer {parent.json()['token']}"}
+    r = await api.http.post("/v1/grants", json=body(1.9, ["moh"]), headers=parent_token)
+    is_problem(r, 422, "validation-failed")  # past the parent grant's 1.5 h
+    child = await api.http.post("/v1/grants", json=body(1, ["moh"]), headers=parent_token)
+    assert child.status_code == 201, child.text
+    child_token = {"Authorization": f"Bearer {child.json()['token']}"}
+    grandchild = await api.http.post(
+        "/v1/grants", json=body(0.5, ["tracer:79"]), headers=child_token
+    )
+    assert grandchild.status_code == 201, grandchild.text
+    grandchild_token = {"Authorization": f"Bearer {grandchild.json()['token']}"}
+    assert (await api.http.get("/v1/alerts", headers=grandchild_token)).status_code == 200
+
+    revoked = await api.http.delete(
+        f"/v1/grants/{parent.json()['grant_id']}", headers=api.auth("moh")
+    )
+    assert revoked.status_code == 200
+    for token in (parent_token, child_token, grandchild_token):
+        is_problem(await api.http.get("/v1/alerts", headers=token), 401, "token-revoked")
+    # A process started later folds the chain from the grants topic before it serves.
+    late = create_app(api.settings, config=CONFIG, store=api.store)
+    async with running(late), client(late) as late_http:
+        is_problem(
+            await late_http.get("/v1/alerts", headers=grandchild_token), 401, "token-revoked"
+        )
+
+
+async def test_a_bootstrap_token_is_revoked_from_the_cli_with_what_it_issued(api: Api) -> None:
+    """``covidtech token issue`` tokens have an id and a revocation like any grant's."""
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from covidtech.cli import main
+
+    env = api.settings.as_env()
+    runner = CliRunner()
+    issued = await asyncio.to_thread(
+        runner.invoke,
+        main,
+        ["token", "issue", "--scope", "moh", "--subject", "ops", "--ttl", "2h"],
+        env=env,
+    )
+    assert issued.exit_code == 0, issued.output
+    token = issued.stdout.strip().splitlines()[-1]
+    token_id = issued.stderr.split()[2]
+    boot = {"Authorization": f"Bearer {token}"}
+    too_long = await asyncio.to_thread(
+        runner.invoke,
+        main,
+        ["token", "issue", "--scope", "moh", "--subject", "ops", "--ttl", "400d"],
+        env=env,
+    )
+    assert too_long.exit_code == 2 and "COVIDTECH_TOKEN_MAX_TTL" in too_long.output
+    grant = await api.http.post("/v1/grants", json=grant_body(api.data.now), headers=boot)
+    assert grant.status_code == 201, grant.text
+    granted = {"Authorization": f"Bearer {grant.json()['token']}"}
+    assert (await api.http.get("/v1/coverage?area=79", headers=granted)).status_code == 200
+
+    revoked = await asyncio.to_thread(
+        runner.invoke, main, ["token", "revoke", token_id, "--reason", "leaked"], env=env
+    )
+    assert revoked.exit_code == 0, revoked.output
+
+    async def refused() -> bool:
+        answers = [await api.http.get("/v1/alerts", headers=h) for h in (boot, granted)]
+        return all(
+            r.status_code == 401 and r.json()["type"].endswith("token-revoked") for r in answers
+        )
+
+    await eventually_async(refused, within=10, what="the CLI's revocation seen by the API")
+
+
+def test_a_token_hands_on_only_the_scopes_it_holds() -> None:
+    from api.routes import _covers
+    from covidtech.tokens import Claims, Scope
+
+    def claims(*scopes: str) -> Claims:
+        now = datetime.now(UTC)
+        return Claims("s", frozenset(Scope.parse(s) for s in scopes), now, now, "j", None)
+
+    assert _covers(claims("moh"), Scope.parse("tracer:01"))
+    assert _covers(claims("tracer:79", "province:79"), Scope.parse("tracer:79"))
+    assert not _covers(claims("tracer:79"), Scope.parse("tracer:01"))
+    assert not _covers(claims("province:79"), Scope.parse("moh"))
+
+
 async def test_grant_requests_are_validated(api: Api) -> None:
     moh = api.auth("moh")
     bad = {
@@ -678,7 +787,13 @@ async def test_bad_parameters_unknown_routes_and_methods_are_problems(api: Api) 
     is_problem(await api.http.get("/v1/nothing-here"), 404, "not-found")
     r = await api.http.put("/v1/alerts", headers=h)
     is_problem(r, 405, "method-not-allowed")
-    assert "GET" in r.headers["allow"]
+    assert r.headers["allow"] == "GET, HEAD, OPTIONS"
+    # Two operations on one path: Allow names both (Starlette named the first route's only).
+    r = await api.http.put("/v1/grants", headers=h)
+    is_problem(r, 405, "method-not-allowed")
+    assert r.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+    r = await api.http.options("/v1/grants")
+    assert r.status_code == 204 and r.headers["allow"] == "GET, HEAD, OPTIONS, POST"
 
 
 async def test_health_readiness_metrics_and_openapi(api: Api) -> None:

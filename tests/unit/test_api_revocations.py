@@ -12,7 +12,7 @@ from schemas.codec import encode
 NOW = datetime(2021, 8, 1, 3, 0, tzinfo=UTC)
 
 
-def issued(grant: str) -> bytes:
+def issued(grant: str, parent: str | None = None, by_token: str | None = None) -> bytes:
     return encode(
         GRANT_ISSUED,
         {
@@ -23,7 +23,8 @@ def issued(grant: str) -> bytes:
             "scopes": ["tracer:79"],
             "purpose": "tracing",
             "granted_by": "moh",
-            "granted_by_grant_id": None,
+            "granted_by_grant_id": parent,
+            "granted_by_token_id": by_token,
             "granted_at": NOW,
             "expires_at": NOW + timedelta(days=30),
         },
@@ -77,3 +78,32 @@ def test_it_plugs_into_token_verification() -> None:
         assert type(e).__name__ == "RevokedToken"
     else:
         raise AssertionError("a revoked grant's token was accepted")
+
+
+def test_revoking_a_grant_revokes_every_grant_issued_under_it() -> None:
+    revocations = RevocationList(Settings())
+    for value in (
+        issued("root", by_token="boot-jti"),
+        issued("child", parent="root", by_token="jti-root"),
+        issued("grandchild", parent="child", by_token="jti-child"),
+        issued("sibling", by_token="other-boot"),
+    ):
+        revocations.apply(value)
+    assert not any(revocations.is_revoked(g) for g in ("root", "child", "grandchild"))
+    revocations.apply(revoked("child"))
+    assert revocations.is_revoked("child") and revocations.is_revoked("grandchild")
+    assert not revocations.is_revoked("root") and not revocations.is_revoked("sibling")
+    # Revoking the bootstrap token (``covidtech token revoke``) revokes what it issued.
+    revocations.revoke(["boot-jti"])
+    assert revocations.is_revoked("root")
+    assert not revocations.is_revoked("sibling")
+
+
+def test_a_chain_of_grants_deeper_than_any_issued_is_refused() -> None:
+    from covidtech.revocations import MAX_GRANT_DEPTH
+
+    revocations = RevocationList(Settings())
+    for depth in range(MAX_GRANT_DEPTH + 1):
+        revocations.issued(f"g{depth + 1}", f"g{depth}")
+    assert not revocations.is_revoked(f"g{MAX_GRANT_DEPTH - 1}")
+    assert revocations.is_revoked(f"g{MAX_GRANT_DEPTH + 1}")

@@ -228,6 +228,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "purpose": "Delta outbreak response",
         "granted_by": "moh-duty-officer",
         "granted_by_grant_id": None,
+        "granted_by_token_id": "boot-9c1e",
         "granted_at": dt.datetime(2021, 7, 10, 2, 0, tzinfo=UTC),
         "expires_at": dt.datetime(2021, 12, 31, 17, 0, tzinfo=UTC),
     },

@@ -46,6 +46,9 @@ class NoRevocations:
     def revoke(self, ids: Iterable[str]) -> None:
         pass
 
+    def issued(self, grant_id: str, under: str | None) -> None:
+        pass
+
     def __len__(self) -> int:
         return 0
 
