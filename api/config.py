@@ -46,6 +46,10 @@ class ReadApiConfig:
     sse_keepalive_seconds: float = field(
         default=15.0, metadata={"doc": "keep-alive comment interval of the alert stream"}
     )
+    stream_recheck_seconds: float = field(
+        default=1.0,
+        metadata={"doc": "how often an open alert stream re-checks its token (revoked, expired)"},
+    )
     sse_queue_size: int = field(
         default=1000, metadata={"doc": "alerts buffered per stream client before it is dropped"}
     )
@@ -74,7 +78,7 @@ class ReadApiConfig:
                 problems.append(f"{name.upper()} must be at least 1")
         if self.page_size > self.max_page_size:
             problems.append("PAGE_SIZE must not exceed MAX_PAGE_SIZE")
-        for name in ("sse_keepalive_seconds", "catchup_timeout_seconds"):
+        for name in ("sse_keepalive_seconds", "catchup_timeout_seconds", "stream_recheck_seconds"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name.upper()} must be positive")
         if self.cache_max_age < 0 or self.aggregate_cache_seconds < 0:

@@ -696,6 +696,23 @@ async def stream_alerts(ctx: Ctx) -> Response:
     await ctx.audit(f"alert-stream:{_scope_label(provinces)}", ())
     broadcaster = services.broadcaster
     sub = broadcaster.subscribe()
+    claims = ctx.claims
+    assert claims is not None
+
+    def refused() -> str | None:
+        """Why the stream's token no longer reads, if it does not (checked every second)."""
+        revoked = services.revocations.is_revoked
+        if revoked(claims.token_id) or (claims.grant_id is not None and revoked(claims.grant_id)):
+            return "token-revoked"
+        if services.clock() >= claims.expires_at:
+            return "token-expired"
+        return None
+
+    async def audit(records: list[Mapping[str, Any]]) -> None:
+        """Every person id a stream sends is audited before it leaves, as ``GET /v1/alerts``
+        audits them (a resumed stream's catch-up in one record)."""
+        people = sorted({p for r in records for p in (r["case_person_id"], r["contact_person_id"])})
+        await ctx.audit(f"alert-stream:{_scope_label(provinces)}", people)
 
     def wanted(record: Mapping[str, Any]) -> bool:
         if not everything and record.get("province") not in allowed:
@@ -711,6 +728,9 @@ async def stream_alerts(ctx: Ctx) -> Response:
         keepalive_s=services.config.sse_keepalive_seconds,
         catchup_timeout_s=services.config.catchup_timeout_seconds,
         on_event=services.metrics.stream_events.inc,
+        refused=refused,
+        audit=audit,
+        recheck_s=services.config.stream_recheck_seconds,
     )
     return EventStreamResponse(
         events,

@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -228,6 +228,11 @@ def _sse(event_id: str, data: Mapping[str, Any]) -> bytes:
     return f"id: {event_id}\nevent: alert\ndata: {body}\n\n".encode()
 
 
+def _ended(reason: str) -> bytes:
+    """The last event of a stream the server ends: why, so the client does not retry blindly."""
+    return f"event: end\ndata: {json.dumps({'reason': reason})}\n\n".encode()
+
+
 async def alert_events(
     broadcaster: AlertBroadcaster,
     sub: Subscription,
@@ -238,13 +243,23 @@ async def alert_events(
     keepalive_s: float,
     catchup_timeout_s: float,
     on_event: Callable[[], None] = lambda: None,
+    refused: Callable[[], str | None] = lambda: None,
+    audit: Callable[[list[Mapping[str, Any]]], Awaitable[None]] | None = None,
+    recheck_s: float = 1.0,
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE byte stream of one client (see the module docstring for the guarantees)."""
+    """The SSE byte stream of one client (see the module docstring for the guarantees).
+
+    ``refused`` is asked at least every ``recheck_s`` seconds and before anything is sent:
+    once it names a reason (the token was revoked or expired), the stream sends an ``end``
+    event with it and ends. ``audit`` is awaited with the records about to be sent (the
+    whole catch-up of a resumed stream at once, then each live one) before they leave: if it
+    fails, nothing of them is sent and the stream ends."""
     position = dict(sub.live_from)
     if resume:
         position.update({p: o for p, o in resume.items() if p in position})
 
-    def deliver(alert: Alert | None) -> bytes | None:
+    def select(alert: Alert | None) -> Mapping[str, Any] | None:
+        """The record to send for ``alert`` (moving the position past it), or None."""
         if alert is None:
             return None
         if alert.offset < position.get(alert.partition, 0):
@@ -252,10 +267,26 @@ async def alert_events(
         position[alert.partition] = alert.offset + 1
         if alert.record is None or not wanted(alert.record):
             return None
-        on_event()
-        return _sse(format_event_id(position), render(alert.record))
+        return alert.record
+
+    async def send(records: list[tuple[Mapping[str, Any], str]]) -> bytes | None:
+        """The SSE bytes of ``(record, event id)`` pairs once audited; None: end the stream."""
+        if not records:
+            return b""
+        if audit is not None:
+            try:
+                await audit([r for r, _ in records])
+            except LogUnavailable:
+                log.warning("alert stream could not audit what it sends; ending it")
+                return None
+        for _ in records:
+            on_event()
+        return b"".join(_sse(event_id, render(r)) for r, event_id in records)
 
     yield b"retry: 3000\n: connected\n\n"
+    if (reason := refused()) is not None:
+        yield _ended(reason)
+        return
     ranges = {p: (o, sub.live_from[p]) for p, o in position.items() if o < sub.live_from[p]}
     if ranges:
         try:
@@ -263,25 +294,47 @@ async def alert_events(
         except LogUnavailable:
             log.warning("alert stream could not resume from Kafka; ending it (client retries)")
             return
+        replay = []
         for alert in missed:
-            chunk = deliver(alert)
-            if chunk is not None:
-                yield chunk
+            record = select(alert)
+            if record is not None:
+                replay.append((record, format_event_id(position)))
+        chunk = await send(replay)
+        if chunk is None:
+            return
+        if chunk:
+            yield chunk
     getter: asyncio.Task[Alert | None] | None = None
+    quiet = 0.0  # seconds since the last bytes sent
     try:
         while True:
+            if (reason := refused()) is not None:
+                yield _ended(reason)
+                return
             if getter is None:
                 getter = asyncio.ensure_future(sub.queue.get())
-            done, _ = await asyncio.wait({getter}, timeout=keepalive_s)
+            wait = max(0.0, min(recheck_s, keepalive_s - quiet))
+            done, _ = await asyncio.wait({getter}, timeout=wait)
             if not done:
-                yield b": keep-alive\n\n"
+                quiet += wait
+                if quiet >= keepalive_s:
+                    quiet = 0.0
+                    yield b": keep-alive\n\n"
                 continue
             item, getter = getter.result(), None
             if item is None:
                 return
-            chunk = deliver(item)
-            if chunk is not None:
-                yield chunk
+            record = select(item)
+            if record is None:
+                continue
+            if (reason := refused()) is not None:
+                yield _ended(reason)
+                return
+            chunk = await send([(record, format_event_id(position))])
+            if chunk is None:
+                return
+            quiet = 0.0
+            yield chunk
     finally:
         if getter is not None:
             getter.cancel()

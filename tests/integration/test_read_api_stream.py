@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from api.app import create_app
 from api.config import ReadApiConfig
-from api.testing import EventStreamClient, bearer, running
+from api.testing import EventStreamClient, bearer, client, running
 from covidtech.settings import Settings
 from projections.memory import InMemoryStore
 from schemas.codec import encode
@@ -170,3 +170,69 @@ async def test_streams_end_cleanly_when_the_app_shuts_down(env: Settings) -> Non
         stream = await open_stream(application, env, "tracer:79")
     assert await stream.next_event(within=10) is None
     await stream.finished()
+
+
+async def test_a_stream_ends_within_seconds_of_its_token_revoked_or_expired(
+    app: Starlette, env: Settings, producer: AIOKafkaProducer
+) -> None:
+    """A revoked grant's open stream used to keep receiving alerts with person ids."""
+    moh = bearer(env, ["moh"])
+    expires = (datetime.now(UTC) + timedelta(minutes=50)).isoformat().replace("+00:00", "Z")
+    async with client(app) as http:
+        r = await http.post(
+            "/v1/grants",
+            json={"agency": "HCDC", "scopes": ["tracer:79"], "purpose": "p", "expires_at": expires},
+            headers=moh,
+        )
+        assert r.status_code == 201, r.text
+        grant = r.json()
+        stream = EventStreamClient(
+            app, "/v1/alerts/stream", {"Authorization": f"Bearer {grant['token']}"}
+        )
+        await stream.open()
+        await stream.connected()
+        alert = await raise_alert(producer, env, "79")
+        assert [a for a, _ in await take(stream, 1)] == [alert]
+        revoked = await http.delete(f"/v1/grants/{grant['grant_id']}", headers=moh)
+        assert revoked.status_code == 200
+        end = await stream.next_event(within=5)
+        assert end is not None and end.event == "end"
+        assert json.loads(end.data) == {"reason": "token-revoked"}
+        await stream.finished(within=5)
+
+    short = EventStreamClient(
+        app, "/v1/alerts/stream", bearer(env, ["tracer:79"], ttl=timedelta(seconds=2))
+    )
+    await short.open()
+    await short.connected()
+    end = await short.next_event(within=8)  # 2 s of token left, then at most 5 s
+    assert end is not None and end.event == "end"
+    assert json.loads(end.data) == {"reason": "token-expired"}
+    await short.finished(within=5)
+
+
+async def test_a_resumed_stream_audits_every_person_id_it_sends(
+    app: Starlette, env: Settings, producer: AIOKafkaProducer
+) -> None:
+    store = app.state.services.store
+    subject = "tracer on the night shift"
+    first = EventStreamClient(app, "/v1/alerts/stream", bearer(env, ["tracer:79"], subject=subject))
+    await first.open()
+    await first.connected()
+    await raise_alert(producer, env, "79")
+    [(_, last_id)] = await take(first, 1)
+    await first.disconnect()
+    missed = [await raise_alert(producer, env, "79") for _ in range(3)]
+    resumed = EventStreamClient(
+        app,
+        "/v1/alerts/stream",
+        {**bearer(env, ["tracer:79"], subject=subject), "Last-Event-ID": last_id},
+    )
+    await resumed.open()
+    await resumed.connected()
+    assert [a for a, _ in await take(resumed, 3)] == missed
+    await resumed.disconnect()
+    contacts = {f"contact-{a.rsplit('-', 1)[1]}" for a in missed}
+    audited = [r for r in await store.scan("audit_log") if r["actor"] == subject]
+    # The catch-up was audited as one record naming every person it sent, before sending.
+    assert any(contacts | {"case-1"} == set(r["person_ids"]) for r in audited)
