@@ -126,6 +126,11 @@ def create_app(
                     cfg.lookup_burst,
                     max_clients=cfg.rate_limit_clients,
                 ),
+                code_limiter=TokenBuckets(
+                    cfg.lookup_code_rate_per_second,
+                    cfg.lookup_code_burst,
+                    max_clients=cfg.rate_limit_clients,
+                ),
                 cache=AggregateCache(cfg.aggregate_cache_seconds),
                 metrics=metrics,
                 auditor=Auditor(

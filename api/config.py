@@ -28,6 +28,13 @@ class ReadApiConfig:
     lookup_burst: int = field(
         default=30, metadata={"doc": "citizen lookups a client may make at once"}
     )
+    lookup_code_rate_per_second: float = field(
+        default=0.1,
+        metadata={"doc": "lookups of one code refilled per second, whatever the address"},
+    )
+    lookup_code_burst: int = field(
+        default=10, metadata={"doc": "lookups of one code allowed at once, whatever the address"}
+    )
     rate_limit_clients: int = field(
         default=100_000, metadata={"doc": "client addresses tracked by the rate limiter"}
     )
@@ -64,8 +71,11 @@ class ReadApiConfig:
         problems = []
         if self.lookup_rate_per_second <= 0:
             problems.append("LOOKUP_RATE_PER_SECOND must be positive")
+        if self.lookup_code_rate_per_second <= 0:
+            problems.append("LOOKUP_CODE_RATE_PER_SECOND must be positive")
         for name in (
             "lookup_burst",
+            "lookup_code_burst",
             "rate_limit_clients",
             "page_size",
             "max_page_size",

@@ -382,6 +382,16 @@ async def get_result(ctx: Ctx) -> Response:
         code_hash = lookup_code_hash(ctx.params["lookup_code"])
     except InvalidLookupCode:
         raise not_found from None
+    # One code's attempts are limited too, whatever the address: guessing one code from many
+    # addresses (a botnet, or a proxy whose clients cannot be told apart) stays slow.
+    wait = services.code_limiter.take(code_hash)
+    if wait > 0:
+        services.metrics.rate_limited.inc()
+        raise Problem(
+            "rate-limited",
+            "too many lookups of this code; retry later",
+            headers={"Retry-After": str(services.code_limiter.retry_after(wait))},
+        )
     row = await queries.result_by_lookup(services.store, code_hash)
     if row is None:
         raise not_found

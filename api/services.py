@@ -60,7 +60,8 @@ class Services:
     revocations: Revocations
     event_log: EventLogPort
     broadcaster: AlertBroadcaster
-    limiter: TokenBuckets
+    limiter: TokenBuckets  # citizen lookups per client address
+    code_limiter: TokenBuckets  # citizen lookups per lookup code
     cache: AggregateCache
     metrics: ApiMetrics
     auditor: Auditor

@@ -29,7 +29,9 @@ from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration
 
-CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50, lookup_burst=1000)
+CONFIG = ReadApiConfig(
+    aggregate_cache_seconds=0, page_size=50, lookup_burst=1000, lookup_code_burst=1000
+)
 
 
 @dataclass
@@ -247,6 +249,45 @@ async def test_lookups_are_rate_limited_per_client_address(api: Api) -> None:
         is_problem(codes[2], 429, "rate-limited")
         assert int(codes[2].headers["retry-after"]) >= 1
         assert (await two.get(f"/v1/results/{api.data.lookup_code}")).status_code == 200
+
+
+async def test_lookups_of_one_code_are_limited_whatever_the_address(api: Api) -> None:
+    config = ReadApiConfig(lookup_code_burst=3, lookup_code_rate_per_second=0.01)
+    app = create_app(api.settings, config=config, store=api.store)
+    async with running(app):
+        answers = []
+        for i in range(4):
+            async with client(app, f"10.0.1.{i}") as http:
+                answers.append(await http.get(f"/v1/results/{api.data.lookup_code}"))
+        assert [r.status_code for r in answers] == [200, 200, 200, 429]
+        is_problem(answers[3], 429, "rate-limited")
+        async with client(app, "10.0.1.9") as http:  # another code is not held back
+            assert (await http.get(f"/v1/results/{api.data.pool_code}")).status_code == 200
+
+
+async def test_behind_a_trusted_proxy_lookups_are_limited_per_forwarded_address(
+    api: Api,
+) -> None:
+    """`covidtech read-api --proxy-headers --forwarded-allow-ips <proxy>` (uvicorn's proxy
+    headers): the forwarded address counts when the proxy is trusted, never otherwise."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    config = ReadApiConfig(lookup_burst=1, lookup_rate_per_second=0.01)
+    app = create_app(api.settings, config=config, store=api.store)
+    proxied = ProxyHeadersMiddleware(app, trusted_hosts="10.9.9.9")
+    path = f"/v1/results/{api.data.lookup_code}"
+    async with running(app):
+        transport = httpx.ASGITransport(app=proxied, client=("10.9.9.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://read-api") as proxy:
+            a = [await proxy.get(path, headers={"X-Forwarded-For": "203.0.113.1"}) for _ in "ab"]
+            b = await proxy.get(path, headers={"X-Forwarded-For": "203.0.113.2"})
+        assert [r.status_code for r in (*a, b)] == [200, 429, 200]
+        untrusted = httpx.ASGITransport(app=proxied, client=("10.8.8.8", 40000))
+        async with httpx.AsyncClient(transport=untrusted, base_url="http://read-api") as other:
+            c = [
+                await other.get(path, headers={"X-Forwarded-For": f"198.51.100.{i}"}) for i in "12"
+            ]
+        assert [r.status_code for r in c] == [200, 429]  # its own address, not the header's
 
 
 # ------------------------------------------------------------------------------ health staff

@@ -62,7 +62,12 @@ def base_url(env: Settings) -> Iterator[str]:
             store.close()
 
     run_coroutine(fill())
-    config = ReadApiConfig(lookup_rate_per_second=10_000, lookup_burst=10_000)
+    config = ReadApiConfig(
+        lookup_rate_per_second=10_000,
+        lookup_burst=10_000,
+        lookup_code_rate_per_second=10_000,
+        lookup_code_burst=10_000,
+    )
     app = create_app(env, config=config)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
