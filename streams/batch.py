@@ -47,6 +47,8 @@ async def process_batch(
     tables: Mapping[str, StateTable],
     registry: Registry,
     clock: Callable[[], int] = wall_clock_ms,
+    *,
+    dead_letter_unexpected: bool = False,
 ) -> BatchContext:
     """Run ``handler`` over ``messages`` in order; return the staged effects to commit.
 
@@ -55,7 +57,13 @@ async def process_batch(
     that offset were applied already (their state was committed, so were their rows and
     events) and are skipped; the clock moves to ``max(previous + 1, wall clock ms)`` and
     stamps this batch's writes (``BatchContext._stamp``). The new commit record is staged
-    with the rest of the state, which the runtime writes atomically per partition."""
+    with the rest of the state, which the runtime writes atomically per partition.
+
+    A handler error of a declared kind (a domain rule refusing the message, a schema
+    mismatch) dead-letters the message. Any other error (a bug) is raised, so the caller
+    retries the batch; with ``dead_letter_unexpected`` (the caller's last attempt) it
+    dead-letters the message too, so a bug costs one message, not the partition. Outages
+    (``StoreUnavailable``, ``OSError``) are always raised."""
     batch = list(messages)
     ctx = BatchContext(store=store, tables=dict(tables))
     commits: dict[int, dict[str, Any]] = {}
@@ -91,16 +99,19 @@ async def process_batch(
         ctx.journal = []
         try:
             await handler.handle(ctx, msg)
-        except StoreUnavailable:
+        except (StoreUnavailable, OSError):
             raise
-        except (ValueError, KeyError, TypeError, CodecError) as e:
+        except Exception as e:
+            declared = isinstance(e, (ValueError, KeyError, TypeError, CodecError))
+            if not (declared or dead_letter_unexpected):
+                raise
             del ctx.mutations[marks[0] :]
             del ctx.origins[marks[0] :]
             del ctx.emits[marks[1] :]
             del ctx.dead_letters[marks[2] :]
             ctx.undo_states()
             ctx.dead_letter(msg, f"{type(e).__name__}: {e}")
-            log.warning("dead-lettered %s: %s", msg.position, e)
+            log.warning("dead-lettered %s: %r", msg.position, e)
     ctx.partition = None
     ctx.journal = None
     for partition, record in commits.items():

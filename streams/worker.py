@@ -58,6 +58,11 @@ T = TypeVar("T")
 PROCESSED = Counter("covidtech_stream_events_total", "Source events processed", ["topic"])
 DEAD = Counter("covidtech_stream_dead_letters_total", "Events sent to a DLQ", ["topic"])
 RETRIES = Counter("covidtech_stream_retries_total", "Batches retried after a failure", ["agent"])
+UNEXPECTED = Counter(
+    "covidtech_stream_unexpected_errors_total",
+    "Batches a handler failed with an error it does not declare (a bug)",
+    ["agent"],
+)
 REFILLS = Counter(
     "covidtech_stream_refilled_events_total",
     "Events read directly because the consumer started past the committed state",
@@ -636,14 +641,24 @@ RETRIABLE = (
 )
 
 
+class HandlerFailed(Exception):
+    """A handler raised an error it does not declare (retried ``UNEXPECTED_RETRIES`` times,
+    then the message it happens on is dead-lettered)."""
+
+
+# Attempts of a batch whose handler fails unexpectedly before its failing message goes to
+# the dead-letter topic: a bug would otherwise stop the partition for good.
+UNEXPECTED_RETRIES = 3
+
+
 async def _until_done(agent_name: str, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` until it succeeds, retrying infrastructure errors with a backoff capped
-    at 5 s (the partition stops; nothing is acked meanwhile)."""
+    at 5 s (the partition stops; no offset moves meanwhile)."""
     delay = 0.2
     while True:
         try:
             return await work()
-        except RETRIABLE as e:
+        except (*RETRIABLE, HandlerFailed) as e:
             RETRIES.labels(agent_name).inc()
             log.warning("%s: not committed (%r); retrying in %.1fs", agent_name, e, delay)
             await asyncio.sleep(delay)
@@ -658,8 +673,28 @@ async def _process_until_committed(
     tables: dict[str, TableView],
     messages: Sequence[Message],
 ) -> None:
+    failures = 0
+
     async def attempt() -> None:
-        ctx = await process_batch(handler, messages, rt.store, tables, rt.registry)
+        nonlocal failures
+        try:
+            ctx = await process_batch(
+                handler,
+                messages,
+                rt.store,
+                tables,
+                rt.registry,
+                dead_letter_unexpected=failures >= UNEXPECTED_RETRIES,
+            )
+        except RETRIABLE:
+            raise
+        except Exception as e:
+            # A bug, or something no handler expects: retried like an outage a few times
+            # (it may be passing), then the message it happens on is dead-lettered.
+            failures += 1
+            UNEXPECTED.labels(type(handler).__name__).inc()
+            log.exception("%s: unexpected error (attempt %d)", type(handler).__name__, failures)
+            raise HandlerFailed(repr(e)) from e
         await _commit(app, rt, ctx, state)
 
     try:

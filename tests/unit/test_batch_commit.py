@@ -130,3 +130,32 @@ async def test_a_refused_message_leaves_no_staged_state_behind() -> None:
         (1, "ValueError: refused after staging")
     ]
     assert len(ctx.mutations) == 2
+
+
+class Buggy(Counting):
+    """Fails with an error no handler declares on the person ``bug``."""
+
+    async def handle(self, ctx: BatchContext, msg: Message) -> None:
+        await super().handle(ctx, msg)
+        if msg.key == b"bug":
+            raise ZeroDivisionError("a bug")
+
+
+async def test_an_unexpected_error_is_raised_then_dead_letters_only_its_message() -> None:
+    """The worker retries a batch whose handler fails unexpectedly (it may be passing); its
+    last attempt dead-letters the message instead, so a bug never stops the partition."""
+    import pytest
+
+    handler = Buggy()
+    tables: dict[str, dict[str, Any]] = {"seen": {}, "totals": {}, COMMITS: {}}
+    batch = [person(0, "a"), person(1, "bug"), person(2, "b")]
+    with pytest.raises(ZeroDivisionError):
+        await process_batch(handler, batch, InMemoryStore(), tables, REGISTRY)
+    ctx = await process_batch(
+        handler, batch, InMemoryStore(), tables, REGISTRY, dead_letter_unexpected=True
+    )
+    assert [(m.offset, e) for m, e in ctx.dead_letters] == [(1, "ZeroDivisionError: a bug")]
+    # The failing message's effects were undone; the others stand.
+    assert ctx.state("seen", "a") == 1 and ctx.state("seen", "b") == 1
+    assert ctx.state("seen", "bug") is None and ctx.state("totals", "all") == 2
+    assert ctx.state(COMMITS, commit_key(handler, 0))["o"] == {"people": 2}
