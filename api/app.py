@@ -32,7 +32,8 @@ from api import config as config_mod
 from api.audit import Auditor
 from api.cache import AggregateCache
 from api.config import ReadApiConfig
-from api.dashboard import routes as dashboard_routes
+from api.dashboard import operations as dashboard_operations
+from api.dashboard import page_routes as dashboard_page_routes
 from api.kafka import KafkaAlertSource, KafkaEventLog
 from api.metrics import ApiMetrics
 from api.openapi import build_document
@@ -42,7 +43,7 @@ from api.ratelimit import TokenBuckets
 from api.routes import Operation, build_operations, dispatch
 from api.services import EventLogPort, Revocations, Services
 from api.stream import AlertBroadcaster, AlertSource
-from api.vaccination import routes as vaccination_routes
+from api.vaccination import operations as vaccination_operations
 from covidtech.heap import freeze_startup_heap
 from covidtech.revocations import RevocationList
 from covidtech.settings import Settings
@@ -77,7 +78,13 @@ def create_app(
 ) -> Starlette:
     """The read API. Clients not passed in are built (and closed) by the lifespan."""
     cfg = config or config_mod.load()
-    operations = build_operations(cfg.page_size, cfg.max_page_size)
+    # Every operation, the dashboard's and the programme's included, is routed and documented
+    # from the same declarations (a test compares the routes with /openapi.json).
+    operations = (
+        *build_operations(cfg.page_size, cfg.max_page_size),
+        *dashboard_operations(),
+        *vaccination_operations(cfg.max_page_size),
+    )
     document = build_document(operations)
 
     @contextlib.asynccontextmanager
@@ -150,14 +157,14 @@ def create_app(
                 broadcaster.close_clients()
 
     routes = [Route(op.path, _endpoint(op), methods=[op.method]) for op in operations]
-    routes += dashboard_routes()  # the MOH dashboard's page and its two aggregates
-    routes += vaccination_routes(cfg.max_page_size)  # registrations, stock, plans, public
+    routes += dashboard_page_routes()  # the MOH dashboard's page and assets (not the API)
     app = Starlette(
         routes=routes,
         middleware=[Middleware(CatchAllMiddleware)],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    app.state.openapi = document  # what /openapi.json serves
     return app
 
 

@@ -54,8 +54,9 @@ __all__ = [
     "OffsetReader",
     "OffsetSample",
     "RateSampler",
+    "operations",
+    "page_routes",
     "rates_between",
-    "routes",
 ]
 
 #: Files of ``api/static`` the page may load, with their media types (nothing else is served).
@@ -424,11 +425,20 @@ def _endpoint(op: Operation) -> Callable[[Request], Any]:
     return endpoint
 
 
-def routes(offsets: OffsetReader | None = None) -> list[Route]:
-    """The dashboard's routes, to add to the read API's (``offsets``: tests pass a fake)."""
-    ops = _operations(_Rates(offsets))
+def operations(offsets: OffsetReader | None = None) -> tuple[Operation, ...]:
+    """The dashboard's JSON operations (in the read API's OpenAPI document and routes;
+    ``offsets``: tests pass a fake)."""
+    return _operations(_Rates(offsets))
+
+
+#: The page and its static assets: HTML, scripts and styles, not API operations (so not in
+#: the OpenAPI document).
+PAGE_PATHS = ("/", "/dashboard/{asset}")
+
+
+def page_routes() -> list[Route]:
+    """The dashboard page and its assets."""
     return [
-        Route("/", page, methods=["GET"]),
-        Route("/dashboard/{asset}", asset, methods=["GET"]),
-        *(Route(op.path, _endpoint(op), methods=[op.method]) for op in ops),
+        Route(PAGE_PATHS[0], page, methods=["GET"]),
+        Route(PAGE_PATHS[1], asset, methods=["GET"]),
     ]
