@@ -5,10 +5,14 @@
 1. Produces a deterministic town (check-ins with IN/OUT, repeated INs, cases, a pool, doses)
    into a fresh topic set.
 2. Ceiling: a raw aiokafka consumer reading the same source events (no processing).
-3. Ceiling: a raw cassandra-driver write loop (``execute_concurrent_with_args``, 100 in
-   flight) of visit rows.
-4. One worker from offset 0 until its group has committed every end offset: source events/s,
-   the largest consumer lag seen, the worker's RSS.
+3. Ceilings: a raw cassandra-driver write loop (``execute_concurrent_with_args``, 100 in
+   flight) of visit rows; the same number of rows through the worker's own write path alone
+   (``store_writes``: the store's batches, 4 lanes), whatever the worker's CPU.
+4. ``--workers`` workers from offset 0 until their group has committed every end offset:
+   source events/s from start and in the steady phase (first commit to caught up), CPU per
+   source event, the cores each of Kafka and Cassandra used meanwhile and how busy the
+   machine was (the ceiling that two workers on 2 cores meet), the largest consumer lag
+   seen, the workers' RSS.
 5. ``covidtech replay`` of the same log into fresh keyspaces, ``--replay-trials`` times:
    the median events/s and every trial's (the 2-core machine is noisy: the same replay's
    CPU time varies by 20% between runs); ``--via-worker`` also times the worker-based
@@ -106,6 +110,50 @@ def raw_cassandra_writes(s: Settings, rows: int) -> float:
         return rows / (time.perf_counter() - started)
     finally:
         session.cluster.shutdown()
+
+
+def store_writes(s: Settings, rows: int, chunk: int = 2000, concurrent: int = 4) -> float:
+    """Rows/s through the worker's own write path and nothing else: ``CassandraStore.apply``
+    (replica-set batches of 10, 256 requests in flight) of ``chunk`` rows at a time, with
+    ``concurrent`` chunks in flight as the lanes of one agent are. The ceiling of what a
+    worker can write on this node, whatever its CPU."""
+    from datetime import UTC, datetime
+
+    from projections.cassandra import CassandraStore
+    from projections.model import Upsert
+
+    store = CassandraStore.from_settings(s)
+    now = datetime.now(UTC)
+    mutations = [
+        Upsert(
+            "visits_by_person",
+            {
+                "person_id": f"q{i % 5000}",
+                "visit_start": now + timedelta(seconds=i),
+                "venue_id": f"v{i % 97}",
+                "visit_end": now,
+                "venue_province": "79",
+            },
+        )
+        for i in range(rows)
+    ]
+    chunks = [mutations[i : i + chunk] for i in range(0, rows, chunk)]
+
+    async def write() -> float:
+        pending = list(chunks)
+
+        async def lane() -> None:
+            while pending:
+                await store.apply(pending.pop())
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(concurrent)))
+        return rows / (time.perf_counter() - started)
+
+    try:
+        return asyncio.run(write())
+    finally:
+        store.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -311,6 +359,11 @@ def main() -> None:
         report.add(
             "ceiling: raw cassandra-driver writes (concurrency 100)",
             raw_cassandra_writes(s, 50_000),
+            "rows/s",
+        )
+        report.add(
+            "ceiling: the worker's write path alone (store batches of 10, 4 lanes)",
+            store_writes(s, 50_000),
             "rows/s",
         )
         run_worker(s, total, report, args.workers)
