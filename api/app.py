@@ -165,6 +165,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.openapi = document  # what /openapi.json serves
+    app.state.operations = operations  # what is routed and documented (tests read it)
     return app
 
 

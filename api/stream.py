@@ -269,10 +269,11 @@ async def alert_events(
             return None
         return alert.record
 
-    async def send(records: list[tuple[Mapping[str, Any], str]]) -> bytes | None:
-        """The SSE bytes of ``(record, event id)`` pairs once audited; None: end the stream."""
+    async def send(records: list[tuple[Mapping[str, Any], str]]) -> list[bytes] | None:
+        """The SSE events of ``(record, event id)`` pairs once audited; None: end the
+        stream."""
         if not records:
-            return b""
+            return []
         if audit is not None:
             try:
                 await audit([r for r, _ in records])
@@ -281,7 +282,7 @@ async def alert_events(
                 return None
         for _ in records:
             on_event()
-        return b"".join(_sse(event_id, render(r)) for r, event_id in records)
+        return [_sse(event_id, render(r)) for r, event_id in records]
 
     yield b"retry: 3000\n: connected\n\n"
     if (reason := refused()) is not None:
@@ -299,10 +300,10 @@ async def alert_events(
             record = select(alert)
             if record is not None:
                 replay.append((record, format_event_id(position)))
-        chunk = await send(replay)
-        if chunk is None:
+        chunks = await send(replay)
+        if chunks is None:
             return
-        if chunk:
+        for chunk in chunks:
             yield chunk
     getter: asyncio.Task[Alert | None] | None = None
     quiet = 0.0  # seconds since the last bytes sent
@@ -330,11 +331,12 @@ async def alert_events(
             if (reason := refused()) is not None:
                 yield _ended(reason)
                 return
-            chunk = await send([(record, format_event_id(position))])
-            if chunk is None:
+            chunks = await send([(record, format_event_id(position))])
+            if chunks is None:
                 return
             quiet = 0.0
-            yield chunk
+            for chunk in chunks:
+                yield chunk
     finally:
         if getter is not None:
             getter.cancel()

@@ -130,7 +130,43 @@ CALLS = [
     Call("grant-list", "GET", "/v1/grants", frozenset({MOH})),
     Call("grant-get", "GET", "/v1/grants/{grant}", frozenset({MOH})),
     Call("grant-revoke", "DELETE", "/v1/grants/{grant}", frozenset({MOH})),
+    Call(
+        "registrations", "GET", "/v1/vaccination/registrations?province=79", frozenset({MOH, PROV})
+    ),
+    Call(
+        "waiting-list",
+        "GET",
+        "/v1/vaccination/waiting-list?province=79&district=760",
+        frozenset({MOH, PROV}),
+    ),
+    Call("stock", "GET", "/v1/vaccination/stock?province=79", frozenset({MOH, PROV})),
+    Call("plan-progress", "GET", "/v1/vaccination/plans/79/progress", frozenset({MOH, PROV})),
+    Call("dashboard-coverage", "GET", "/v1/dashboard/coverage-by-province", frozenset({MOH})),
+    Call("ops-rates", "GET", "/v1/ops/rates", frozenset({MOH})),
 ]
+
+
+def test_the_scope_matrix_covers_every_route_as_declared(api: Api) -> None:
+    """The matrix below is checked against the route table: every operation that takes a
+    token has a call, and each call's allowed scopes are the ones its operation declares, so
+    a new route (or a changed declaration) cannot go untested."""
+    from starlette.routing import Match, Route
+
+    app = create_app(api.settings, config=CONFIG, store=api.store)
+    declared = {
+        (op.method, op.path): frozenset(k.value for k in op.scopes)
+        for op in app.state.operations
+        if op.scopes is not None
+    }
+    covered = {}
+    for c in CALLS:
+        path = c.path.split("?")[0].replace("{grant}", "g-any")
+        scope = {"type": "http", "path": path, "method": c.method}
+        [route] = [
+            r for r in app.routes if isinstance(r, Route) and r.matches(scope)[0] == Match.FULL
+        ]
+        covered[(c.method, route.path)] = c.allowed
+    assert covered == declared
 
 
 async def call(api: Api, c: Call, headers: dict[str, str]) -> int:
