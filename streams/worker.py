@@ -28,6 +28,7 @@ import json
 import logging
 import time
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -102,7 +103,7 @@ class StateTooLarge(Exception):
 
 
 class Inbox:
-    """The batches fetched for one agent: (consumer generation, messages of one partition).
+    """The batches fetched for one lane: (consumer generation, messages of one partition).
 
     Bounded: a full inbox holds the consumer back. Cleared when partitions are revoked; a
     batch of an earlier generation, or taken while a rebalance runs, is dropped by the agent
@@ -110,26 +111,34 @@ class Inbox:
     again)."""
 
     def __init__(self, maxsize: int = INBOX_BATCHES) -> None:
-        self._queue: asyncio.Queue[tuple[int, list[Message]]] = asyncio.Queue(maxsize)
+        self._items: deque[tuple[int, list[Message]]] = deque()
+        self._maxsize = maxsize
+        self._changed = asyncio.Condition()
 
     async def put(self, generation: int, messages: list[Message]) -> None:
-        await self._queue.put((generation, messages))
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._items) < self._maxsize)
+            self._items.append((generation, messages))
+            self._changed.notify_all()
 
     async def take(self, limit: int) -> list[tuple[int, list[Message]]]:
         """The next batch, with those queued behind it while they hold under ``limit``
         messages together (no waiting for more: under load batches grow by themselves)."""
-        taken = [await self._queue.get()]
-        count = len(taken[0][1])
-        queue = self._queue
-        while not queue.empty() and count + len(queue._queue[0][1]) <= limit:  # type: ignore[attr-defined]
-            item = queue.get_nowait()
-            taken.append(item)
-            count += len(item[1])
-        return taken
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._items))
+            taken = [self._items.popleft()]
+            count = len(taken[0][1])
+            while self._items and count + len(self._items[0][1]) <= limit:
+                item = self._items.popleft()
+                taken.append(item)
+                count += len(item[1])
+            self._changed.notify_all()
+            return taken
 
-    def clear(self) -> None:
-        while not self._queue.empty():
-            self._queue.get_nowait()
+    async def clear(self) -> None:
+        async with self._changed:
+            self._items.clear()
+            self._changed.notify_all()
 
 
 @dataclass
@@ -191,7 +200,7 @@ class Runtime:
         (partitions are being revoked: nothing may be written for them afterwards)."""
         lanes = {id(lane): lane for rs in self.readers.values() for r in rs for lane in r.lanes}
         for lane in lanes.values():
-            lane.inbox.clear()
+            await lane.inbox.clear()
         for lane in lanes.values():
             async with lane.busy:
                 pass

@@ -88,3 +88,31 @@ def test_the_group_commits_what_every_agent_reading_a_topic_has_applied(tmp_path
     assert consumer._new_offset(TP(doses, 2)) == 18
     assert consumer._acked[TP(doses, 2)] == [30, 31]
     assert consumer._acked_index[TP(doses, 2)] == {30, 31}
+
+
+async def test_an_inbox_takes_what_it_holds_up_to_the_limit_and_holds_the_fetcher_back() -> None:
+    import asyncio
+
+    from streams.context import Message
+    from streams.worker import Inbox
+
+    def batch(n: int) -> list[Message]:
+        return [Message("checkins", 0, i, None, b"") for i in range(n)]
+
+    inbox = Inbox(maxsize=2)
+    await inbox.put(1, batch(3))
+    await inbox.put(1, batch(4))
+    blocked = asyncio.ensure_future(inbox.put(2, batch(5)))  # full: the fetcher waits
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    # Whole fetched batches, as many as fit under the limit (the first always goes).
+    assert [len(ms) for _, ms in await inbox.take(8)] == [3, 4]
+    await asyncio.wait_for(blocked, 1)
+    assert [(g, len(ms)) for g, ms in await inbox.take(2)] == [(2, 5)]
+    await inbox.put(3, batch(1))
+    await inbox.clear()  # a revocation drops what waits
+    late = asyncio.ensure_future(inbox.take(10))
+    await asyncio.sleep(0)
+    assert not late.done()
+    await inbox.put(4, batch(2))
+    assert [(g, len(ms)) for g, ms in await asyncio.wait_for(late, 1)] == [(4, 2)]
