@@ -37,6 +37,7 @@ from api.params import (
     text_param,
 )
 from api.problems import LogUnavailable, Problem, exception_handlers
+from api.ratelimit import TokenBuckets
 from api.render import aggregate_response, iso, iso_or_none, json_response
 from api.services import Services
 from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
@@ -366,17 +367,21 @@ async def _newest_page(
 # ------------------------------------------------------------------------------ citizen
 
 
-async def get_result(ctx: Ctx) -> Response:
-    services = ctx.services
-    client = ctx.client_address or "unknown"
-    wait = services.limiter.take(client)
+def _take_lookup(ctx: Ctx, limiter: TokenBuckets, key: str, whose: str) -> None:
+    """429 ``rate-limited`` (with Retry-After) unless ``limiter`` lets ``key`` look up now."""
+    wait = limiter.take(key)
     if wait > 0:
-        services.metrics.rate_limited.inc()
+        ctx.services.metrics.rate_limited.inc()
         raise Problem(
             "rate-limited",
-            "too many lookups from your address; retry later",
-            headers={"Retry-After": str(services.limiter.retry_after(wait))},
+            f"too many lookups {whose}; retry later",
+            headers={"Retry-After": str(limiter.retry_after(wait))},
         )
+
+
+async def get_result(ctx: Ctx) -> Response:
+    services = ctx.services
+    _take_lookup(ctx, services.limiter, ctx.client_address or "unknown", "from your address")
     not_found = Problem("not-found", "no result for this lookup code")
     try:
         code_hash = lookup_code_hash(ctx.params["lookup_code"])
@@ -384,14 +389,7 @@ async def get_result(ctx: Ctx) -> Response:
         raise not_found from None
     # One code's attempts are limited too, whatever the address: guessing one code from many
     # addresses (a botnet, or a proxy whose clients cannot be told apart) stays slow.
-    wait = services.code_limiter.take(code_hash)
-    if wait > 0:
-        services.metrics.rate_limited.inc()
-        raise Problem(
-            "rate-limited",
-            "too many lookups of this code; retry later",
-            headers={"Retry-After": str(services.code_limiter.retry_after(wait))},
-        )
+    _take_lookup(ctx, services.code_limiter, code_hash, "of this code")
     row = await queries.result_by_lookup(services.store, code_hash)
     if row is None:
         raise not_found

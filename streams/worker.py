@@ -382,7 +382,7 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
         # size, each committed on its own.
         for i in range(0, len(complete), batch_size):
             part = complete[i : i + batch_size]
-            await _process_until_committed(app, rt, handler, state, tables, part)
+            await _process_until_committed(rt, handler, state, tables, part)
         now = time.monotonic()
         for m in messages:
             seen_at[(m.topic, m.partition)] = now
@@ -675,7 +675,6 @@ async def _until_done(agent_name: str, work: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _process_until_committed(
-    app: faust.App,
     rt: Runtime,
     handler: Handler,
     state: Any,
@@ -704,7 +703,7 @@ async def _process_until_committed(
             UNEXPECTED.labels(type(handler).__name__).inc()
             log.exception("%s: unexpected error (attempt %d)", type(handler).__name__, failures)
             raise HandlerFailed(repr(e)) from e
-        await _commit(app, rt, ctx, state)
+        await _commit(rt, ctx, state)
 
     try:
         await _until_done(type(handler).__name__, attempt)
@@ -718,10 +717,10 @@ async def _process_until_committed(
             len(messages),
         )
         for part in (messages[:half], messages[half:]):
-            await _process_until_committed(app, rt, handler, state, tables, part)
+            await _process_until_committed(rt, handler, state, tables, part)
 
 
-async def _commit(app: faust.App, rt: Runtime, ctx: BatchContext, state: Any) -> None:
+async def _commit(rt: Runtime, ctx: BatchContext, state: Any) -> None:
     await ctx.read_your_writes()
     producer = await rt.producer()
     # Derived events: one record batch per partition (the partition Kafka's default
