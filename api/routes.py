@@ -709,8 +709,7 @@ async def stream_alerts(ctx: Ctx) -> Response:
 
     def refused() -> str | None:
         """Why the stream's token no longer reads, if it does not (checked every second)."""
-        revoked = services.revocations.is_revoked
-        if revoked(claims.token_id) or (claims.grant_id is not None and revoked(claims.grant_id)):
+        if services.revocations.claims_revoked(claims):
             return "token-revoked"
         if services.clock() >= claims.expires_at:
             return "token-expired"

@@ -19,7 +19,7 @@ from api.paging import PageTokens
 from api.ratelimit import TokenBuckets
 from api.stream import AlertBroadcaster
 from covidtech.settings import Settings
-from covidtech.tokens import TokenSigner
+from covidtech.tokens import Claims, TokenSigner
 from projections.model import ProjectionStore
 
 __all__ = ["EventLogPort", "Revocations", "Services"]
@@ -29,6 +29,8 @@ class Revocations(Protocol):
     """What the API needs of :class:`covidtech.revocations.RevocationList`."""
 
     def is_revoked(self, ident: str) -> bool: ...
+
+    def claims_revoked(self, claims: Claims) -> bool: ...
 
     def revoke(self, ids: Iterable[str]) -> None: ...
 

@@ -16,6 +16,7 @@ from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import bearer, client, running
 from covidtech.settings import Settings
+from covidtech.tokens import Claims
 from projections.memory import InMemoryStore
 from projections.programme_queries import PUBLIC_FIELDS
 from streams.local import LocalPipeline
@@ -41,6 +42,9 @@ class NoRevocations:
     healthy = True
 
     def is_revoked(self, ident: str) -> bool:
+        return False
+
+    def claims_revoked(self, claims: Claims) -> bool:
         return False
 
     def revoke(self, ids: Iterable[str]) -> None:
