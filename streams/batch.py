@@ -119,6 +119,31 @@ async def process_batch(
     return ctx
 
 
+def expired_states(
+    handler: Handler,
+    tables: Mapping[str, StateTable],
+    keys: Iterable[tuple[str, str]],
+    now_ms: int,
+) -> dict[tuple[str, str], tuple[Any, Any]]:
+    """What retention removes from ``handler``'s committed state at ``now_ms`` (wall clock,
+    epoch ms), among ``keys`` (table, key): (table, key) -> (the committed value, what
+    replaces it: the value trimmed, or None to delete the key). Keys with nothing past
+    retention, and every key of a handler that keeps its state (no ``prune``), are left
+    out. Pure: the caller commits the result as it commits a batch's state."""
+    prune = getattr(handler, "prune", None)
+    out: dict[tuple[str, str], tuple[Any, Any]] = {}
+    if prune is None:
+        return out
+    for table, key in keys:
+        value = tables[table].get(key)
+        if value is None:
+            continue
+        pruned = prune(table, key, value, now_ms)
+        if pruned is not value:
+            out[(table, key)] = (value, pruned)
+    return out
+
+
 def dead_letter_record(msg: Message, error: str) -> dict[str, Any]:
     """The DeadLetter record of a message: raw bytes, the error, topic[partition]@offset."""
     return {

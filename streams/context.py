@@ -158,3 +158,15 @@ class Handler(Protocol):
         """Names of its state tables."""
 
     async def handle(self, ctx: BatchContext, msg: Message) -> None: ...
+
+
+class Prunes(Protocol):
+    """A handler whose state holds data with a retention: besides ``handle``, it says what
+    of one committed value is past retention at a wall-clock time (``streams.batch.
+    expired_states``; the worker applies it on a timer, ``COVIDTECH_WORKER_PRUNE_SECONDS``).
+    Handlers without it keep their state (vaccination records)."""
+
+    def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
+        """``value`` without what is past retention at ``now_ms`` (epoch ms): ``value``
+        itself when nothing is, a new value when some is, None when all of it is (the key is
+        deleted). Pure: ``value`` is committed state and must not be changed."""

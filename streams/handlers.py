@@ -20,7 +20,7 @@ def all_handlers(
     """One handler per agent; each lists its source topics and state tables."""
     return [
         DirectoryHandler(),
-        PersonHandler(rules),
+        PersonHandler(rules, results),
         VenueHandler(rules),
         SampleHandler(rules, results),
         DeclarationHandler(rules),

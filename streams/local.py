@@ -16,7 +16,7 @@ from typing import Any
 
 from projections.model import ProjectionStore
 from schemas.codec import Registry, default_registry
-from streams.batch import COMMITS, dead_letter_record, process_batch
+from streams.batch import COMMITS, dead_letter_record, expired_states, process_batch
 from streams.context import Handler, Message
 from streams.handlers import all_handlers
 
@@ -110,6 +110,23 @@ class LocalPipeline:
                 await self._commit(h, batch)
                 self.positions[(i, topic)] = start + len(batch)
         raise RuntimeError("pipeline did not become idle")
+
+    def prune(self, now_ms: int) -> dict[str, tuple[int, int]]:
+        """Apply retention to every handler's state at ``now_ms`` (epoch ms), as the
+        worker's timer does; per handler that changed anything, (keys trimmed, deleted)."""
+        out: dict[str, tuple[int, int]] = {}
+        for h in self.handlers:
+            keys = [(t, k) for t in h.tables for k in self.tables[t]]
+            expired = expired_states(h, self.tables, keys, now_ms)
+            for (table, key), (_, value) in expired.items():
+                if value is None:
+                    del self.tables[table][key]
+                else:
+                    self.tables[table][key] = value
+            if expired:
+                gone = sum(1 for _, value in expired.values() if value is None)
+                out[type(h).__name__] = (len(expired) - gone, gone)
+        return out
 
     async def _commit(self, handler: Handler, batch: list[Message]) -> None:
         ctx = await process_batch(handler, batch, self.store, self.tables, self.registry)

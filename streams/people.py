@@ -19,11 +19,14 @@ from typing import Any
 
 from domain.exposure import Interval, diff_windows, exposure_windows, infectious_window
 from domain.presence import Direction, Scan, Visit, diff_visits, pair_visits
-from domain.results import CaseRecord, PersonCases, cases, record_positive
+from domain.results import DEFAULT_RULES as RESULT_RULES
+from domain.results import CaseRecord, PersonCases, ResultRules, cases, record_positive
 from domain.rules import DEFAULT_RULES, PresenceRules
 from projections.model import Delete, Upsert
 from streams.context import BatchContext, Message
 from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
+
+_MS = timedelta(milliseconds=1)
 
 TABLE = "persons"
 SCAN = "covidtech.checkin.CheckInScanned"
@@ -40,9 +43,14 @@ class PersonHandler:
     topics = ("checkins", "cases")
     tables = (TABLE,)
 
-    def __init__(self, rules: PresenceRules = DEFAULT_RULES) -> None:
+    def __init__(
+        self, rules: PresenceRules = DEFAULT_RULES, results: ResultRules = RESULT_RULES
+    ) -> None:
         self.rules = rules
+        self.results = results
         self.keep = rules.presence_retention + rules.lateness
+        self._keep_ms = int(self.keep / _MS)
+        self._results_ms = int(results.result_retention / _MS)
 
     async def handle(self, ctx: BatchContext, msg: Message) -> None:
         assert msg.event is not None
@@ -82,21 +90,17 @@ class PersonHandler:
         ]
         if at > st["newest"]:
             st["newest"] = at
-            self._prune(st)
+            _prune_presence(st, at - self._keep_ms)
         if venue in st["scans"]:
             self._republish_venue(ctx, person, st, venue)
         return True
 
-    def _prune(self, st: dict[str, Any]) -> None:
-        """Forget presence older than retention + lateness (event time, so replays agree)."""
-        horizon = st["newest"] - int(self.keep / timedelta(milliseconds=1))
-        for venue in list(st["scans"]):
-            st["scans"][venue] = [s for s in st["scans"][venue] if s[1] >= horizon]
-            st["visits"][venue] = [v for v in st["visits"].get(venue, []) if v[0] >= horizon]
-            st["windows"][venue] = [w for w in st["windows"].get(venue, []) if w[0] >= horizon]
-            if not st["scans"][venue]:
-                for part in ("scans", "visits", "windows"):
-                    st[part].pop(venue, None)
+    def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
+        """The person's state without what is past retention at ``now_ms`` (wall clock):
+        presence (scans, visits, windows) older than retention + lateness, and the
+        positives of cases whose every positive is older than the result retention. The
+        same ``value`` when nothing is; None when nothing is left (the key is deleted)."""
+        return prune_person(value, now_ms - self._keep_ms, now_ms - self._results_ms)
 
     def _republish_venue(
         self, ctx: BatchContext, person: str, st: dict[str, Any], venue: str
@@ -191,7 +195,7 @@ class PersonHandler:
                             "infectious_from": window.start,
                             "infectious_until": window.end,
                         },
-                        expires_at=case.collected_at + timedelta(days=90),
+                        expires_at=case.collected_at + self.results.result_retention,
                     )
                 ]
             )
@@ -265,6 +269,65 @@ class PersonHandler:
                 "removed": removed,
             },
         )
+
+
+def _prune_presence(st: dict[str, Any], horizon: int) -> None:
+    """Forget presence older than ``horizon`` (ms): scans by scan time, visits and windows
+    by visit start; a venue without scans goes whole. Changes ``st`` (a copy) in place."""
+    for venue in list(st["scans"]):
+        st["scans"][venue] = [s for s in st["scans"][venue] if s[1] >= horizon]
+        st["visits"][venue] = [v for v in st["visits"].get(venue, []) if v[0] >= horizon]
+        st["windows"][venue] = [w for w in st["windows"].get(venue, []) if w[0] >= horizon]
+        if not st["scans"][venue]:
+            for part in ("scans", "visits", "windows"):
+                st[part].pop(venue, None)
+
+
+def _has_presence_before(st: dict[str, Any], horizon: int) -> bool:
+    return (
+        any(s[1] < horizon for scans in st["scans"].values() for s in scans)
+        or any(v[0] < horizon for visits in st["visits"].values() for v in visits)
+        or any(w[0] < horizon for windows in st["windows"].values() for w in windows)
+    )
+
+
+def expired_positives(positives: list[list[Any]], horizon: int) -> int:
+    """How many of ``positives`` (sorted, as the state holds them) are past retention: the
+    leading cases whose every positive was collected before ``horizon`` (ms).
+
+    Whole cases go, never part of one: the anchors of the cases left are then the same as
+    before (a case's anchor depends only on the anchor before it), so pruning never moves
+    or re-confirms a case."""
+    gone = 0
+    anchor: int | None = None
+    dedup = int(RESULT_RULES.case_dedup / _MS)  # the rule ``cases`` applies in this handler
+    for i, p in enumerate(positives):
+        if anchor is None or p[1] - anchor > dedup:
+            anchor = p[1]  # a new case starts here; every positive before it is one case
+            gone = i
+        if p[1] >= horizon:
+            return gone
+    return len(positives)
+
+
+def prune_person(
+    st: dict[str, Any], presence_horizon: int, result_horizon: int
+) -> dict[str, Any] | None:
+    """A person's state without presence older than ``presence_horizon`` and the cases whose
+    positives are all older than ``result_horizon`` (ms): ``st`` itself when nothing is
+    past them, None when nothing is left. Pure; ``st`` is not changed."""
+    stale_presence = _has_presence_before(st, presence_horizon)
+    stale_positives = expired_positives(st["positives"], result_horizon)
+    if not stale_presence and not stale_positives:
+        return st
+    out = _copy(st)
+    if stale_presence:
+        _prune_presence(out, presence_horizon)
+    if stale_positives:
+        out["positives"] = st["positives"][stale_positives:]
+    if not out["scans"] and not out["positives"]:
+        return None
+    return out
 
 
 def _person_cases(person: str, st: dict[str, Any]) -> PersonCases:

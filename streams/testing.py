@@ -13,7 +13,7 @@ rows written are absolute values (readers sum the partitions).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from domain.exposure import infectious_window
@@ -41,6 +41,9 @@ SAMPLES = "samples_state"
 SYNDROMIC = "syndromic_counts"
 COLLECTED = "covidtech.testing.SampleCollected"
 RESULTED = "covidtech.testing.SampleResulted"
+#: How long a day's syndromic counts live after each declaration.
+SYNDROMIC_RETENTION = timedelta(days=90)
+_MS = timedelta(milliseconds=1)
 
 
 class SampleHandler:
@@ -54,6 +57,13 @@ class SampleHandler:
     ) -> None:
         self.rules = rules
         self.results = results
+        self._retention_ms = int(results.result_retention / _MS)
+
+    def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
+        """None (delete the key) once the sample was collected more than the result
+        retention before ``now_ms`` (wall clock): its rows have expired by then, and a
+        result arriving later is dead-lettered as one for an unknown sample."""
+        return None if value[4] + self._retention_ms <= now_ms else value
 
     async def handle(self, ctx: BatchContext, msg: Message) -> None:
         assert msg.event is not None
@@ -218,6 +228,14 @@ class DeclarationHandler:
     def __init__(self, rules: PresenceRules = DEFAULT_RULES) -> None:
         self.rules = rules
 
+    def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
+        """None (delete the key) once every declaration of its local day is past the
+        ``SYNDROMIC_RETENTION`` of its row at ``now_ms`` (wall clock). Counts, not personal
+        data: pruned so that the state stays bounded."""
+        day = from_days(int(key.split("|")[1]))
+        end = datetime.combine(day + timedelta(days=1), time(), tzinfo=self.rules.zone)
+        return None if to_ms(end + SYNDROMIC_RETENTION) <= now_ms else value
+
     async def handle(self, ctx: BatchContext, msg: Message) -> None:
         assert msg.event is not None
         rec = msg.event.record
@@ -240,7 +258,7 @@ class DeclarationHandler:
                         "declarations": declarations,
                         "symptomatic": symptomatic,
                     },
-                    expires_at=rec["submitted_at"] + timedelta(days=90),
+                    expires_at=rec["submitted_at"] + SYNDROMIC_RETENTION,
                 )
             ]
         )

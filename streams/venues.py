@@ -40,6 +40,10 @@ from streams.ids import derived_id, from_ms, to_ms
 TABLE = "venue_exposure"
 VISIT = "covidtech.exposure.VisitChanged"
 WINDOW = "covidtech.exposure.ExposureWindowChanged"
+#: How long a cluster row lives after its last window start (the ``clusters`` topic's 90
+#: days), and so how long a cluster outlives its pruned windows in the venue's state.
+CLUSTER_RETENTION = timedelta(days=90)
+_MS = timedelta(milliseconds=1)
 
 
 class VenueHandler:
@@ -50,6 +54,22 @@ class VenueHandler:
 
     def __init__(self, rules: PresenceRules = DEFAULT_RULES) -> None:
         self.rules = rules
+        self._windows_ms = int((rules.presence_retention + rules.lateness) / _MS)
+        self._alerts_ms = int(rules.presence_retention / _MS)
+        self._cluster_ms = int(CLUSTER_RETENTION / _MS)
+
+    def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
+        """The venue's state without what is past retention at ``now_ms`` (wall clock):
+        windows whose visit started more than retention + lateness ago, alerts whose contact
+        visit started more than retention ago (their rows' TTL), a cluster whose last window
+        started more than ``CLUSTER_RETENTION`` ago. ``value`` itself when nothing is; None
+        when nothing is left (the key is deleted)."""
+        return prune_venue(
+            value,
+            windows_before=now_ms - self._windows_ms,
+            alerts_before=now_ms - self._alerts_ms,
+            cluster_before=now_ms - self._cluster_ms,
+        )
 
     def _day(self, t: datetime) -> date:
         return t.astimezone(self.rules.zone).date()
@@ -295,6 +315,8 @@ class VenueHandler:
         return changed
 
     def _check_cluster(self, ctx: BatchContext, venue: str, st: dict[str, Any]) -> None:
+        if st.get("frozen"):
+            return  # its windows were pruned: it stands as published until its retention
         starts = {case: [from_ms(w[1]) for w in ws] for case, ws in st["windows"].items()}
         cluster = detect_cluster(starts, self.rules)
         now = (
@@ -323,7 +345,7 @@ class VenueHandler:
                         "first_window_start": cluster.first_window_start,
                         "last_window_start": cluster.last_window_start,
                     },
-                    expires_at=cluster.last_window_start + timedelta(days=90),
+                    expires_at=cluster.last_window_start + CLUSTER_RETENTION,
                 )
             ]
         )
@@ -395,4 +417,48 @@ def _copy(st: dict[str, Any]) -> dict[str, Any]:
         "windows": dict(st["windows"]),
         "alerts": dict(st["alerts"]),
         "cluster": st["cluster"],
+        **({"frozen": True} if st.get("frozen") else {}),
     }
+
+
+def prune_venue(
+    st: dict[str, Any], *, windows_before: int, alerts_before: int, cluster_before: int
+) -> dict[str, Any] | None:
+    """A venue's state without windows whose visit started before ``windows_before``,
+    alerts whose contact visit started at or before ``alerts_before`` and a cluster whose
+    last window started at or before ``cluster_before`` (all ms): ``st`` itself when nothing
+    is past them, None when nothing is left. Pure; ``st`` is not changed.
+
+    A cluster that loses a window of its span is **frozen**: it stays as published (its row
+    lives ``CLUSTER_RETENTION`` after its last window start) instead of being re-decided
+    from the windows left at the venue's next window change, which would delete its row
+    early or report a later group in its place. Once it expires, clusters are decided from
+    the windows again."""
+    windows: dict[str, list[list[int]]] = {}
+    lost: list[list[int]] = []
+    for case, ws in st["windows"].items():
+        kept = [w for w in ws if w[0] >= windows_before]
+        if len(kept) < len(ws):
+            lost += [w for w in ws if w[0] < windows_before]
+        if kept:
+            windows[case] = kept
+    alerts = {aid: a for aid, a in st["alerts"].items() if a[2] > alerts_before}
+    cluster, frozen = st["cluster"], bool(st.get("frozen"))
+    if cluster is not None and cluster[2] <= cluster_before:
+        cluster, frozen = None, False
+    elif cluster is not None and any(w[1] >= cluster[1] for w in lost):
+        frozen = True
+    unchanged = cluster is st["cluster"] and frozen == bool(st.get("frozen"))
+    if unchanged and not lost and len(alerts) == len(st["alerts"]):
+        return st
+    if not windows and not alerts and cluster is None:
+        return None
+    out: dict[str, Any] = {
+        "province": st["province"],
+        "windows": windows,
+        "alerts": alerts,
+        "cluster": cluster,
+    }
+    if frozen:
+        out["frozen"] = True
+    return out
