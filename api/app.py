@@ -47,8 +47,8 @@ from api.vaccination import operations as vaccination_operations
 from covidtech.heap import freeze_startup_heap
 from covidtech.revocations import RevocationList
 from covidtech.settings import Settings
-from covidtech.tokens import TokenSigner
-from covidtech.topics import AUDIT, EXPOSURE_ALERTS
+from covidtech.topics import AUDIT, EXPOSURE_ALERTS, GRANTS
+from infra.kafka_topics import TopicCheck, require_production_ready
 from projections.model import ProjectionStore
 
 __all__ = ["app_from_env", "create_app"]
@@ -90,6 +90,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if event_log is None:  # a real broker: the production profile checks it first
+                await require_production_ready(settings)
             the_store = store
             if the_store is None:
                 from projections.cassandra import CassandraStore
@@ -123,7 +125,7 @@ def create_app(
                 settings=settings,
                 config=cfg,
                 store=the_store,
-                signer=TokenSigner(settings.secret),
+                signer=settings.token_signer(),
                 pages=PageTokens(settings.secret),
                 revocations=the_revocations,
                 event_log=the_log,
@@ -149,6 +151,11 @@ def create_app(
                 ),
                 clock=clock,
                 openapi=document,
+                topics=None
+                if event_log is not None
+                else TopicCheck(
+                    settings, [settings.topic(t.name) for t in (GRANTS, EXPOSURE_ALERTS, AUDIT)]
+                ),
             )
             freeze_startup_heap()  # start-up's objects stay: keep them out of collections
             try:

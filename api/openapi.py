@@ -428,7 +428,7 @@ def build_document(operations: tuple[Operation, ...], version: str = "1.0.0") ->
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "A covidtech token (ct1.<claims>.<signature>).",
+                    "description": "A covidtech token: a JWT (HS256) with a key id (kid).",
                 }
             },
         },

@@ -1036,12 +1036,8 @@ async def create_grant(ctx: Ctx) -> Response:
             except InvalidScope as e:
                 errors.append({"field": f"scopes[{i}]", "message": str(e)})
                 continue
-            takes_province = scope.kind in (
-                ScopeKind.PROVINCE,
-                ScopeKind.TRACER,
-                ScopeKind.VENUE_ADMIN,
-            )
-            if takes_province and not reference.is_province(scope.value or ""):
+            province = scope.province_code
+            if province is not None and not reference.is_province(province):
                 errors.append({"field": f"scopes[{i}]", "message": "unknown province code"})
                 continue
             if not _covers(issuer, scope):
@@ -1189,6 +1185,7 @@ async def readyz(ctx: Ctx) -> Response:
     checks = {
         "cassandra": store,
         "kafka": kafka,
+        "topics": services.topics is None or not await services.topics.missing(),
         "revocations": services.revocations.healthy,
         "alert_stream": services.broadcaster.healthy,
     }

@@ -20,6 +20,7 @@ from api.ratelimit import TokenBuckets
 from api.stream import AlertBroadcaster
 from covidtech.settings import Settings
 from covidtech.tokens import Claims, TokenSigner
+from infra.kafka_topics import TopicCheck
 from projections.model import ProjectionStore
 
 __all__ = ["EventLogPort", "Revocations", "Services"]
@@ -69,3 +70,6 @@ class Services:
     auditor: Auditor
     clock: Callable[[], datetime]
     openapi: dict[str, Any]
+    #: The topics this API reads and writes that the broker does not list (readiness);
+    #: ``None`` with an injected event log (tests without a broker).
+    topics: TopicCheck | None = None

@@ -20,7 +20,6 @@ import httpx
 from starlette.applications import Starlette
 
 from covidtech.settings import Settings
-from covidtech.tokens import TokenSigner
 
 __all__ = ["EventStreamClient", "SseEvent", "bearer", "client", "running"]
 
@@ -49,7 +48,7 @@ def bearer(
     grant_id: str | None = None,
 ) -> dict[str, str]:
     """An Authorization header with a fresh token for ``scopes``."""
-    token = TokenSigner(settings.secret).issue(subject, scopes, ttl, grant_id=grant_id)
+    token = settings.token_signer().issue(subject, scopes, ttl, grant_id=grant_id)
     return {"Authorization": f"Bearer {token}"}
 
 

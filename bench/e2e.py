@@ -39,7 +39,6 @@ from bench.common import (
 from bench.kafka_ceiling import producer_performance
 from bench.streams import cpu_seconds, machine_busy, raw_cassandra_writes, service_cpu
 from covidtech.settings import Settings, with_overrides
-from covidtech.tokens import issue
 from projections.cassandra import CassandraStore
 from projections.model import Query
 from streams.replay import ROOT, caught_up, worker_env
@@ -59,7 +58,7 @@ class Api:
 
     def auth(self, scope: str) -> dict[str, str]:
         if scope not in self.tokens:
-            token = issue(self.s.secret, "bench", [scope], timedelta(hours=2))
+            token = self.s.token_signer().issue("bench", [scope], timedelta(hours=2))
             self.tokens[scope] = {"Authorization": f"Bearer {token}"}
         return self.tokens[scope]
 
@@ -187,7 +186,7 @@ async def alert_latency(
                     await api.post("app", "/v1/scans", scan(venues[i], who, at, direction))
             tube = f"BENCH-{uuid.uuid4().hex[:12]}"
             sample = await api.post(
-                "site:bench",
+                "site:bench@79",
                 "/v1/samples",
                 {
                     "sample_id": tube,
@@ -199,7 +198,7 @@ async def alert_latency(
             )
             contact_id = contact.split(":")[3]
             del sample
-            await api.post("lab:bench", f"/v1/samples/{tube}/result", {"result": "POSITIVE"})
+            await api.post("lab:bench@79", f"/v1/samples/{tube}/result", {"result": "POSITIVE"})
             t0 = time.monotonic()
             while not await store.select(
                 Query("alerts_by_person", {"contact_person_id": contact_id})
@@ -244,7 +243,6 @@ async def run(
 def start_processes(s: Settings, port: int, workers: int) -> list[subprocess.Popen[bytes]]:
     """The ingest API, then ``workers`` worker processes of one group."""
     env = worker_env(with_overrides(s, ingest_port=port))
-    env["COVIDTECH_SECRET"] = s.secret
     log = (s.home / "bench-e2e-ingest.log").open("w")
     group = [
         subprocess.Popen(

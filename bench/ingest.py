@@ -199,18 +199,16 @@ def _scan_bodies(venue_qr: str, person_qrs: list[str], batch: int = 0) -> Any:
 
 async def main(args: argparse.Namespace) -> None:
     from covidtech.settings import with_overrides
-    from covidtech.tokens import TokenSigner
-    from covidtech.topics import SOURCE_TOPICS
     from infra.kafka_topics import create_topics
 
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     s = with_overrides(settings_mod.load(), topic_prefix=prefix)
-    await create_topics(s, SOURCE_TOPICS)
+    await create_topics(s)
     env = {**os.environ, "COVIDTECH_TOPIC_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
     ingest_port, bare_port = free_port(), free_port()
     ingest = serve("producers.app:app_from_env", ingest_port, env)
     bare = serve("bench.ingest:bare_app", bare_port, env)
-    signer = TokenSigner(s.secret)
+    signer = s.token_signer()
     auth = {
         "Authorization": "Bearer " + signer.issue("bench", ["app"], timedelta(hours=2)),
         "Content-Type": "application/json",

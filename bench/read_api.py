@@ -221,9 +221,8 @@ async def ingest_load(
     if rate <= 0:
         yield
         return
-    from covidtech.tokens import TokenSigner
 
-    signer = TokenSigner(settings.secret)
+    signer = settings.token_signer()
     app = {"Authorization": "Bearer " + signer.issue("bench", ["app"], timedelta(hours=2))}
     admin = {
         "Authorization": "Bearer " + signer.issue("bench", ["venue-admin:79"], timedelta(hours=2))
@@ -281,7 +280,6 @@ async def ingest_load(
 
 async def main(args: argparse.Namespace, settings: Any) -> None:
     from bench.common import Report, free_port, serve
-    from covidtech.tokens import TokenSigner
     from domain.reference import PROVINCES
     from domain.results import lookup_code_hash
     from projections import queries
@@ -315,7 +313,7 @@ async def main(args: argparse.Namespace, settings: Any) -> None:
         base = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
         moh = {
             "Authorization": "Bearer "
-            + TokenSigner(settings.secret).issue("bench", ["moh"], timedelta(hours=2))
+            + settings.token_signer().issue("bench", ["moh"], timedelta(hours=2))
         }
         provinces = sorted(PROVINCES)
         rng = random.Random(11)

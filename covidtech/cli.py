@@ -328,11 +328,11 @@ def venue_register(
 
     import httpx
 
-    from covidtech.tokens import issue
-
     s = _settings()
     base = url or f"http://127.0.0.1:{s.ingest_port}"
-    token = issue(s.secret, "covidtech-cli", [f"venue-admin:{province}"], timedelta(minutes=10))
+    token = s.token_signer().issue(
+        "covidtech-cli", [f"venue-admin:{province}"], timedelta(minutes=10)
+    )
     headers = {"Authorization": f"Bearer {token}"}
     try:
         r = httpx.post(

@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 
 from covidtech.settings import Settings
-from covidtech.tokens import issue
 
 ROOT = Path(__file__).resolve().parents[1]
 Log = Callable[[str], None]
@@ -83,11 +82,11 @@ def user_tokens(s: Settings, province: str = "79") -> dict[str, tuple[str, str]]
         f"contact tracer, province {province}": f"tracer:{province}",
         f"venue owner, province {province}": f"venue-admin:{province}",
         "citizen app": "app",
-        "sample site": "site:demo-site",
-        "lab": "lab:demo-lab",
+        f"sample site, province {province}": f"site:demo-site-{province}@{province}",
+        f"lab, province {province}": f"lab:demo-lab-{province}@{province}",
     }
     return {
-        k: (scope, issue(s.secret, f"demo-{scope.replace(':', '-')}", [scope], ttl))
+        k: (scope, s.token_signer().issue(f"demo-{scope.replace(':', '-')}", [scope], ttl))
         for k, scope in kinds.items()
     }
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from covidtech.tokens import KeySet, TokenSigner
     from domain.results import ResultRules
     from domain.rules import PresenceRules
 
@@ -23,6 +24,12 @@ T = TypeVar("T")
 
 PREFIX = "COVIDTECH_"
 DEV_SECRET = "dev-only-secret-change-me-in-production"
+#: The development token key: its secret is public (it is in this file), so the production
+#: profile refuses it, as it refuses ``DEV_SECRET``.
+DEV_TOKEN_KEYS = "dev:dev-only-token-key-change-me-in-production"
+PROFILES = ("development", "production")
+#: Shortest secret the production profile accepts (256 bits of base64 text is 43 characters).
+PRODUCTION_SECRET_MIN = 32
 
 
 class SettingsError(ValueError):
@@ -86,7 +93,28 @@ class Settings:
         default=4,
         metadata={"doc": "batches each agent of a worker processes at once (partition % lanes)"},
     )
-    secret: str = field(default=DEV_SECRET, metadata={"doc": "HMAC key of QR codes and tokens"})
+    worker_prune_seconds: int = field(
+        default=600,
+        metadata={"doc": "seconds between the passes pruning worker state past retention"},
+    )
+    profile: str = field(
+        default="development",
+        metadata={
+            "doc": "development or production: production refuses the development keys, a "
+            "broker that auto-creates topics, and missing topics"
+        },
+    )
+    secret: str = field(
+        default=DEV_SECRET,
+        metadata={"doc": "HMAC key of QR codes and paging cursors (tokens have their own keys)"},
+    )
+    token_keys: str = field(
+        default=DEV_TOKEN_KEYS,
+        metadata={
+            "doc": "token keys as kid:secret pairs, comma-separated; the first signs, all "
+            "verify (rotate by putting a new key first)"
+        },
+    )
     token_max_ttl: str = field(
         default="30d",
         metadata={
@@ -111,6 +139,11 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "secret":
                 out[f.name] = "(dev default)" if value == DEV_SECRET else "***"
+            elif f.name == "token_keys":
+                kids = ",".join(self.token_keyset().ids)
+                out[f.name] = (
+                    f"{kids} (dev default)" if value == DEV_TOKEN_KEYS else f"{kids} (***)"
+                )
             elif isinstance(value, tuple):
                 out[f.name] = ",".join(value)
             else:
@@ -122,7 +155,24 @@ class Settings:
         process (a worker, an API) needs to run with exactly these settings."""
         env = {f"{PREFIX}{k.upper()}": v for k, v in self.describe().items()}
         env[f"{PREFIX}SECRET"] = self.secret
+        env[f"{PREFIX}TOKEN_KEYS"] = self.token_keys
         return env
+
+    def token_keyset(self) -> KeySet:
+        """The token keys (``token_keys``) parsed: the first signs, every one verifies."""
+        from covidtech.tokens import KeySet
+
+        return KeySet.parse(self.token_keys)
+
+    def token_signer(self) -> TokenSigner:
+        """Issues tokens under the signing key and verifies them under every key."""
+        from covidtech.tokens import TokenSigner
+
+        return TokenSigner(self.token_keyset())
+
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
 
     @property
     def kafka_lib(self) -> Path:
@@ -295,6 +345,14 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"{PREFIX}KEYSPACE={s.keyspace!r} is not a valid keyspace name")
     if len(s.secret) < 16:
         raise SettingsError(f"{PREFIX}SECRET must be at least 16 characters")
+    try:
+        s.token_keyset()
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}TOKEN_KEYS: {e}") from None
+    if s.profile not in PROFILES:
+        raise SettingsError(f"{PREFIX}PROFILE={s.profile!r} must be one of {', '.join(PROFILES)}")
+    if s.production:
+        _refuse_development_keys(s)
     parse_rules(s.rules)  # a bad rule fails the start, naming it
     try:
         if parse_duration(s.token_max_ttl) <= timedelta(0):
@@ -305,6 +363,26 @@ def _validate(s: Settings) -> None:
         heap = getattr(s, heap_name)
         if not (heap[:-1].isdigit() and heap[-1] in "mgMG"):
             raise SettingsError(f"{PREFIX}{heap_name.upper()}={heap!r} must look like 512m or 1g")
+
+
+def _refuse_development_keys(s: Settings) -> None:
+    """The production profile starts only with keys of its own, long enough."""
+    dev_secrets = {DEV_SECRET, DEV_TOKEN_KEYS.partition(":")[2]}
+    pairs = [item.strip().partition(":") for item in s.token_keys.split(",")]
+    if s.secret in dev_secrets or any(secret in dev_secrets for _, _, secret in pairs):
+        raise SettingsError(
+            f"{PREFIX}PROFILE=production refuses the development keys: set {PREFIX}SECRET and "
+            f"{PREFIX}TOKEN_KEYS to secrets of your own"
+        )
+    short = [kid for kid, _, secret in pairs if len(secret) < PRODUCTION_SECRET_MIN]
+    if len(s.secret) < PRODUCTION_SECRET_MIN or short:
+        named = f"{PREFIX}SECRET" if not short else f"{PREFIX}TOKEN_KEYS key {short[0]!r}"
+        raise SettingsError(
+            f"{PREFIX}PROFILE=production needs secrets of {PRODUCTION_SECRET_MIN} characters or "
+            f"more: {named} is shorter"
+        )
+    if any(secret == s.secret for _, _, secret in pairs):
+        raise SettingsError(f"{PREFIX}TOKEN_KEYS must not reuse {PREFIX}SECRET (the QR key)")
 
 
 _cached: Settings | None = None

@@ -1,47 +1,53 @@
 """Signed, expiring bearer tokens with scopes, shared by the ingest API and the read API.
 
-A token is three dot-separated parts::
+A token is a JWT (RFC 7519, through PyJWT) signed with HMAC-SHA256::
 
-    ct1.<base64url(claims JSON)>.<base64url(HMAC-SHA256(key, "ct1." + claims part))>
+    header  {"alg": "HS256", "typ": "JWT", "kid": "<key id>"}
+    claims  {"sub", "aud": "covidtech", "scopes", "iat", "exp", "jti"[, "grant_id"]}
 
-The claims are ``{"sub", "scopes", "iat", "exp", "jti"}`` and, for tokens issued under a grant,
-``"grant_id"``; times are whole seconds since the epoch (UTC). The HMAC key is derived from the
-deployment secret with a purpose label, so a token signature can never be replayed as a QR code
-signature (``domain/qr.py`` derives its own key from the same secret).
+Times are whole seconds since the epoch (UTC). Keys come from a :class:`KeySet` (setting
+``COVIDTECH_TOKEN_KEYS``, ``kid:secret`` pairs): the first key signs, every key verifies, so a
+key is rotated with an overlap (put the new key first, drop the old one once the last token it
+signed has expired). The HMAC key of each entry is derived from its secret with a purpose label,
+and QR codes are signed with a key of their own (``COVIDTECH_SECRET``, ``domain/qr.py``), so a
+token signature can never be replayed as a QR code signature.
 
-Verification checks, in order: the shape, the signature (constant-time compare, before the
-claims are even parsed, so a forger learns nothing from our parser), the claims, the expiry, and
-finally revocation through the ``is_revoked`` hook (called with the token's ``jti`` and, when
-present, its ``grant_id``). The read API's revocation set plugs in there.
+Verification checks, in order: the length, the header (an unknown ``kid`` is refused as
+forged), the signature and audience (PyJWT; only ``HS256`` is accepted, so ``alg: none`` and
+algorithm confusion are refused), the claims, the expiry against the ``now`` the caller passes,
+and finally revocation through the ``is_revoked`` hook (called with the token's ``jti`` and,
+when present, its ``grant_id``). The read API's revocation set plugs in there.
 
-Scopes (DESIGN.md "Read API"): ``moh``, ``app``, and ``<kind>:<value>`` for ``province``,
-``tracer``, ``venue-admin`` (a province code), ``site``, ``lab``, ``institution`` (an id).
-This module checks their shape only; whether a province code exists is the caller's business.
+Scopes (docs/design.md "Scopes"): ``moh``, ``app``, ``<kind>:<value>`` for ``province``,
+``tracer``, ``venue-admin`` (a province code) and ``institution`` (an id), and
+``<kind>:<id>@<province code>`` for ``site`` and ``lab`` (the province they work in). This
+module checks their shape only; whether a province code exists is the caller's business.
 
-Pure: standard library only, the clock is passed in.
+Pure: no I/O, the clock is passed in.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
+
+import jwt
 
 __all__ = [
+    "AUDIENCE",
     "MAX_TOKEN_LENGTH",
-    "TOKEN_PREFIX",
     "Claims",
     "ExpiredToken",
     "ForgedToken",
     "InvalidScope",
+    "KeySet",
     "MalformedToken",
     "RevokedToken",
     "Scope",
@@ -53,7 +59,9 @@ __all__ = [
     "verify",
 ]
 
-TOKEN_PREFIX = "ct1"
+#: The ``aud`` of every token: a JWT minted for another service under a shared key is refused.
+AUDIENCE = "covidtech"
+ALGORITHM = "HS256"
 #: Longer tokens are refused before any work (a token with a few scopes is ~300 characters).
 MAX_TOKEN_LENGTH = 4096
 #: The last second a token may name (``iat``, ``exp``): the end of 2999, as for every instant
@@ -65,7 +73,8 @@ DEFAULT_LEEWAY = timedelta(seconds=60)
 _KEY_LABEL = b"covidtech/bearer-token/v1"
 _VALUE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SUBJECT = re.compile(r"[\w.@:/ -]{1,128}")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_PROVINCE = re.compile(r"[0-9]{2}")
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 class TokenError(ValueError):
@@ -109,13 +118,22 @@ class ScopeKind(StrEnum):
         """Whether scopes of this kind carry a value (a province code or an id)."""
         return self not in (ScopeKind.MOH, ScopeKind.APP)
 
+    @property
+    def bound_to_province(self) -> bool:
+        """Whether scopes of this kind name the province they act in (``site:<id>@<code>``):
+        a sample site writes for its own province, a lab results that province's samples
+        (and samples addressed to it)."""
+        return self in (ScopeKind.SITE, ScopeKind.LAB)
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Scope:
-    """One scope: a kind and, for every kind but ``moh`` and ``app``, a value."""
+    """One scope: a kind; for every kind but ``moh`` and ``app``, a value; for ``site`` and
+    ``lab``, also the province the site or lab works in."""
 
     kind: ScopeKind
     value: str | None = None
+    province: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind.takes_value:
@@ -125,10 +143,20 @@ class Scope:
                 )
         elif self.value is not None:
             raise InvalidScope(f"scope {self.kind.value!r} takes no value")
+        if self.kind.bound_to_province:
+            if self.province is None or not _PROVINCE.fullmatch(self.province):
+                raise InvalidScope(
+                    f"scope {self.kind.value!r} names its province: "
+                    f"{self.kind.value}:<id>@<two-digit province code>, e.g. "
+                    f"{self.kind.value}:hn-042@01"
+                )
+        elif self.province is not None:
+            raise InvalidScope(f"scope {self.kind.value!r} names no province")
 
     @classmethod
     def parse(cls, text: str) -> Scope:
-        """``"site:hn-042"`` -> ``Scope(SITE, "hn-042")``; raises :class:`InvalidScope`."""
+        """``"site:hn-042@01"`` -> ``Scope(SITE, "hn-042", "01")``; raises
+        :class:`InvalidScope`."""
         kind_text, sep, value = text.partition(":")
         try:
             kind = ScopeKind(kind_text)
@@ -137,10 +165,25 @@ class Scope:
             raise InvalidScope(
                 f"unknown scope kind {kind_text!r}; expected one of {known}"
             ) from None
-        return cls(kind, value if sep else None)
+        if not sep:
+            return cls(kind)
+        ident, at, province = value.partition("@")
+        return cls(kind, ident, province if at else None)
+
+    @property
+    def province_code(self) -> str | None:
+        """The province code this scope names, if any: the value of ``province``, ``tracer``
+        and ``venue-admin``, the ``@`` part of ``site`` and ``lab``. Whether the code exists
+        is the caller's check (``domain.reference.is_province``)."""
+        if self.kind in (ScopeKind.PROVINCE, ScopeKind.TRACER, ScopeKind.VENUE_ADMIN):
+            return self.value
+        return self.province
 
     def __str__(self) -> str:
-        return self.kind.value if self.value is None else f"{self.kind.value}:{self.value}"
+        if self.value is None:
+            return self.kind.value
+        where = "" if self.province is None else f"@{self.province}"
+        return f"{self.kind.value}:{self.value}{where}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,34 +198,79 @@ class Claims:
     grant_id: str | None = None
 
     def has(self, kind: ScopeKind | str, value: str | None = None) -> bool:
-        """Whether a scope of ``kind`` is held; with ``value``, that exact scope.
+        """Whether a scope of ``kind`` is held; with ``value``, one with that value.
 
-        ``has("site")`` is true for any ``site:<id>``; ``has("site", "hn-042")`` only for that
-        site. No scope implies another (``moh`` does not imply write scopes); callers that want
-        such a rule spell it out.
+        ``has("site")`` is true for any ``site:<id>@<code>``; ``has("site", "hn-042")`` only
+        for that site (in any province). No scope implies another (``moh`` does not imply
+        write scopes); callers that want such a rule spell it out.
         """
         kind = ScopeKind(kind)
         if value is None:
             return any(s.kind is kind for s in self.scopes)
-        return Scope(kind, value) in self.scopes if kind.takes_value else False
+        return any(s.kind is kind and s.value == value for s in self.scopes)
 
     def values(self, kind: ScopeKind | str) -> frozenset[str]:
         """The values of every held scope of ``kind`` (e.g. the site ids of ``site:*``)."""
         kind = ScopeKind(kind)
         return frozenset(s.value for s in self.scopes if s.kind is kind and s.value is not None)
 
+    def provinces(self, kind: ScopeKind | str, value: str) -> frozenset[str]:
+        """The provinces in which the token acts as site or lab ``value``
+        (``site:hn-042@01`` and ``site:hn-042@79`` -> ``{"01", "79"}``)."""
+        kind = ScopeKind(kind)
+        return frozenset(
+            s.province
+            for s in self.scopes
+            if s.kind is kind and s.value == value and s.province is not None
+        )
+
+
+class KeySet:
+    """Token keys by id: the first signs, every one verifies (rotation with an overlap)."""
+
+    def __init__(self, entries: Sequence[tuple[str, str | bytes]]) -> None:
+        if not entries:
+            raise ValueError("a key set needs at least one key")
+        self._keys: dict[str, bytes] = {}
+        for kid, secret in entries:
+            if not _KEY_ID.fullmatch(kid):
+                raise ValueError(f"key id {kid!r} must be 1-32 letters, digits, '.', '_' or '-'")
+            raw = secret.encode() if isinstance(secret, str) else secret
+            if not raw:
+                raise ValueError(f"the secret of key {kid!r} must not be empty")
+            if kid in self._keys:
+                raise ValueError(f"key id {kid!r} appears twice")
+            self._keys[kid] = hmac.new(raw, _KEY_LABEL, hashlib.sha256).digest()
+        self.signing_id = entries[0][0]
+
+    @classmethod
+    def parse(cls, text: str) -> KeySet:
+        """``"2026-12:secretA,2026-06:secretB"`` -> two keys, ``2026-12`` signing.
+
+        Raises ``ValueError`` naming what is wrong (never the secret)."""
+        entries: list[tuple[str, str]] = []
+        for n, item in enumerate(text.split(","), 1):
+            kid, sep, secret = item.strip().partition(":")
+            if not sep:  # not echoed: the text may be a secret without its id
+                raise ValueError(f"key {n} must look like <key id>:<secret>")
+            entries.append((kid, secret))
+        return cls(entries)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._keys)
+
+    def key(self, kid: str) -> bytes | None:
+        return self._keys.get(kid)
+
 
 class TokenSigner:
-    """Issues and verifies tokens under one secret; derives the key once."""
+    """Issues tokens under the signing key of a :class:`KeySet`; verifies under any of it.
 
-    def __init__(self, secret: str | bytes) -> None:
-        raw = secret.encode() if isinstance(secret, str) else secret
-        if not raw:
-            raise ValueError("the token secret must not be empty")
-        self._key = hmac.new(raw, _KEY_LABEL, hashlib.sha256).digest()
+    A plain secret stands for a key set of one key (id ``default``)."""
 
-    def _sign(self, signed_part: bytes) -> bytes:
-        return hmac.new(self._key, signed_part, hashlib.sha256).digest()
+    def __init__(self, keys: KeySet | str | bytes) -> None:
+        self.keys = keys if isinstance(keys, KeySet) else KeySet([("default", keys)])
 
     def issue(
         self,
@@ -209,6 +297,7 @@ class TokenSigner:
             raise ValueError("a token must expire before the year 3000")
         claims: dict[str, object] = {
             "sub": subject,
+            "aud": AUDIENCE,
             "scopes": [str(s) for s in parsed],
             "iat": issued,
             "exp": issued + max(1, int(ttl.total_seconds())),
@@ -216,9 +305,18 @@ class TokenSigner:
         }
         if grant_id is not None:
             claims["grant_id"] = grant_id
-        payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-        signed_part = f"{TOKEN_PREFIX}.{payload}".encode("ascii")
-        return f"{TOKEN_PREFIX}.{payload}.{_b64encode(self._sign(signed_part))}"
+        return self.encode(claims)
+
+    def encode(self, claims: dict[str, Any], *, kid: str | None = None) -> str:
+        """``claims`` signed as they are, under key ``kid`` (default: the signing key).
+
+        :meth:`issue` is the way to make a token; this is its last step, open to tests that
+        need an authentic token with claims :meth:`issue` would refuse."""
+        kid = kid or self.keys.signing_id
+        key = self.keys.key(kid)
+        if key is None:
+            raise ValueError(f"no key {kid!r} in the key set")
+        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
 
     def verify(
         self,
@@ -237,20 +335,35 @@ class TokenSigner:
         """
         if len(token) > MAX_TOKEN_LENGTH:
             raise MalformedToken("token too long")
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
-            raise MalformedToken(f"not a {TOKEN_PREFIX} token")
-        _, payload, signature = parts
-        if not _B64URL.fullmatch(payload) or not _B64URL.fullmatch(signature):
-            raise MalformedToken("token parts must be base64url")
         try:
-            given = _b64decode(signature)
-        except ValueError as e:
-            raise MalformedToken("bad signature encoding") from e
-        expected = self._sign(f"{TOKEN_PREFIX}.{payload}".encode("ascii"))
-        if not hmac.compare_digest(given, expected):
-            raise ForgedToken("signature does not match")
-        claims = _parse_claims(payload)
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise MalformedToken("not a JWT") from e
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise MalformedToken("no key id")
+        key = self.keys.key(kid)
+        if key is None:
+            raise ForgedToken("unknown key id")
+        try:
+            raw = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                # Times are checked below against the caller's clock, with our bounds.
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "require": ["aud"],
+                },
+            )
+        except jwt.InvalidSignatureError as e:
+            raise ForgedToken("signature does not match") from e
+        except jwt.PyJWTError as e:
+            raise MalformedToken(f"bad token: {e}") from e
+        claims = _parse_claims(raw)
         instant = _epoch_seconds(now)
         if claims.issued_at.timestamp() > instant + leeway.total_seconds():
             raise MalformedToken("token issued in the future")
@@ -265,7 +378,7 @@ class TokenSigner:
 
 
 def issue(
-    secret: str | bytes,
+    secret: KeySet | str | bytes,
     subject: str,
     scopes: Iterable[Scope | str],
     ttl: timedelta,
@@ -278,7 +391,7 @@ def issue(
 
 
 def verify(
-    secret: str | bytes,
+    secret: KeySet | str | bytes,
     token: str,
     now: datetime,
     *,
@@ -313,24 +426,7 @@ def _epoch_seconds(value: datetime) -> int:
     return int(value.timestamp())
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as e:
-        raise ValueError(str(e)) from e
-
-
-def _parse_claims(payload: str) -> Claims:
-    try:
-        raw = json.loads(_b64decode(payload))
-    except ValueError as e:
-        raise MalformedToken("claims are not base64url JSON") from e
-    if not isinstance(raw, dict):
-        raise MalformedToken("claims must be a JSON object")
+def _parse_claims(raw: dict[str, Any]) -> Claims:
     sub, scopes, iat, exp, jti = (raw.get(k) for k in ("sub", "scopes", "iat", "exp", "jti"))
     grant_id = raw.get("grant_id")
     if not isinstance(sub, str) or not isinstance(jti, str) or not jti:

@@ -34,6 +34,7 @@ from covidtech import topics
 from covidtech.allow import allowed_methods, options_response
 from covidtech.heap import freeze_startup_heap
 from covidtech.settings import Settings
+from infra.kafka_topics import TopicCheck, require_production_ready
 from producers import vaccination
 from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics, MetricsMiddleware
@@ -168,6 +169,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         from producers.kafka import KafkaEventLog, TopicFeed
 
+        if producer is None:  # a real broker: the production profile checks it first
+            await require_production_ready(settings)
+            app.state.topics = TopicCheck(
+                settings, [settings.topic(t.name) for t in WRITTEN_TOPICS]
+            )
         registry = default_registry()
         venue_view = VenueDirectory(registry)
         sample_view = SampleBook(registry)

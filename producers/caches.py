@@ -104,10 +104,12 @@ class VenueDirectory:
 
 @dataclass(frozen=True, slots=True)
 class KnownSample:
-    """A collected sample: its state (members are not kept) and its size."""
+    """A collected sample: its state (members are not kept), its size, and the lab it was
+    sent to (None: any lab of its province)."""
 
     sample: Sample
     member_count: int
+    addressed_to: str | None = None
 
     @property
     def result(self) -> TestResult | None:
@@ -137,6 +139,7 @@ class SampleBook:
         test_type: TestType,
         collected_at: datetime,
         member_count: int,
+        addressed_to: str | None = None,
     ) -> None:
         """Record a collection; the first one of a sample id wins."""
         if sample_id in self._samples:
@@ -149,7 +152,7 @@ class SampleBook:
             collected_at=collected_at,
             members=(),
         )
-        self._samples[sample_id] = KnownSample(sample, member_count)
+        self._samples[sample_id] = KnownSample(sample, member_count, addressed_to)
 
     def resulted(
         self, sample_id: str, result: TestResult, resulted_at: datetime, lab_id: str
@@ -163,7 +166,9 @@ class SampleBook:
         except (ConflictingResult, InvalidResult):
             return
         if decision.accepted:
-            self._samples[sample_id] = KnownSample(decision.sample, known.member_count)
+            self._samples[sample_id] = KnownSample(
+                decision.sample, known.member_count, known.addressed_to
+            )
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Fold one record of the ``samples`` topic."""
@@ -184,6 +189,7 @@ class SampleBook:
                 TestType(r["test_type"]),
                 r["collected_at"],
                 len(r["members"]),
+                r.get("lab_id"),
             )
         elif event.name == "covidtech.testing.SampleResulted":
             self.resulted(r["sample_id"], TestResult(r["result"]), r["resulted_at"], r["lab_id"])

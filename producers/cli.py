@@ -12,12 +12,10 @@ import click
 
 from covidtech import settings as settings_mod
 from covidtech.settings import Settings, SettingsError, parse_duration
-from covidtech.tokens import InvalidScope, Scope, ScopeKind, TokenSigner, parse_ttl
+from covidtech.tokens import InvalidScope, Scope, parse_ttl
 from domain.reference import is_province
 
 __all__ = ["ingest_api_command", "token_group"]
-
-_PROVINCE_SCOPES = (ScopeKind.PROVINCE, ScopeKind.TRACER, ScopeKind.VENUE_ADMIN)
 
 
 def _settings() -> Settings:
@@ -32,9 +30,10 @@ def _scope(text: str) -> Scope:
         scope = Scope.parse(text)
     except InvalidScope as e:
         raise click.BadParameter(str(e), param_hint="--scope") from e
-    if scope.kind in _PROVINCE_SCOPES and not is_province(scope.value or ""):
+    province = scope.province_code
+    if province is not None and not is_province(province):
         raise click.BadParameter(
-            f"{scope}: {scope.kind.value} takes a GSO two-digit province code, e.g. 01",
+            f"{scope}: {province} is not a GSO two-digit province code, e.g. 01",
             param_hint="--scope",
         )
     return scope
@@ -75,7 +74,7 @@ def token_issue(scopes: tuple[str, ...], ttl: str, subject: str, grant_id: str |
     parsed = [_scope(s) for s in scopes]
     token_id = secrets.token_urlsafe(12)
     try:
-        token = TokenSigner(settings.secret).issue(
+        token = settings.token_signer().issue(
             subject,
             parsed,
             lifetime,

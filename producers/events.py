@@ -168,6 +168,7 @@ def sample_collected(sample: SampleRequest, site_id: str, code_hashes: Sequence[
             "collected_at": sample.collected_at,
             "site_id": site_id,
             "province": sample.province,
+            "lab_id": sample.lab_id,
             "test_type": sample.test_type.value,
             "members": [
                 {

@@ -10,9 +10,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from covidtech.tokens import ScopeKind
 from domain.vaccines import VACCINES
 from producers.problems import PROBLEM_TYPES, type_uri
-from producers.requests import CLIENT_ID, PERSON_ID, SAMPLE_ID, SCOPE_ID, ScanMethod, Symptom
+from producers.requests import (
+    CLIENT_ID,
+    PERSON_ID,
+    SAMPLE_ID,
+    SCOPE_ID,
+    VENUE_ID,
+    ScanMethod,
+    Symptom,
+)
 from producers.vaccination import openapi_paths as vaccination_paths
 
 __all__ = ["openapi_document"]
@@ -31,6 +40,26 @@ _TIME: Schema = {
 }
 
 
+#: What ``Fields.text`` accepts, which a schema pattern would state only approximately.
+_TEXT_RULE = (
+    "Human text: leading and trailing white space is stripped; what remains must not be "
+    "blank nor contain control characters (422)."
+)
+#: A person is named by exactly one of ``person_qr`` and ``person_id`` (both: 422).
+_ONE_PERSON: list[Schema] = [{"required": ["person_qr"]}, {"required": ["person_id"]}]
+
+
+def _text(max_length: int) -> Schema:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "description": _TEXT_RULE}
+
+
+#: How a batch's items are judged (a JSON schema cannot say it).
+_PER_ITEM = (
+    "Items are validated one by one: an invalid item is rejected in the results and the "
+    "others are written (200); only when every item is rejected is the answer 422."
+)
+
+
 def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -39,11 +68,27 @@ def _id(pattern: str, description: str) -> Schema:
     return {"type": "string", "pattern": f"^{pattern}$", "description": description}
 
 
+def _or_null(schema: Schema) -> Schema:
+    if {"type": "null"} in schema.get("anyOf", ()):
+        return schema
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def _obj(required: list[str], properties: dict[str, Schema], description: str = "") -> Schema:
+    """A request object. An optional field sent as ``null`` is taken as absent (``Fields``),
+    so each is documented as nullable; but a person is named by exactly one of ``person_qr``
+    and ``person_id``, present even as ``null`` (both named: 422)."""
     out: Schema = {
         "type": "object",
         "required": required,
-        "properties": properties,
+        "properties": {
+            name: (
+                schema
+                if name in required or name in ("person_qr", "person_id")
+                else _or_null(schema)
+            )
+            for name, schema in properties.items()
+        },
         "additionalProperties": False,
     }
     if description:
@@ -106,11 +151,11 @@ def _schemas() -> dict[str, Schema]:
         "VenueRequest": _obj(
             ["name", "address", "province", "district", "category"],
             {
-                "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                "address": {"type": "string", "minLength": 1, "maxLength": 500},
+                "name": _text(200),
+                "address": _text(500),
                 "province": _PROVINCE,
-                "district": {"type": "string", "minLength": 1, "maxLength": 64},
-                "category": {"type": "string", "minLength": 1, "maxLength": 64},
+                "district": _text(64),
+                "category": _text(64),
                 "default_dwell_minutes": {
                     "type": "integer",
                     "minimum": 1,
@@ -134,8 +179,12 @@ def _schemas() -> dict[str, Schema]:
             ["province", "district"],
             {
                 "province": _PROVINCE,
-                "district": {"type": "string", "minLength": 1, "maxLength": 64},
-                "birth_year": {"type": "integer", "minimum": 1900},
+                "district": _text(64),
+                "birth_year": {
+                    "type": "integer",
+                    "minimum": 1900,
+                    "description": "At most the current year.",
+                },
             },
         ),
         "PersonCreated": {
@@ -167,6 +216,7 @@ def _schemas() -> dict[str, Schema]:
         "ScanBatch": _obj(
             ["scans"],
             {"scans": {"type": "array", "minItems": 1, "maxItems": 500, "items": _ref("Scan")}},
+            _PER_ITEM,
         ),
         "Declaration": _obj(
             ["person_qr", "province", "contact_with_case"],
@@ -193,7 +243,7 @@ def _schemas() -> dict[str, Schema]:
                     "description": "Local day of symptom onset, when the person has symptoms.",
                 },
             },
-            "oneOf": [{"required": ["person_qr"]}, {"required": ["person_id"]}],
+            "oneOf": _ONE_PERSON,
             "additionalProperties": False,
         },
         "Sample": _obj(
@@ -202,6 +252,11 @@ def _schemas() -> dict[str, Schema]:
                 "sample_id": _id(SAMPLE_ID.pattern, "The tube's barcode."),
                 "site_id": _id(SCOPE_ID.pattern, "Needed only if the token has several sites."),
                 "province": _PROVINCE,
+                "lab_id": _id(
+                    SCOPE_ID.pattern,
+                    "The lab the tube is sent to; it may result the sample whatever its own "
+                    "province. Without it, labs of the sample's province may.",
+                ),
                 "test_type": {"enum": ["PCR", "RAPID_ANTIGEN"]},
                 "collected_at": _TIME,
                 "members": {
@@ -242,30 +297,39 @@ def _schemas() -> dict[str, Schema]:
                 "lab_id": _id(SCOPE_ID.pattern, "Needed only if the token has several labs."),
             },
         ),
-        "Dose": _obj(
-            [
-                "dose_id",
-                "administered_at",
-                "vaccine",
-                "birth_year",
-                "residence_province",
-            ],
-            {
-                "dose_id": _id(client_id, "Client-generated; idempotency key and event id."),
-                **person_ref,
-                "administered_at": {**_TIME, "description": "At most 30 days old."},
-                "site_id": _id(SCOPE_ID.pattern, "Needed only if the token has several sites."),
-                "vaccine": {"enum": list(VACCINES)},
-                "birth_year": {"type": "integer", "minimum": 1900},
-                "residence_province": _PROVINCE,
-            },
-        ),
+        "Dose": {
+            **_obj(
+                [
+                    "dose_id",
+                    "administered_at",
+                    "vaccine",
+                    "birth_year",
+                    "residence_province",
+                ],
+                {
+                    "dose_id": _id(client_id, "Client-generated; idempotency key and event id."),
+                    **person_ref,
+                    "administered_at": {**_TIME, "description": "At most 30 days old."},
+                    "site_id": _id(SCOPE_ID.pattern, "Needed only if the token has several sites."),
+                    "vaccine": {"enum": list(VACCINES)},
+                    "birth_year": {
+                        "type": "integer",
+                        "minimum": 1900,
+                        "description": "At most the current year.",
+                    },
+                    "residence_province": _PROVINCE,
+                },
+            ),
+            "oneOf": _ONE_PERSON,
+        },
         "DoseBatch": _obj(
             ["doses"],
             {"doses": {"type": "array", "minItems": 1, "maxItems": 500, "items": _ref("Dose")}},
+            _PER_ITEM,
         ),
         "Accepted": {
             "type": "object",
+            "required": ["status"],
             "properties": {"status": {"enum": ["accepted", "duplicate"]}},
             "additionalProperties": True,
         },
@@ -323,12 +387,20 @@ def _problem_responses(*statuses: int) -> dict[str, Any]:
 _WRITE_ERRORS = (400, 401, 403, 413, 415, 422, 503)
 
 
+def x_scopes(*kinds: ScopeKind) -> list[str]:
+    """An operation's ``x-scopes``: the scope kinds of which its token must hold one (the
+    operation may then check the scope's value against what is written, 403 if it does not
+    cover it). The ingest API's scope matrix is generated from these."""
+    return [k.value for k in kinds]
+
+
 def _write(
     summary: str,
     scopes: str,
     request: Schema,
     responses: dict[str, Any],
     *,
+    kinds: tuple[ScopeKind, ...],
     extra_errors: tuple[int, ...] = (),
     parameters: list[Schema] | None = None,
 ) -> dict[str, Any]:
@@ -336,6 +408,7 @@ def _write(
         "summary": summary,
         "description": f"Scopes: {scopes}.",
         "security": [{"bearer": []}],
+        "x-scopes": x_scopes(*kinds),
         "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
         "responses": {**responses, **_problem_responses(*sorted({*_WRITE_ERRORS, *extra_errors}))},
     }
@@ -354,8 +427,14 @@ def _poster(kind: str, media: str) -> dict[str, Any]:
             "summary": f"The venue's printable A4 poster ({kind})",
             "description": "Scopes: venue-admin:<the venue's province>.",
             "security": [{"bearer": []}],
+            "x-scopes": x_scopes(ScopeKind.VENUE_ADMIN),
             "parameters": [
-                {"name": "venue_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                {
+                    "name": "venue_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": _id(VENUE_ID.pattern, "Another id is an unknown venue (404)."),
+                }
             ],
             "responses": {
                 "200": {
@@ -406,13 +485,14 @@ def openapi_document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Writes of the outbreak-response backend. Every 2xx answer means the event was "
-                "acknowledged by Kafka (acks=all). Errors are RFC 9457 problem details."
+                "acknowledged by Kafka (acks=all). Errors are RFC 9457 problem details. "
+                "An integer field takes a JSON integer: 2.0 is refused (422)."
             ),
         },
         "servers": [{"url": "/"}],
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "ct1 (HMAC-signed)"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
             "schemas": _schemas(),
         },
@@ -422,8 +502,15 @@ def openapi_document() -> dict[str, Any]:
                     "Register a venue",
                     "venue-admin:<province of the venue>",
                     _ref("VenueRequest"),
-                    {"201": _json("Registered.", _ref("VenueCreated"))},
+                    {
+                        "201": _json("Registered.", _ref("VenueCreated")),
+                        "200": _json(
+                            "The venue registered before under this Idempotency-Key.",
+                            _ref("VenueCreated"),
+                        ),
+                    },
                     parameters=[idem_header],
+                    kinds=(ScopeKind.VENUE_ADMIN,),
                     extra_errors=(409,),
                 )
             },
@@ -432,10 +519,17 @@ def openapi_document() -> dict[str, Any]:
             "/v1/people": {
                 "post": _write(
                     "Issue a person id and personal QR",
-                    "app, site:<id> or institution:<id>",
+                    "app, site:<id>@<code> or institution:<id>",
                     _ref("PersonRequest"),
-                    {"201": _json("Registered.", _ref("PersonCreated"))},
+                    {
+                        "201": _json("Registered.", _ref("PersonCreated")),
+                        "200": _json(
+                            "The person issued before under this Idempotency-Key.",
+                            _ref("PersonCreated"),
+                        ),
+                    },
                     parameters=[idem_header],
+                    kinds=(ScopeKind.APP, ScopeKind.SITE, ScopeKind.INSTITUTION),
                     extra_errors=(409,),
                 )
             },
@@ -451,6 +545,7 @@ def openapi_document() -> dict[str, Any]:
                             {"oneOf": [_ref("BatchResult"), _ref("Accepted")]},
                         ),
                     },
+                    kinds=(ScopeKind.APP, ScopeKind.VENUE_ADMIN),
                     extra_errors=(409,),
                 )
             },
@@ -463,13 +558,14 @@ def openapi_document() -> dict[str, Any]:
                         "202": _json("Written.", _ref("Accepted")),
                         "200": _json("Already written.", _ref("Accepted")),
                     },
+                    kinds=(ScopeKind.APP,),
                     extra_errors=(409,),
                 )
             },
             "/v1/samples": {
                 "post": _write(
                     "Record a sample (one person or a pool of 2-10)",
-                    "site:<id>",
+                    "site:<id>@<the sample's province>",
                     _ref("Sample"),
                     {
                         "201": _json(
@@ -477,18 +573,20 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         "200": _json("Same collection again.", _ref("SampleCollected")),
                     },
+                    kinds=(ScopeKind.SITE,),
                     extra_errors=(409,),
                 )
             },
             "/v1/samples/{sample_id}/result": {
                 "post": _write(
                     "Record a lab result",
-                    "lab:<id>",
+                    "lab:<id>@<the sample's province>, or lab:<id>@<any> for a sample sent to it",
                     _ref("Result"),
                     {
                         "202": _json("Written.", _ref("Accepted")),
                         "200": _json("The same result again (idempotent).", _ref("Accepted")),
                     },
+                    kinds=(ScopeKind.LAB,),
                     extra_errors=(404, 409),
                     parameters=[sample_param],
                 )
@@ -496,7 +594,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/doses": {
                 "post": _write(
                     "Record a dose, or a batch of up to 500",
-                    "site:<id>",
+                    "site:<id>@<the dose's residence_province>",
                     _single_or_batch("Dose", "DoseBatch"),
                     {
                         "202": _json("Dose written.", _ref("Accepted")),
@@ -505,6 +603,7 @@ def openapi_document() -> dict[str, Any]:
                             {"oneOf": [_ref("BatchResult"), _ref("Accepted")]},
                         ),
                     },
+                    kinds=(ScopeKind.SITE,),
                     extra_errors=(409,),
                 )
             },
@@ -513,6 +612,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Vaccine products (single-dose products marked)",
                     "description": "Any valid token.",
                     "security": [{"bearer": []}],
+                    "x-scopes": x_scopes(*ScopeKind),
                     "responses": {
                         "200": _json("The fixed product list.", _ref("Vaccines")),
                         **_problem_responses(401),
@@ -520,7 +620,9 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/healthz": _simple("Liveness"),
-            "/readyz": _simple("Readiness: broker answers, topic views caught up"),
+            "/readyz": _simple(
+                "Readiness: broker answers, its topics exist, topic views caught up"
+            ),
             "/metrics": _simple("Prometheus metrics", "text/plain"),
             "/openapi.json": _simple("This document"),
             **vaccination_paths(),

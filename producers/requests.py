@@ -216,7 +216,8 @@ class MemberRequest:
 
 @dataclass(frozen=True, slots=True)
 class SampleRequest:
-    """``POST /v1/samples``; ``site_id`` None means "the token's only site"."""
+    """``POST /v1/samples``; ``site_id`` None means "the token's only site"; ``lab_id``
+    names the lab the tube is sent to (None: a lab of the sample's province)."""
 
     sample_id: str
     site_id: str | None
@@ -224,6 +225,7 @@ class SampleRequest:
     test_type: TestType
     collected_at: datetime
     members: tuple[MemberRequest, ...]
+    lab_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +489,7 @@ def parse_sample(
     now: datetime,
     limits: IngestLimits,
 ) -> SampleRequest | None:
-    """A tube: ``{sample_id, site_id?, province, test_type, collected_at, members}``.
+    """A tube: ``{sample_id, site_id?, province, lab_id?, test_type, collected_at, members}``.
 
     Each member is ``{person_qr | person_id, symptom_onset?}``.
 
@@ -513,6 +515,13 @@ def parse_sample(
         pattern_hint="must be a site id like the one of your site:<id> scope",
     )
     province = _province(f, "province")
+    lab_id = f.string(
+        "lab_id",
+        required=False,
+        max_length=64,
+        pattern=SCOPE_ID,
+        pattern_hint="must be a lab id like the one of a lab:<id>@<province> scope",
+    )
     test_type = f.choice("test_type", TestType)
     collected_at = _bounded_time(
         f,
@@ -565,7 +574,9 @@ def parse_sample(
     if not _ok(errors, before):
         return None
     assert sample_id and province and test_type and collected_at
-    return SampleRequest(sample_id, site_id, province, test_type, collected_at, tuple(members))
+    return SampleRequest(
+        sample_id, site_id, province, test_type, collected_at, tuple(members), lab_id
+    )
 
 
 def parse_result(

@@ -29,7 +29,6 @@ from covidtech.tokens import (
     RevokedToken,
     ScopeKind,
     TokenError,
-    TokenSigner,
     is_scope_value,
 )
 from domain.qr import QrKind
@@ -115,6 +114,15 @@ def scope_problem(scope: str, field_path: str, detail: str | None = None) -> Pro
     )
 
 
+def require_province(
+    claims: Claims, kind: ScopeKind, ident: str, province: str, field_path: str
+) -> None:
+    """403 unless the token acts as site or lab ``ident`` in ``province``
+    (``site:<ident>@<province>``): a site writes for its own province(s) only."""
+    if province not in claims.provinces(kind, ident):
+        raise scope_problem(f"{kind.value}:{ident}@{province}", field_path)
+
+
 def scoped_id(claims: Claims, kind: ScopeKind, requested: str | None, field_path: str) -> str:
     """The site or lab a write is for: the one named in the body, else the token's only one."""
     held = claims.values(kind)
@@ -193,7 +201,7 @@ class IngestService:
         self.metrics = metrics
         self.clock = clock
         self.is_revoked = is_revoked
-        self.tokens = TokenSigner(settings.secret)
+        self.tokens = settings.token_signer()
         self._verified: dict[str, Claims] = {}
         self.qr = CachedQrSigner(settings.secret)
         self.guard: IdempotencyGuard[Any] = IdempotencyGuard(config.idempotency_capacity)

@@ -9,7 +9,7 @@ Routes (mount them with ``*vaccination.routes()`` in the app's route list):
 - ``POST /v1/vaccination/appointments`` and ``.../appointments/{appointment_id}/cancel``
   (``site:<id>``).
 - ``POST /v1/vaccination/allocations`` (``moh``): doses of a product to a province.
-- ``POST /v1/vaccination/discards`` (``site:<id>``): discarded doses with a reason.
+- ``POST /v1/vaccination/discards`` (``site:<id>@<province>``): discarded doses with a reason.
 - ``PUT /v1/vaccination/plans/{province}`` (``moh`` or ``province:<code>``): targets per
   priority group by a date; the latest plan wins (``set_at`` is the server's clock).
 
@@ -48,7 +48,14 @@ from producers.problems import Problem, validation_problem
 from producers.requests import CLIENT_ID, PERSON_ID, SCOPE_ID, batch_items
 from producers.routes.common import BatchItem, batch_response, json_response, raw_id, service
 from producers.routes.common import settle as settle_item
-from producers.service import IngestService, fingerprint, read_json, require_any, scope_problem
+from producers.service import (
+    IngestService,
+    fingerprint,
+    read_json,
+    require_any,
+    require_province,
+    scope_problem,
+)
 from producers.service import scoped_id as scoped_value
 from producers.validation import FieldError, Fields, field_path
 
@@ -756,7 +763,8 @@ async def allocate(request: Request) -> Response:
 
 
 async def report_discard(request: Request) -> Response:
-    """Scope ``site:<id>``; idempotent by ``discard_id``."""
+    """Scope ``site:<id>@<province>`` of the discard's province; idempotent by
+    ``discard_id``."""
     svc = service(request)
     claims = svc.authenticate(request)
     require_any(claims, ScopeKind.SITE)
@@ -766,6 +774,7 @@ async def report_discard(request: Request) -> Response:
     if discard is None:
         raise validation_problem(errors)
     site_id = scoped_value(claims, ScopeKind.SITE, discard.site_id, "site_id")
+    require_province(claims, ScopeKind.SITE, site_id, discard.province, "province")
     duplicate = await _write_one(
         svc,
         f"discards/{discard.discard_id}",
@@ -834,22 +843,62 @@ _PERSON = {
 }
 
 
-def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    return {
+_TEXT: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "description": "Human text: stripped; must not be blank nor contain control characters.",
+}
+
+
+def _object(
+    required: list[str],
+    properties: dict[str, Any],
+    *,
+    one_person: bool = False,
+    request: bool = True,
+) -> dict[str, Any]:
+    """An object; in a ``request``, an optional field sent as ``null`` is taken as absent
+    (``Fields``), so each is documented as nullable, but for ``person_qr`` and ``person_id``
+    (exactly one of them is named, even as ``null``)."""
+
+    def or_null(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        if not request or name in required or name in _PERSON:
+            return schema
+        return {"anyOf": [schema, {"type": "null"}]}
+
+    out: dict[str, Any] = {
         "type": "object",
         "required": required,
-        "properties": properties,
+        "properties": {name: or_null(name, schema) for name, schema in properties.items()},
         "additionalProperties": False,
     }
+    if one_person:  # exactly one of person_qr and person_id (both: 422)
+        out["oneOf"] = [{"required": ["person_qr"]}, {"required": ["person_id"]}]
+    return out
 
 
-def _operation(summary: str, scope: str, schema: dict[str, Any], id_name: str) -> dict[str, Any]:
-    accepted = _object(["status"], {id_name: {"type": "string"}, "status": {"type": "string"}})
+def _operation(
+    summary: str,
+    scope: str,
+    schema: dict[str, Any],
+    id_name: str,
+    answered: dict[str, Any] | None = None,
+    *,
+    kinds: tuple[ScopeKind, ...],
+) -> dict[str, Any]:
+    accepted = _object(
+        ["status"],
+        {id_name: {"type": "string"}, **(answered or {}), "status": {"type": "string"}},
+        request=False,
+    )
     problem = {"content": {"application/problem+json": {"schema": _PROBLEM}}}
     return {
         "summary": summary,
         "description": f"Scope: {scope}.",
         "security": [{"bearer": []}],
+        # The scope kinds of which the token must hold one (see producers/openapi.x_scopes).
+        "x-scopes": [k.value for k in kinds],
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "responses": {
             "202": {
@@ -884,10 +933,11 @@ def openapi_paths() -> dict[str, Any]:
             "registration_id": _STR_ID,
             **_PERSON,
             "province": _PROVINCE,
-            "district": {"type": "string", "maxLength": 64},
+            "district": _TEXT,
             "priority_group": group,
-            "birth_year": {"type": "integer"},
+            "birth_year": {"type": "integer", "description": "Fits the group's ages (422)."},
         },
+        one_person=True,
     )
     registrations = _object(
         ["registrations"],
@@ -898,6 +948,8 @@ def openapi_paths() -> dict[str, Any]:
                 "minItems": 1,
                 "maxItems": LIMITS.max_bulk_registrations,
                 "items": registration,
+                "description": "Items are validated one by one: an invalid item is rejected "
+                "in the results and the others are written; all rejected: 422.",
             },
         },
     )
@@ -915,6 +967,7 @@ def openapi_paths() -> dict[str, Any]:
                 "app (one person, by person_qr) or institution:<id>",
                 {"oneOf": [registration, registrations]},
                 "registration_id",
+                kinds=(ScopeKind.APP, ScopeKind.INSTITUTION),
             )
         },
         "/v1/vaccination/appointments": {
@@ -929,8 +982,10 @@ def openapi_paths() -> dict[str, Any]:
                         "appointment_at": _TIME,
                         "site_id": {"type": "string"},
                     },
+                    one_person=True,
                 ),
                 "appointment_id",
+                kinds=(ScopeKind.SITE,),
             )
         },
         "/v1/vaccination/appointments/{appointment_id}/cancel": {
@@ -940,9 +995,15 @@ def openapi_paths() -> dict[str, Any]:
                     "site:<id>",
                     _object(
                         [],
-                        {**_PERSON, "reason": {"type": "string"}, "site_id": {"type": "string"}},
+                        {
+                            **_PERSON,
+                            "reason": {**_TEXT, "maxLength": 200},
+                            "site_id": {"type": "string"},
+                        },
+                        one_person=True,
                     ),
                     "appointment_id",
+                    kinds=(ScopeKind.SITE,),
                 ),
                 "parameters": [
                     {"name": "appointment_id", "in": "path", "required": True, "schema": _STR_ID}
@@ -963,12 +1024,13 @@ def openapi_paths() -> dict[str, Any]:
                     },
                 ),
                 "allocation_id",
+                kinds=(ScopeKind.MOH,),
             )
         },
         "/v1/vaccination/discards": {
             "post": _operation(
                 "Report discarded doses",
-                "site:<id>",
+                "site:<id>@<province>",
                 _object(
                     ["discard_id", "province", "vaccine", "doses", "reason", "discarded_at"],
                     {
@@ -982,6 +1044,7 @@ def openapi_paths() -> dict[str, Any]:
                     },
                 ),
                 "discard_id",
+                kinds=(ScopeKind.SITE,),
             )
         },
         "/v1/vaccination/plans/{province}": {
@@ -1003,6 +1066,8 @@ def openapi_paths() -> dict[str, Any]:
                         },
                     ),
                     "plan_id",
+                    kinds=(ScopeKind.MOH, ScopeKind.PROVINCE),
+                    answered={"province": _PROVINCE},
                 ),
                 "parameters": [
                     {"name": "province", "in": "path", "required": True, "schema": _PROVINCE}

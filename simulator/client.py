@@ -25,7 +25,6 @@ import httpx
 
 from covidtech.progress import bar
 from covidtech.settings import Settings
-from covidtech.tokens import issue
 from simulator.model import Issued, Outbreak, Request, Simulation, stable_id
 
 Progress = Callable[[str], None]
@@ -62,7 +61,9 @@ class Sender:
 
     def token(self, scope: str) -> str:
         if scope not in self.tokens:
-            self.tokens[scope] = issue(self.s.secret, "simulator", [scope], timedelta(days=2))
+            self.tokens[scope] = self.s.token_signer().issue(
+                "simulator", [scope], timedelta(days=2)
+            )
         return self.tokens[scope]
 
     async def _pace(self) -> None:

@@ -135,6 +135,16 @@ class Outbreak:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def site_scope(province: str) -> str:
+    """The sampling and vaccination site of a province: one per province, bound to it."""
+    return f"site:sim-site-{province}@{province}"
+
+
+def lab_scope(province: str) -> str:
+    """The lab of a province, which results that province's samples."""
+    return f"lab:sim-lab-{province}@{province}"
+
+
 def stable_id(prefix: str, *parts: object) -> str:
     return f"{prefix}-" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:20]
 
@@ -307,7 +317,6 @@ class Simulation:
                         continue
                     if self.rng.random() < self.p.transmission:
                         infected[other.ref] = max(start, s2)
-        site = "sim-site-1"
         out: list[Request] = []
         end_of_run = self.start + timedelta(days=self.p.days)
         by_ref = {p.ref: p for p in people}
@@ -321,7 +330,7 @@ class Simulation:
                     collected,
                     "POST",
                     "/v1/samples",
-                    f"site:{site}",
+                    site_scope(person.province),
                     {
                         "sample_id": tube,
                         "province": person.province,
@@ -338,7 +347,7 @@ class Simulation:
                     collected + timedelta(hours=4),
                     "POST",
                     f"/v1/samples/{tube}/result",
-                    "lab:sim-lab-1",
+                    lab_scope(person.province),
                     {"result": "POSITIVE"},
                 )
             )
@@ -358,7 +367,7 @@ class Simulation:
                     at,
                     "POST",
                     "/v1/samples",
-                    f"site:{site}",
+                    site_scope(pool[0].province),
                     {
                         "sample_id": tube,
                         "province": pool[0].province,
@@ -373,7 +382,7 @@ class Simulation:
                     at + timedelta(hours=6),
                     "POST",
                     f"/v1/samples/{tube}/result",
-                    "lab:sim-lab-1",
+                    lab_scope(pool[0].province),
                     {"result": "NEGATIVE"},
                 )
             )
@@ -409,7 +418,7 @@ class Simulation:
                         max(at, self.start),
                         "POST",
                         "/v1/doses",
-                        "site:sim-site-1",
+                        site_scope(person.province),
                         {
                             "dose_id": stable_id("sim-dose", self.seed, person.ref, n),
                             "person_qr": self.issued[person.ref].qr,

@@ -843,6 +843,9 @@ def run_worker(
     # The loop stays the current one for Faust (asyncio.run would leave none set).
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    from infra.kafka_topics import require_production_ready
+
+    loop.run_until_complete(require_production_ready(settings))
     loop.run_until_complete(wait_for_topics(settings))
     app = build_app(settings, store=store)
     QuietWorker(app, loglevel=loglevel).execute_from_commandline()

@@ -20,14 +20,15 @@ from producers.routes.common import (
     settle,
     single_response,
 )
-from producers.service import fingerprint, read_json, require_any, scoped_id
+from producers.service import fingerprint, read_json, require_any, require_province, scoped_id
 from producers.validation import FieldError, field_path
 
 ROUTE = "/v1/doses"
 
 
 async def record_doses(request: Request) -> Response:
-    """Scope ``site:<id>``; idempotent by ``dose_id`` (the event id).
+    """Scope ``site:<id>@<province>`` of each dose's ``residence_province``; idempotent by
+    ``dose_id`` (the event id).
 
     Single dose: 202 (200 ``duplicate``) or a problem. Batch ``{"doses": [...]}``: 200 with a
     result per item, like scans.
@@ -60,6 +61,13 @@ async def record_doses(request: Request) -> Response:
             continue
         try:
             site_id = scoped_id(claims, ScopeKind.SITE, dose.site_id, field_path(path, "site_id"))
+            require_province(
+                claims,
+                ScopeKind.SITE,
+                site_id,
+                dose.residence_province,
+                field_path(path, "residence_province"),
+            )
         except Problem as p:
             item.problem = p
             continue

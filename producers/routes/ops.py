@@ -17,10 +17,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when the broker answers a metadata request and both topic views have caught up."""
+    """200 when the broker answers a metadata request, lists every topic this API writes,
+    and both topic views have caught up."""
     svc = service(request)
+    topics = getattr(request.app.state, "topics", None)  # None: an injected log (tests)
     checks = {
         "broker": await svc.log.ready(),
+        "topics": topics is None or not await topics.missing(),
         "venues": svc.venue_feed.caught_up if svc.venue_feed is not None else True,
         "samples": svc.sample_feed.caught_up if svc.sample_feed is not None else True,
     }

@@ -19,12 +19,20 @@ from producers.events import sample_collected, sample_resulted
 from producers.problems import Problem, validation_problem
 from producers.requests import SAMPLE_ID, parse_result, parse_sample
 from producers.routes.common import json_response, service
-from producers.service import fingerprint, read_json, require_any, scoped_id
+from producers.service import (
+    fingerprint,
+    read_json,
+    require_any,
+    require_province,
+    scope_problem,
+    scoped_id,
+)
 from producers.validation import FieldError
 
 
 async def collect_sample(request: Request) -> Response:
-    """Record a tube: one person or a pool of 2-10 (scope ``site:<id>``).
+    """Record a tube: one person or a pool of 2-10 (scope ``site:<id>@<province>`` of the
+    sample's province).
 
     The tube's barcode is the sample id. 201 with one random lookup code per person, shown
     once: only their SHA-256 goes into SampleCollected. Re-posting the same collection (same
@@ -40,6 +48,7 @@ async def collect_sample(request: Request) -> Response:
     if sample is None:
         raise validation_problem(errors)
     site_id = scoped_id(claims, ScopeKind.SITE, sample.site_id, "site_id")
+    require_province(claims, ScopeKind.SITE, site_id, sample.province, "province")
     key = f"samples/{sample.sample_id}.collected"
     exists = Problem(
         "sample-exists",
@@ -64,6 +73,7 @@ async def collect_sample(request: Request) -> Response:
             sample.test_type,
             sample.collected_at,
             len(sample.members),
+            sample.lab_id,
         )
         return codes
 
@@ -86,7 +96,8 @@ async def collect_sample(request: Request) -> Response:
 
 
 async def record_result(request: Request) -> Response:
-    """A lab's result for a whole tube (scope ``lab:<id>``).
+    """A lab's result for a whole tube (scope ``lab:<id>@<province>``): a sample of that
+    province, or one the site sent to this lab (``lab_id`` at collection); otherwise 403.
 
     404 for a sample this API does not know (after catching up with the ``samples`` topic),
     409 if it already has a different result, 200 ``duplicate`` for the same result again,
@@ -126,10 +137,18 @@ async def record_result(request: Request) -> Response:
             },
         )
 
+    known = await svc.sample(sample_id) if SAMPLE_ID.fullmatch(sample_id) else None
+    if known is None:
+        raise Problem("unknown-sample", f"no sample {sample_id[:64]!r} was collected")
+    province = known.sample.province
+    if known.addressed_to != lab_id and province not in claims.provinces(ScopeKind.LAB, lab_id):
+        raise scope_problem(
+            f"lab:{lab_id}@{province}",
+            "lab_id",
+            f"lab {lab_id} may result samples of its province(s) and samples sent to it; "
+            f"this one is from province {province}",
+        )
     if not svc.knows(key):
-        known = await svc.sample(sample_id) if SAMPLE_ID.fullmatch(sample_id) else None
-        if known is None:
-            raise Problem("unknown-sample", f"no sample {sample_id[:64]!r} was collected")
         if known.result is not None:
             if known.result is not req.result:
                 raise conflict(known.result)

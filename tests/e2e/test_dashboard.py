@@ -25,7 +25,6 @@ import httpx
 import pytest
 
 from covidtech.settings import Settings
-from covidtech.tokens import TokenSigner
 from simulator.client import simulate
 from simulator.model import Outbreak
 from tests.e2e.conftest import System
@@ -60,7 +59,7 @@ class Ingest:
     """The ingest API as the test drives it: one signed token per scope."""
 
     def __init__(self, s: Settings, base_url: str) -> None:
-        self._signer = TokenSigner(s.secret)
+        self._signer = s.token_signer()
         self._client = httpx.Client(base_url=base_url, timeout=30)
 
     def close(self) -> None:
@@ -123,7 +122,7 @@ def shared_visit(ingest: Ingest, now: datetime) -> SharedVisit:
 def positive_result(ingest: Ingest, person: dict[str, Any], now: datetime) -> None:
     sample_id = f"E2E-{uuid.uuid4().hex[:12].upper()}"
     ingest.post(
-        "site:e2e-site",
+        "site:e2e-site@79",
         "/v1/samples",
         {
             "sample_id": sample_id,
@@ -133,7 +132,7 @@ def positive_result(ingest: Ingest, person: dict[str, Any], now: datetime) -> No
             "members": [{"person_qr": person["person_qr"]}],
         },
     )
-    ingest.post("lab:e2e-lab", f"/v1/samples/{sample_id}/result", {"result": "POSITIVE"})
+    ingest.post("lab:e2e-lab@79", f"/v1/samples/{sample_id}/result", {"result": "POSITIVE"})
 
 
 def worker_caught_up(system: System) -> bool:
@@ -177,7 +176,7 @@ def test_dashboard_draws_real_data_and_shows_a_new_alert_live(
     positive_result(ingest, second, now)
     wait(lambda: worker_caught_up(system), 90, "worker caught up with the outbreak")
 
-    moh = TokenSigner(s.secret).issue("MOH duty officer", ["moh"], timedelta(hours=1))
+    moh = s.token_signer().issue("MOH duty officer", ["moh"], timedelta(hours=1))
     errors: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:

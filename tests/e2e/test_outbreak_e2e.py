@@ -54,8 +54,8 @@ async def test_a_positive_result_reaches_tracers_citizens_and_the_audit(
             admin, app, site, lab = (
                 bearer(isolated, "venue-admin:79"),
                 bearer(isolated, "app"),
-                bearer(isolated, "site:hcm-07"),
-                bearer(isolated, "lab:pasteur"),
+                bearer(isolated, "site:hcm-07@79"),
+                bearer(isolated, "lab:pasteur@79"),
             )
             r = await ingest.post(
                 "/v1/venues",
@@ -186,7 +186,7 @@ async def test_a_revoked_grant_is_refused_by_the_ingest_api_within_seconds(
             headers=moh,
             json={
                 "agency": "Pasteur Institute HCMC",
-                "scopes": ["site:pasteur-1"],
+                "scopes": ["site:pasteur-1@79"],
                 "purpose": "testing campaign District 8",
                 # within the MOH token's own hour: a grant never outlives its issuer
                 "expires_at": rfc3339(datetime.now(UTC) + timedelta(minutes=50)),

@@ -19,7 +19,6 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from covidtech.settings import Settings
-from covidtech.tokens import TokenSigner
 from producers.kafka import partitions_of
 from schemas.codec import Event, default_registry
 from tests.support import eventually_async
@@ -31,7 +30,7 @@ def token(
     s: Settings, *scopes: str, ttl: timedelta = timedelta(hours=1), now: datetime | None = None
 ) -> str:
     """A bearer token for ``scopes`` signed with the settings' secret."""
-    return TokenSigner(s.secret).issue("tests", scopes, ttl, now=now)
+    return s.token_signer().issue("tests", scopes, ttl, now=now)
 
 
 def bearer(s: Settings, *scopes: str) -> dict[str, str]:

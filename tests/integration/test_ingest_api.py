@@ -139,7 +139,7 @@ async def test_person_registration(api: httpx.AsyncClient, isolated: Settings) -
         "760",
         1985,
     )
-    for scopes in (("site:s1",), ("institution:school-7",)):
+    for scopes in (("site:s1@79",), ("institution:school-7",)):
         r = await api.post(
             "/v1/people",
             json={"province": "01", "district": "001"},
@@ -302,7 +302,7 @@ async def test_pooled_sample_codes_and_results(api: httpx.AsyncClient, isolated:
             {"person_qr": people[2]["person_qr"], "symptom_onset": None},
         ],
     }
-    site = bearer(isolated, "site:hcm-07")
+    site = bearer(isolated, "site:hcm-07@79")
     r = await api.post("/v1/samples", json=body, headers=site)
     assert r.status_code == 201, r.text
     created = r.json()
@@ -316,7 +316,7 @@ async def test_pooled_sample_codes_and_results(api: httpx.AsyncClient, isolated:
     clash = await api.post("/v1/samples", json={**body, "test_type": "PCR"}, headers=site)
     assert clash.status_code == 409 and clash.json()["type"].endswith(":sample-exists")
 
-    lab = bearer(isolated, "lab:pasteur")
+    lab = bearer(isolated, "lab:pasteur@79")
     path = f"/v1/samples/{sample_id}/result"
     positive = await api.post(path, json={"result": "POSITIVE"}, headers=lab)
     assert positive.status_code == 202, positive.text
@@ -377,10 +377,10 @@ async def test_result_for_a_sample_collected_through_another_instance(
         "members": [{"person_qr": person["person_qr"]}],
     }
     assert (
-        await api.post("/v1/samples", json=body, headers=bearer(isolated, "site:hn-1"))
+        await api.post("/v1/samples", json=body, headers=bearer(isolated, "site:hn-1@01"))
     ).status_code == 201
     async with serving(create_app(isolated)) as other:
-        lab = bearer(isolated, "lab:nihe")
+        lab = bearer(isolated, "lab:nihe@01")
         path = f"/v1/samples/{sample_id}/result"
         assert (await other.post(path, json={"result": "NEGATIVE"}, headers=lab)).status_code == 202
 
@@ -391,6 +391,90 @@ async def test_result_for_a_sample_collected_through_another_instance(
     assert r.json()["recorded_result"] == "NEGATIVE"
     again = await api.post(path, json={"result": "NEGATIVE"}, headers=lab)
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+
+
+async def test_sites_and_labs_write_for_their_own_province_only(
+    api: httpx.AsyncClient, isolated: Settings
+) -> None:
+    """Issue 13: ``site:s79`` recorded a sample for province 48, and any lab resulted any
+    sample. A site writes samples and doses for the province(s) of its scopes; a lab results
+    its province's samples and those sent to it."""
+    person = await register_person(api, isolated)
+    now = datetime.now(UTC)
+
+    def tube(province: str, **more: Any) -> dict[str, Any]:
+        return {
+            "sample_id": f"T-{client_id()[:8]}",
+            "province": province,
+            "test_type": "PCR",
+            "collected_at": rfc3339(now - timedelta(minutes=30)),
+            "members": [{"person_qr": person["person_qr"]}],
+            **more,
+        }
+
+    site_79 = bearer(isolated, "site:s79@79")
+    elsewhere = await api.post("/v1/samples", json=tube("48"), headers=site_79)
+    assert elsewhere.status_code == 403, elsewhere.text
+    assert elsewhere.json()["type"].endswith(":insufficient-scope")
+    assert elsewhere.json()["field"] == "province"
+    assert 'scope="site:s79@48"' in elsewhere.headers["www-authenticate"]
+    dose = {
+        "dose_id": client_id(),
+        "person_id": person["person_id"],
+        "administered_at": rfc3339(now - timedelta(days=1)),
+        "vaccine": "AZ",
+        "birth_year": 1960,
+        "residence_province": "48",
+    }
+    refused = await api.post("/v1/doses", json=dose, headers=site_79)
+    assert refused.status_code == 403 and refused.json()["field"] == "residence_province"
+    # A site of two provinces holds a scope for each.
+    border = bearer(isolated, "site:s79@79", "site:s79@48")
+    assert (await api.post("/v1/doses", json=dose, headers=border)).status_code == 202
+
+    local, addressed, foreign = tube("79"), tube("01", lab_id="pasteur"), tube("01")
+    for body, site in ((local, site_79), (addressed, "site:hn-2@01"), (foreign, "site:hn-2@01")):
+        headers = site if isinstance(site, dict) else bearer(isolated, site)
+        r = await api.post("/v1/samples", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+
+    lab_79 = bearer(isolated, "lab:pasteur@79")
+    for body in (local, addressed):
+        r = await api.post(
+            f"/v1/samples/{body['sample_id']}/result", json={"result": "NEGATIVE"}, headers=lab_79
+        )
+        assert r.status_code == 202, r.text
+    r = await api.post(
+        f"/v1/samples/{foreign['sample_id']}/result", json={"result": "NEGATIVE"}, headers=lab_79
+    )
+    assert r.status_code == 403 and r.json()["field"] == "lab_id", r.text
+    assert 'scope="lab:pasteur@01"' in r.headers["www-authenticate"]
+    lab_01 = bearer(isolated, "lab:nihe@01")
+    r = await api.post(
+        f"/v1/samples/{foreign['sample_id']}/result", json={"result": "NEGATIVE"}, headers=lab_01
+    )
+    assert r.status_code == 202, r.text
+
+    records = await read_topic(isolated, isolated.topic("samples"))
+    collected = {
+        e.record["sample_id"]: e.record
+        for _, e in records
+        if e.name == "covidtech.testing.SampleCollected"
+    }
+    assert collected[addressed["sample_id"]]["lab_id"] == "pasteur"
+    assert collected[local["sample_id"]]["lab_id"] is None
+    resulted = sorted(
+        (e.record["sample_id"], e.record["lab_id"])
+        for _, e in records
+        if e.name == "covidtech.testing.SampleResulted"
+    )
+    assert resulted == sorted(
+        [
+            (local["sample_id"], "pasteur"),
+            (addressed["sample_id"], "pasteur"),
+            (foreign["sample_id"], "nihe"),
+        ]
+    )
 
 
 async def test_doses_single_and_batch(api: httpx.AsyncClient, isolated: Settings) -> None:
@@ -409,7 +493,7 @@ async def test_doses_single_and_batch(api: httpx.AsyncClient, isolated: Settings
             **changes,
         }
 
-    site = bearer(isolated, "site:hcm-vax-3")
+    site = bearer(isolated, "site:hcm-vax-3@79")
     one = dose(vaccine=single_dose, person_qr=person["person_qr"], person_id=...)
     one = {k: v for k, v in one.items() if v is not ...}
     r = await api.post("/v1/doses", json=one, headers=site)

@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from covidtech.settings import Settings, with_overrides
-from covidtech.topics import SOURCE_TOPICS
 from infra import services
 from infra.kafka_topics import broker_answers, create_topics
 from producers.app import create_app
@@ -61,7 +60,7 @@ async def private_kafka(platform: Settings, tmp_path: Path) -> Any:
     )
     try:
         await _start_kafka(s)
-        await create_topics(s, SOURCE_TOPICS)
+        await create_topics(s)
         yield s
     finally:
         await asyncio.to_thread(services.stop, services.kafka(s), s)
@@ -104,7 +103,7 @@ async def test_broker_down_then_up(private_kafka: Settings) -> None:
                 "direction": "IN",
             }
 
-        app, site = bearer(s, "app"), bearer(s, "site:s1")
+        app, site = bearer(s, "app"), bearer(s, "site:s1@01")
         before = scan()
         assert (await api.post("/v1/scans", json=before, headers=app)).status_code == 202
 

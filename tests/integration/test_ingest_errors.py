@@ -23,7 +23,6 @@ import pytest
 
 from covidtech.settings import Settings, with_overrides
 from covidtech.tokens import TokenSigner
-from covidtech.topics import SOURCE_TOPICS
 from domain.qr import QrKind, QrSigner
 from domain.vaccines import VACCINES
 from infra.kafka_topics import create_topics
@@ -55,7 +54,7 @@ class World:
 @pytest.fixture(scope="module")
 async def world(platform: Settings) -> AsyncIterator[World]:
     s = with_overrides(platform, topic_prefix=f"{unique('ing')}.")
-    await create_topics(s, SOURCE_TOPICS)
+    await create_topics(s)
     async with serving(create_app(s)) as api, OffsetReader(s) as offsets:
         venue = (
             await api.post(
@@ -77,7 +76,7 @@ async def world(platform: Settings) -> AsyncIterator[World]:
         ).json()
         sample_id = f"T-{client_id()[:8]}"
         r = await api.post(
-            "/v1/samples", json=sample(sample_id, person), headers=bearer(s, "site:s1")
+            "/v1/samples", json=sample(sample_id, person), headers=bearer(s, "site:s1@79")
         )
         assert r.status_code == 201, r.text
         yield World(s, api, venue, person, sample_id, offsets)
@@ -182,7 +181,7 @@ CASES = [
     Case(
         "wrong type int",
         "/v1/doses",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: dose(w, birth_year="1970"),
         422,
         "wrong-type",
@@ -218,7 +217,7 @@ CASES = [
     Case(
         "unknown test type",
         "/v1/samples",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: sample(f"T-{client_id()[:8]}", w.person, test_type="ELISA"),
         422,
         "unknown-enum",
@@ -227,7 +226,7 @@ CASES = [
     Case(
         "unknown result",
         "/v1/samples/{sample}/result",
-        ("lab:l1",),
+        ("lab:l1@79",),
         lambda w: {"result": "MAYBE"},
         422,
         "unknown-enum",
@@ -286,7 +285,7 @@ CASES = [
     Case(
         "forged person qr",
         "/v1/samples",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: sample(f"T-{client_id()[:8]}", {"person_qr": w.person["person_qr"][:-3] + "aaa"}),
         422,
         "forged-qr",
@@ -349,7 +348,7 @@ CASES = [
     Case(
         "dose too old",
         "/v1/doses",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: dose(w, administered_at=rfc3339(now() - timedelta(days=31))),
         422,
         "time-too-old",
@@ -358,7 +357,7 @@ CASES = [
     Case(
         "pool over 10",
         "/v1/samples",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: sample(f"T-{client_id()[:8]}", w.person, members=11),
         422,
         "pool-size",
@@ -367,7 +366,7 @@ CASES = [
     Case(
         "unknown vaccine",
         "/v1/doses",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: dose(w, vaccine="SPUTNIK_LIGHT"),
         422,
         "unknown-vaccine",
@@ -385,7 +384,7 @@ CASES = [
     Case(
         "sample id reused",
         "/v1/samples",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: sample(w.sample_id, w.person, test_type="RAPID_ANTIGEN"),
         409,
         "sample-exists",
@@ -394,7 +393,7 @@ CASES = [
     Case(
         "result of an unknown sample",
         "/v1/samples/NOT-A-TUBE/result",
-        ("lab:l1",),
+        ("lab:l1@79",),
         lambda w: {"result": "POSITIVE"},
         404,
         "unknown-sample",
@@ -421,7 +420,7 @@ CASES = [
     Case(
         "other site",
         "/v1/doses",
-        ("site:s1",),
+        ("site:s1@79",),
         lambda w: dose(w, site_id="s2"),
         403,
         "insufficient-scope",
@@ -430,7 +429,7 @@ CASES = [
     Case(
         "two sites, none named",
         "/v1/doses",
-        ("site:s1", "site:s2"),
+        ("site:s1@79", "site:s2@79"),
         lambda w: dose(w),
         422,
         "site-ambiguous",
@@ -521,11 +520,11 @@ async def test_a_second_different_result_is_a_conflict(world: World) -> None:
     sample_id = f"T-{client_id()[:8]}"
     assert (
         await w.api.post(
-            "/v1/samples", json=sample(sample_id, w.person), headers=bearer(w.s, "site:s1")
+            "/v1/samples", json=sample(sample_id, w.person), headers=bearer(w.s, "site:s1@79")
         )
     ).status_code == 201
     path = f"/v1/samples/{sample_id}/result"
-    lab = bearer(w.s, "lab:l1")
+    lab = bearer(w.s, "lab:l1@79")
     assert (await w.api.post(path, json={"result": "INVALID"}, headers=lab)).status_code == 202
     before = await written(w)
     r = await w.api.post(path, json={"result": "NEGATIVE"}, headers=lab)
@@ -542,8 +541,8 @@ SCOPES = [
     "province:79",
     "tracer:79",
     "venue-admin:79",
-    "site:s1",
-    "lab:l1",
+    "site:s1@79",
+    "lab:l1@79",
     "institution:i1",
 ]
 
@@ -583,7 +582,7 @@ async def _sample(w: World) -> tuple[str, Any]:
 async def _result(w: World) -> tuple[str, Any]:
     sample_id = f"T-{client_id()[:8]}"
     r = await w.api.post(
-        "/v1/samples", json=sample(sample_id, w.person), headers=bearer(w.s, "site:s1")
+        "/v1/samples", json=sample(sample_id, w.person), headers=bearer(w.s, "site:s1@79")
     )
     assert r.status_code == 201
     return f"/v1/samples/{sample_id}/result", {"result": "NEGATIVE"}
@@ -595,12 +594,12 @@ async def _dose(w: World) -> tuple[str, Any]:
 
 ROUTES: dict[str, tuple[Builder, set[str]]] = {
     "venues": (_venue, {"venue-admin:79"}),
-    "people": (_person, {"app", "site:s1", "institution:i1"}),
+    "people": (_person, {"app", "site:s1@79", "institution:i1"}),
     "scans": (_scan, {"app", "venue-admin:79"}),
     "declarations": (_declaration, {"app"}),
-    "samples": (_sample, {"site:s1"}),
-    "result": (_result, {"lab:l1"}),
-    "doses": (_dose, {"site:s1"}),
+    "samples": (_sample, {"site:s1@79"}),
+    "result": (_result, {"lab:l1@79"}),
+    "doses": (_dose, {"site:s1@79"}),
 }
 
 

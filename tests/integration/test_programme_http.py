@@ -73,7 +73,7 @@ async def test_registrations_appointments_doses_and_public_figures_end_to_end(
                 "person_id": person(0),
                 "appointment_at": rfc3339(now - timedelta(days=2)),
             },
-            headers=bearer(isolated, "site:s1"),
+            headers=bearer(isolated, "site:s1@79"),
         )
         assert r.status_code == 202, r.text
         r = await ingest.post(
@@ -86,7 +86,7 @@ async def test_registrations_appointments_doses_and_public_figures_end_to_end(
                 "birth_year": 1985,
                 "residence_province": "79",
             },
-            headers=bearer(isolated, "site:s1"),
+            headers=bearer(isolated, "site:s1@79"),
         )
         assert r.status_code == 202, r.text
 

@@ -80,8 +80,8 @@ SCOPES = [
     "tracer:79",
     "app",
     "venue-admin:79",
-    "site:s1",
-    "lab:l1",
+    "site:s1@79",
+    "lab:l1@79",
     "institution:i1",
 ]
 MOH, PROV, TRACER = "moh", "province", "tracer"
@@ -211,7 +211,7 @@ def forged(settings: Settings) -> str:
 
 
 def tampered(settings: Settings) -> str:
-    token = TokenSigner(settings.secret).issue("mallory", ["province:79"], timedelta(hours=1))
+    token = settings.token_signer().issue("mallory", ["province:79"], timedelta(hours=1))
     head, claims, sig = token.split(".")
     raw = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
     raw["scopes"] = ["moh"]
@@ -221,7 +221,7 @@ def tampered(settings: Settings) -> str:
 
 @pytest.mark.parametrize("c", CALLS, ids=lambda c: c.name)
 async def test_missing_expired_forged_or_tampered_tokens_get_401(api: Api, c: Call) -> None:
-    expired = TokenSigner(api.settings.secret).issue(
+    expired = api.settings.token_signer().issue(
         "old", ["moh"], timedelta(hours=1), now=datetime.now(UTC) - timedelta(hours=2)
     )
     cases = {
@@ -732,6 +732,7 @@ async def test_a_grant_never_outlives_nor_outranks_its_issuer(api: Api) -> None:
 async def test_a_bootstrap_token_is_revoked_from_the_cli_with_what_it_issued(api: Api) -> None:
     """``covidtech token issue`` tokens have an id and a revocation like any grant's."""
     import asyncio
+    import re
 
     from click.testing import CliRunner
 
@@ -747,7 +748,9 @@ async def test_a_bootstrap_token_is_revoked_from_the_cli_with_what_it_issued(api
     )
     assert issued.exit_code == 0, issued.output
     token = issued.stdout.strip().splitlines()[-1]
-    token_id = issued.stderr.split()[2]
+    printed = re.search(r"token id (\S+)", issued.stderr)
+    assert printed, issued.stderr
+    token_id = printed.group(1)
     boot = {"Authorization": f"Bearer {token}"}
     too_long = await asyncio.to_thread(
         runner.invoke,
@@ -764,7 +767,7 @@ async def test_a_bootstrap_token_is_revoked_from_the_cli_with_what_it_issued(api
     revoked = await asyncio.to_thread(
         runner.invoke, main, ["token", "revoke", token_id, "--reason", "leaked"], env=env
     )
-    assert revoked.exit_code == 0, revoked.output
+    assert revoked.exit_code == 0, (token_id, revoked.output)
 
     async def refused() -> bool:
         answers = [await api.http.get("/v1/alerts", headers=h) for h in (boot, granted)]

@@ -30,7 +30,6 @@ from api.app import create_app
 from api.config import ReadApiConfig
 from api.routes import build_operations
 from covidtech.settings import Settings
-from covidtech.tokens import TokenSigner
 from projections.cassandra import CassandraStore
 from tests.integration.test_read_api_support import isolated_env, populate
 from tests.support import eventually, run_coroutine
@@ -101,7 +100,7 @@ def read_api_schema(base_url: str) -> Any:
 
 @pytest.fixture(scope="module")
 def moh_headers(env: Settings) -> dict[str, str]:
-    token = TokenSigner(env.secret).issue("fuzzer", ["moh"], timedelta(hours=2))
+    token = env.token_signer().issue("fuzzer", ["moh"], timedelta(hours=2))
     return {"Authorization": f"Bearer {token}"}
 
 

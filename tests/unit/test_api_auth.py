@@ -49,7 +49,7 @@ def test_reach(
         (["province:79"], auth.MOH_TRACER),
         (["province:79", "tracer:79"], auth.MOH),
         (
-            ["app", "site:s1", "lab:l1", "venue-admin:79", "institution:i1"],
+            ["app", "site:s1@79", "lab:l1@79", "venue-admin:79", "institution:i1"],
             auth.MOH_PROVINCE_TRACER,
         ),
     ],

@@ -92,6 +92,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "collected_at": dt.datetime(2021, 8, 3, 2, 40, tzinfo=UTC),
         "site_id": "site-q1-03",
         "province": "79",
+        "lab_id": "pasteur-hcm",
         "test_type": "PCR",
         "members": [
             {

@@ -6,15 +6,18 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from covidtech.tokens import (
+    AUDIENCE,
     Claims,
     ExpiredToken,
     ForgedToken,
     InvalidScope,
+    KeySet,
     MalformedToken,
     RevokedToken,
     Scope,
@@ -36,9 +39,7 @@ def _claims(token: str) -> dict[str, object]:
 
 def _resign(signer: TokenSigner, claims: dict[str, object]) -> str:
     """A token with arbitrary claims, correctly signed (to test claim validation)."""
-    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    sig = signer._sign(f"ct1.{payload}".encode())
-    return f"ct1.{payload}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+    return signer.encode({"aud": AUDIENCE, **claims})
 
 
 def test_issue_then_verify_round_trips_claims() -> None:
@@ -52,13 +53,58 @@ def test_issue_then_verify_round_trips_claims() -> None:
     assert claims.token_id
 
 
-def test_token_shape_is_prefix_payload_signature_without_padding() -> None:
+def test_a_token_is_a_jwt_with_a_key_id_and_an_audience() -> None:
     token = issue(SECRET, "app", ["app"], timedelta(minutes=5), now=NOW)
-    prefix, _, sig = token.split(".")
-    assert prefix == "ct1"
+    _, _, sig = token.split(".")
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT", "kid": "default"}
     assert "=" not in token
-    assert set(_claims(token)) == {"sub", "scopes", "iat", "exp", "jti"}
+    assert set(_claims(token)) == {"sub", "aud", "scopes", "iat", "exp", "jti"}
+    assert _claims(token)["aud"] == AUDIENCE
     assert len(base64.urlsafe_b64decode(sig + "=")) == 32
+
+
+def test_keys_rotate_with_an_overlap() -> None:
+    old = TokenSigner(KeySet.parse("k1:first-secret-0123456789"))
+    both = TokenSigner(KeySet.parse("k2:second-secret-0123456789,k1:first-secret-0123456789"))
+    new = TokenSigner(KeySet.parse("k2:second-secret-0123456789"))
+    before = old.issue("x", ["app"], timedelta(hours=1), now=NOW)
+    during = both.issue("x", ["app"], timedelta(hours=1), now=NOW)
+    assert jwt.get_unverified_header(during)["kid"] == "k2"  # the first key signs
+    assert both.verify(before, NOW).subject == "x"  # the old key still verifies
+    assert new.verify(during, NOW).subject == "x"
+    with pytest.raises(ForgedToken, match="unknown key id"):
+        new.verify(before, NOW)  # once dropped, its tokens are refused
+
+
+def test_a_key_id_names_its_key_only() -> None:
+    a = TokenSigner(KeySet.parse("k1:first-secret-0123456789"))
+    b = TokenSigner(KeySet.parse("k1:other-secret-0123456789"))
+    with pytest.raises(ForgedToken, match="signature"):
+        a.verify(b.issue("x", ["app"], timedelta(hours=1), now=NOW), NOW)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "k1", "k1:", "bad id:secret-0123456789", "k1:a-secret,k1:b-secret", "k" * 33 + ":x"],
+)
+def test_bad_key_sets_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        KeySet.parse(text)
+
+
+def test_the_none_algorithm_and_other_audiences_are_refused() -> None:
+    signer = TokenSigner(SECRET)
+    claims = {"sub": "x", "scopes": ["moh"], "iat": 1, "exp": 2**31, "jti": "j"}
+    unsigned = jwt.encode({"aud": AUDIENCE, **claims}, None, algorithm="none")
+    payload = unsigned.split(".")[1]
+    kid_header = base64.urlsafe_b64encode(b'{"alg":"none","kid":"default"}').rstrip(b"=")
+    for token in (unsigned, f"{kid_header.decode()}.{payload}."):
+        with pytest.raises((MalformedToken, ForgedToken)):
+            signer.verify(token, NOW)
+    with pytest.raises(MalformedToken, match=r"(?i)audience"):
+        signer.verify(signer.encode({"aud": "another-service", **claims}), NOW)
+    with pytest.raises(MalformedToken):
+        signer.verify(signer.encode(claims), NOW)  # no audience at all
 
 
 def test_grant_id_is_carried_and_consulted_for_revocation() -> None:
@@ -114,9 +160,9 @@ def test_tampered_claims_are_forged() -> None:
     claims = _claims(token)
     claims["scopes"] = ["moh"]
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    prefix, _, sig = token.split(".")
+    header, _, sig = token.split(".")
     with pytest.raises(ForgedToken):
-        verify(SECRET, f"{prefix}.{payload}.{sig}", NOW)
+        verify(SECRET, f"{header}.{payload}.{sig}", NOW)
 
 
 @pytest.mark.parametrize(
@@ -129,6 +175,7 @@ def test_tampered_claims_are_forged() -> None:
         "ct1.a.b.c",
         "ct1.!!.abc",
         "Bearer x",
+        "e30.e30.",
         "ct1." + "a" * 5000 + ".b",
     ],
 )
@@ -140,7 +187,6 @@ def test_malformed_tokens(token: str) -> None:
 @pytest.mark.parametrize(
     "claims",
     [
-        ["not", "an", "object"],
         {"sub": "x", "scopes": ["app"], "iat": 1, "jti": "j"},
         {"sub": "x", "scopes": [], "iat": 1, "exp": 2, "jti": "j"},
         {"sub": "x", "scopes": ["root"], "iat": 1, "exp": 2, "jti": "j"},
@@ -156,6 +202,14 @@ def test_authentic_but_bad_claims_are_malformed(claims: object) -> None:
         signer.verify(_resign(signer, claims), NOW)  # type: ignore[arg-type]
 
 
+def test_authentic_claims_that_are_not_an_object_are_malformed() -> None:
+    signer = TokenSigner(SECRET)
+    key = signer.keys.key("default")
+    token = jwt.api_jws.encode(b'["not", "an", "object"]', key, headers={"kid": "default"})
+    with pytest.raises(MalformedToken):
+        signer.verify(token, NOW)
+
+
 @pytest.mark.parametrize(
     ("text", "kind", "value"),
     [
@@ -164,8 +218,8 @@ def test_authentic_but_bad_claims_are_malformed(claims: object) -> None:
         ("province:01", ScopeKind.PROVINCE, "01"),
         ("tracer:79", ScopeKind.TRACER, "79"),
         ("venue-admin:48", ScopeKind.VENUE_ADMIN, "48"),
-        ("site:hn-042", ScopeKind.SITE, "hn-042"),
-        ("lab:nihe_1", ScopeKind.LAB, "nihe_1"),
+        ("site:hn-042@01", ScopeKind.SITE, "hn-042"),
+        ("lab:nihe_1@01", ScopeKind.LAB, "nihe_1"),
         ("institution:viettel", ScopeKind.INSTITUTION, "viettel"),
     ],
 )
@@ -184,9 +238,17 @@ def test_scope_parse_and_str(text: str, kind: ScopeKind, value: str | None) -> N
         "app:x",
         "province",
         "province:",
-        "site:a b",
-        "lab:a:b",
-        "site:" + "x" * 65,
+        "site:a b@01",
+        "lab:a:b@01",
+        "site:" + "x" * 65 + "@01",
+        "site:hn-042",
+        "lab:nihe",
+        "site:hn-042@",
+        "site:hn-042@1",
+        "site:hn-042@ab",
+        "site:hn-042@01@02",
+        "province:79@01",
+        "institution:i1@01",
     ],
 )
 def test_bad_scopes(text: str) -> None:
@@ -197,7 +259,14 @@ def test_bad_scopes(text: str) -> None:
 def test_claims_has_and_values() -> None:
     claims = Claims(
         subject="s",
-        scopes=frozenset({Scope.parse("site:a"), Scope.parse("site:b"), Scope.parse("app")}),
+        scopes=frozenset(
+            {
+                Scope.parse("site:a@01"),
+                Scope.parse("site:a@79"),
+                Scope.parse("site:b@79"),
+                Scope.parse("app"),
+            }
+        ),
         issued_at=NOW,
         expires_at=NOW + timedelta(hours=1),
         token_id="j",
@@ -207,6 +276,17 @@ def test_claims_has_and_values() -> None:
     assert not claims.has("moh") and not claims.has("lab")
     assert claims.values("site") == {"a", "b"}
     assert claims.values("lab") == frozenset()
+    assert claims.provinces("site", "a") == {"01", "79"}
+    assert claims.provinces("site", "b") == {"79"} and claims.provinces("lab", "a") == frozenset()
+
+
+def test_site_and_lab_scopes_name_their_province() -> None:
+    scope = Scope.parse("site:hn-042@01")
+    assert (scope.value, scope.province, scope.province_code) == ("hn-042", "01", "01")
+    assert Scope.parse("tracer:79").province_code == "79"
+    assert Scope.parse("institution:i1").province_code is None
+    with pytest.raises(InvalidScope, match=r"site:<id>@<two-digit province code>"):
+        Scope.parse("site:hn-042")
 
 
 def test_issue_refuses_nonsense() -> None:
@@ -221,6 +301,8 @@ def test_issue_refuses_nonsense() -> None:
         signer.issue("x", ["app"], timedelta(hours=1), grant_id="bad id")
     with pytest.raises(ValueError):
         TokenSigner("")
+    with pytest.raises(ValueError):
+        signer.encode({"sub": "x"}, kid="no-such-key")
 
 
 def test_naive_now_is_refused() -> None:
@@ -244,6 +326,9 @@ def test_parse_ttl_refuses(text: str) -> None:
 
 @given(st.binary(min_size=0, max_size=200))
 def test_random_bytes_never_verify(data: bytes) -> None:
-    text = "ct1." + base64.urlsafe_b64encode(data).decode().rstrip("=") + ".AAAA"
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","kid":"default"}').decode().rstrip("=")
+    text = header + "." + base64.urlsafe_b64encode(data).decode().rstrip("=") + ".AAAA"
     with pytest.raises((MalformedToken, ForgedToken)):
         verify(SECRET, text, NOW)
+    with pytest.raises((MalformedToken, ForgedToken)):
+        verify(SECRET, base64.urlsafe_b64encode(data).decode().rstrip("=") + ".e30.AAAA", NOW)

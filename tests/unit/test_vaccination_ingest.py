@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from covidtech.settings import Settings
-from covidtech.tokens import TokenSigner
 from domain.qr import QrKind
 from producers import vaccination
 from producers.caches import SampleBook, VenueDirectory
@@ -97,7 +96,9 @@ async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, MemoryLog, IngestSe
 
 
 def auth(*scopes: str) -> dict[str, str]:
-    token = TokenSigner(SECRET).issue("tests", scopes, timedelta(hours=1), now=NOW)
+    token = (
+        Settings(secret=SECRET).token_signer().issue("tests", scopes, timedelta(hours=1), now=NOW)
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -231,7 +232,7 @@ async def test_bad_registrations_name_the_field(
 
 async def test_appointments_and_cancellations(ingest: Ingest) -> None:
     client, log, _ = ingest
-    site = auth("site:s1")
+    site = auth("site:s1@79")
     appt = {
         "appointment_id": "appt-00000001",
         "person_id": pid(1),
@@ -281,12 +282,12 @@ async def test_allocations_need_moh_and_discards_a_reason(ingest: Ingest) -> Non
         "reason": "OPENED_VIAL_UNUSED",
         "discarded_at": "2021-08-02T09:00:00+07:00",
     }
-    r = await client.post("/v1/vaccination/discards", json=discard, headers=auth("site:s1"))
+    r = await client.post("/v1/vaccination/discards", json=discard, headers=auth("site:s1@79"))
     assert r.status_code == 202, r.text
     r = await client.post(
         "/v1/vaccination/discards",
         json={**discard, "discard_id": "disc-0002", "reason": "LOST", "vaccine": "XYZ"},
-        headers=auth("site:s1"),
+        headers=auth("site:s1@79"),
     )
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} == {"reason", "vaccine"}
