@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 import uvicorn
@@ -28,7 +29,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import create_app
 from api.config import ReadApiConfig
+from api.dashboard import operations as dashboard_operations
 from api.routes import build_operations
+from api.vaccination import operations as vaccination_operations
 from covidtech.settings import Settings
 from projections.cassandra import CassandraStore
 from tests.integration.test_read_api_support import isolated_env, populate
@@ -104,15 +107,31 @@ def moh_headers(env: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-# Every operation but the endless event stream (covered by test_read_api_stream), with valid
-# inputs, and with invalid ones where it has inputs to get wrong.
+STREAM = "streamAlerts"
+#: Every operation the app routes and documents (api/app.py: its own, the dashboard's and
+#: the programme's), but the endless event stream (covered by test_read_api_stream).
+OPERATIONS = tuple(
+    op
+    for op in (
+        *build_operations(ReadApiConfig().page_size, ReadApiConfig().max_page_size),
+        *dashboard_operations(),
+        *vaccination_operations(ReadApiConfig().max_page_size),
+    )
+    if op.op_id != STREAM
+)
+# With valid inputs, and with invalid ones where it has inputs to get wrong.
 CASES = [
     (op.op_id, mode)
-    for op in build_operations(100, 500)
-    if op.op_id != "streamAlerts"
+    for op in OPERATIONS
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     if mode is GenerationMode.POSITIVE or op.params or op.body
 ]
+
+
+def test_the_fuzz_covers_every_operation_of_the_document(base_url: str) -> None:
+    document = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
+    documented = {op["operationId"] for item in document["paths"].values() for op in item.values()}
+    assert {op.op_id for op in OPERATIONS} == documented - {STREAM}
 
 
 @pytest.mark.parametrize(("operation_id", "mode"), CASES)
