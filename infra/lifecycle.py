@@ -7,7 +7,6 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from covidtech.settings import Settings, with_overrides
 from infra import services
@@ -28,30 +27,19 @@ def cassandra_session(
     s: Settings, keyspace: str | None = None, timeout: float = 30.0, only: str | None = None
 ) -> object:
     """A driver session for set-up work (migrations, readiness); ``only`` talks to that
-    one node alone."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import (
-        DCAwareRoundRobinPolicy,
-        TokenAwarePolicy,
-        WhiteListRoundRobinPolicy,
-    )
+    one node alone. Rows are named tuples and statements LOCAL_ONE (the driver's defaults),
+    as set-up code reads few rows by column name."""
+    from cassandra import ConsistencyLevel
+    from cassandra.query import named_tuple_factory
 
-    policy: Any = (
-        WhiteListRoundRobinPolicy([only])
-        if only
-        else TokenAwarePolicy(DCAwareRoundRobinPolicy(s.cassandra_local_dc))
-    )
-    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=timeout)
-    cluster = Cluster(
-        [only] if only else list(s.cassandra_contact_points),
-        port=s.cassandra_port,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        protocol_version=5,
-        connect_timeout=5,
-        # After a DDL statement the driver waits until every node has the new schema; a
-        # loaded cluster took longer than the default 10 s, and a read of the new table on a
-        # node without it failed (INCOMPATIBLE_SCHEMA).
-        max_schema_agreement_wait=120,
+    from projections.cassandra import build_cluster
+
+    cluster = build_cluster(
+        s,
+        request_timeout=timeout,
+        only=only,
+        consistency=ConsistencyLevel.LOCAL_ONE,
+        row_factory=named_tuple_factory,
     )
     return cluster.connect(keyspace)
 

@@ -18,7 +18,11 @@ from cassandra import ConsistencyLevel, DriverException
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.cqltypes import DateType
 from cassandra.marshal import int64_pack
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    TokenAwarePolicy,
+    WhiteListRoundRobinPolicy,
+)
 from cassandra.query import (
     BatchStatement,
     BatchType,
@@ -56,23 +60,48 @@ PARTITION_STATEMENTS = 100
 BATCH_BYTES = 32 * 1024
 
 
-def connect(s: Settings, *, request_timeout: float = 10.0) -> Any:
-    """A driver session (token-aware, local DC, LOCAL_QUORUM); statements name keyspaces."""
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(s.cassandra_local_dc)),
-        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
-        request_timeout=request_timeout,
-        # plain tuples in the SELECT's column order: the default named_tuple_factory builds
-        # a namedtuple class per result (0.37 ms of CPU per query against 0.14 ms, measured)
-        row_factory=tuple_factory,
+def build_cluster(
+    s: Settings,
+    *,
+    request_timeout: float = 10.0,
+    only: str | None = None,
+    consistency: int = ConsistencyLevel.LOCAL_QUORUM,
+    row_factory: Callable[..., Any] = tuple_factory,
+) -> Cluster:
+    """The driver cluster of every process (the store, migrations, readiness probes): protocol
+    v5, token-aware routing in the local data centre, ``consistency`` (LOCAL_QUORUM) and
+    ``row_factory`` for every statement. ``only`` talks to that one node alone (a probe).
+
+    The default row factory gives plain tuples in the SELECT's column order: the driver's
+    named_tuple_factory builds a namedtuple class per result (0.37 ms of CPU per query
+    against 0.14 ms, measured)."""
+    policy: Any = (
+        WhiteListRoundRobinPolicy([only])
+        if only
+        else TokenAwarePolicy(DCAwareRoundRobinPolicy(s.cassandra_local_dc))
     )
-    cluster = Cluster(
-        list(s.cassandra_contact_points),
+    profile = ExecutionProfile(
+        load_balancing_policy=policy,
+        consistency_level=consistency,
+        request_timeout=request_timeout,
+        row_factory=row_factory,
+    )
+    return Cluster(
+        [only] if only else list(s.cassandra_contact_points),
         port=s.cassandra_port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=5,
+        # After a DDL statement the driver waits until every node has the new schema; a
+        # loaded cluster took longer than the default 10 s, and a read of the new table on a
+        # node without it failed (INCOMPATIBLE_SCHEMA).
+        max_schema_agreement_wait=120,
     )
+
+
+def connect(s: Settings, *, request_timeout: float = 10.0) -> Any:
+    """A driver session (token-aware, local DC, LOCAL_QUORUM); statements name keyspaces."""
+    cluster = build_cluster(s, request_timeout=request_timeout)
     try:
         return cluster.connect()
     except (NoHostAvailable, DriverException, OSError) as e:
