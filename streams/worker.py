@@ -49,7 +49,14 @@ from covidtech.topics import partition_of
 from projections.cassandra import CassandraStore
 from projections.model import ProjectionStore, StoreUnavailable
 from schemas.codec import Registry, default_registry
-from streams.batch import COMMITS, applied_offsets, dead_letter_record, process_batch
+from streams.batch import (
+    COMMITS,
+    applied_offsets,
+    dead_letter_record,
+    expired_states,
+    process_batch,
+    wall_clock_ms,
+)
 from streams.context import BatchContext, Handler, Message
 from streams.handlers import all_handlers
 
@@ -68,6 +75,23 @@ REFILLS = Counter(
     "covidtech_stream_refilled_events_total",
     "Events read directly because the consumer started past the committed state",
     ["topic"],
+)
+PRUNED = Counter(
+    "covidtech_stream_pruned_keys_total",
+    "State keys retention changed: trimmed (some data past retention) or deleted (all of it)",
+    ["agent", "outcome"],
+)
+STATE_KEYS = Gauge(
+    "covidtech_stream_state_keys",
+    "Keys in an agent's state for the partitions this worker owns, per logical table, after "
+    "the last retention pass",
+    ["agent", "table"],
+)
+PRUNE = Histogram(
+    "covidtech_stream_prune_seconds",
+    "Time of one retention pass over an agent's state (all its lanes)",
+    ["agent"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 BATCH = Histogram(
     "covidtech_stream_batch_seconds",
@@ -93,6 +117,16 @@ STATE_BATCH_BYTES = 8 * 1024 * 1024
 # partition must have had no batch to count as quiet (``check_tails``).
 TAIL_CHECK_S = 5.0
 TAIL_IDLE_S = 10.0
+# Configs of the state changelogs Faust creates (an existing topic keeps its own: alter it
+# with kafka-configs). A compacted log drops a deleted key's records only once their segment
+# is closed and cleaned; without a bound that can take weeks (a segment closes at 7 days or
+# 128 MiB, and is cleaned once half the log is dirty). With ``max.compaction.lag.ms`` the
+# broker rolls a partition's segment at its next append after that age and cleans it then,
+# whatever the dirty ratio: data retention removed is off the changelog within about a day.
+CHANGELOG_CONFIGS = {"max.compaction.lag.ms": str(24 * 3600 * 1000)}
+# State keys one retention commit covers: decided and committed under the lane's lock, so a
+# lane's batches wait at most for one such chunk (``_prune_lanes``).
+PRUNE_CHUNK = 1000
 # Fetched batches an agent's inbox holds before the consumer waits for the agent (the
 # consumer stops fetching meanwhile, as Faust's full stream buffers made it).
 INBOX_BATCHES = 8
@@ -360,6 +394,7 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
         default=None,
         partitions=s.topic_partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        extra_topic_configs=CHANGELOG_CONFIGS,
     )
     tables = {name: TableView(state, name) for name in (*handler.tables, COMMITS)}
     reader = Reader(handler, tables, [Lane() for _ in range(s.worker_lanes)])
@@ -418,8 +453,7 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
         the last delivered one (an offset committed past it, as seen after a crash) would
         wait for the partition's next event. Once recovery is over and no rebalance runs,
         each assigned partition quiet for ``TAIL_IDLE_S`` is compared with its end offset."""
-        recovered = app.tables.recovery.completed.is_set()
-        if app.rebalancing or getattr(app, "in_recovery", True) or not recovered:
+        if not _steady(app):
             return
         mine = [
             (rt.short_name(tp.topic), tp.partition)
@@ -454,8 +488,126 @@ def _register(app: faust.App, rt: Runtime, handler: Handler, batch_size: int) ->
             log.warning("%s: tail check failed (%r); next time", agent_name, e)
 
     app.timer(TAIL_CHECK_S, name=f"{s.app_id}.{agent_name}.tails")(check_tails)
+
+    if s.worker_prune_seconds and getattr(handler, "prune", None) is not None:
+
+        async def apply_retention() -> None:
+            """Prune what is past retention from the state of this worker's partitions."""
+            if not _steady(app):
+                return
+            try:
+                await _prune_lanes(app, rt, reader, state, wall_clock_ms())
+            except Exception:  # a bug must not stop the timer for good
+                log.exception("%s: retention pass failed; next time", agent_name)
+
+        app.timer(s.worker_prune_seconds, name=f"{s.app_id}.{agent_name}.retention")(
+            apply_retention
+        )
     agent.__name__ = agent.__qualname__ = f"{agent_name}_agent"
     app.agent(topic, name=f"{s.app_id}.{agent_name}")(agent)
+
+
+def _steady(app: faust.App) -> bool:
+    """Recovery is over, no rebalance runs and the flow is on: the partitions assigned are
+    this worker's, and their state is whole."""
+    recovered = app.tables.recovery.completed.is_set()
+    return bool(
+        recovered
+        and not app.rebalancing
+        and not getattr(app, "in_recovery", True)
+        and app.consumer.flow_active
+    )
+
+
+def _key_partitions(state: Any) -> dict[str, int]:
+    """The partition of every key in an agent's table (Faust's in-memory store records it
+    for the keys it recovers; ``_commit`` for the keys it writes). Keys of partitions no
+    longer assigned are dropped by the store once a rebalance's recovery completes."""
+    index: dict[str, int] = state.data._key_partition
+    return index
+
+
+async def _prune_lanes(
+    app: faust.App, rt: Runtime, reader: Reader, state: Any, now_ms: int
+) -> tuple[int, int]:
+    """One retention pass over an agent's state: what the handler's ``prune`` says is past
+    retention at ``now_ms`` is trimmed or deleted, for the keys of the partitions assigned
+    to this worker; returns (keys trimmed, keys deleted).
+
+    Each lane's keys are decided and committed in chunks of ``PRUNE_CHUNK`` under the lane's
+    lock, through ``_commit`` like a batch (the changed keys of a partition as one record
+    batch on its changelog, a deleted key as a tombstone, then the local table): a pass never
+    races a batch of the same partition, a revocation waits for the chunk in flight, and a
+    crash leaves each partition's state before or after a chunk, never half of one (the next
+    pass does what is left). A rebalance ends the pass; the next timer tick starts anew."""
+    handler = reader.handler
+    agent_name = type(handler).__name__
+    started = time.perf_counter()
+    generation = app.consumer_generation_id
+    topics = {rt.settings.topic(t) for t in handler.topics}
+    mine = {tp.partition for tp in app.consumer.assignment() if tp.topic in topics}
+    index = _key_partitions(state)
+    lanes: dict[int, list[tuple[str, str]]] = {}
+    for full, partition in list(index.items()):
+        name, _, key = full.partition("|")
+        if partition in mine and name in handler.tables:
+            lanes.setdefault(partition % len(reader.lanes), []).append((name, key))
+    trimmed = deleted = 0
+    for number, keys in sorted(lanes.items()):
+        lane = reader.lanes[number]
+        for i in range(0, len(keys), PRUNE_CHUNK):
+            async with lane.busy:
+                if app.consumer_generation_id != generation or not _steady(app):
+                    break  # a rebalance: the next pass starts from the new assignment
+                chunk = keys[i : i + PRUNE_CHUNK]
+                changes = [
+                    (name, key, new, index[f"{name}|{key}"])
+                    for (name, key), (_, new) in expired_states(
+                        handler, reader.tables, chunk, now_ms
+                    ).items()
+                ]
+                if changes:
+                    await _commit_pruned(rt, handler, state, changes)
+            gone = sum(1 for change in changes if change[2] is None)
+            trimmed += len(changes) - gone
+            deleted += gone
+            await asyncio.sleep(0)  # a large state is pruned without holding up the loop
+    held = Tally(
+        full.partition("|")[0] for full, partition in list(index.items()) if partition in mine
+    )
+    for table in handler.tables:
+        STATE_KEYS.labels(agent_name, table).set(held[table])
+    PRUNED.labels(agent_name, "trimmed").inc(trimmed)
+    PRUNED.labels(agent_name, "deleted").inc(deleted)
+    elapsed = time.perf_counter() - started
+    PRUNE.labels(agent_name).observe(elapsed)
+    if trimmed or deleted:
+        log.info(
+            "%s: retention trimmed %d keys and deleted %d in %.3fs",
+            agent_name,
+            trimmed,
+            deleted,
+            elapsed,
+        )
+    return trimmed, deleted
+
+
+async def _commit_pruned(
+    rt: Runtime, handler: Handler, state: Any, changes: list[tuple[str, str, Any, int]]
+) -> None:
+    """Commit pruned state (table, key, new value or None, partition) like a batch's state;
+    halves that do not fit in one record batch per partition are committed on their own."""
+    ctx = BatchContext(store=rt.store, tables={})
+    for name, key, value, partition in changes:
+        ctx.staged[(name, key)] = (value, partition)
+    try:
+        await _until_done(type(handler).__name__, partial(_commit, rt, ctx, state))
+    except StateTooLarge:
+        if len(changes) == 1:
+            raise
+        half = len(changes) // 2
+        for part in (changes[:half], changes[half:]):
+            await _commit_pruned(rt, handler, state, part)
 
 
 async def _complete(
@@ -766,12 +918,15 @@ async def _commit(rt: Runtime, ctx: BatchContext, state: Any) -> None:
         sent += await _send(producer, topic, partition, records, whole=True)
     if sent:
         await asyncio.gather(*sent)
-    for items in staged.values():
+    index = _key_partitions(state)
+    for partition, items in staged.items():
         for key, value in items:
             if value is None:
                 state.data.pop(key, None)
+                index.pop(key, None)
             else:
                 state.data[key] = value
+                index[key] = partition
 
 
 async def _send(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import random
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from domain.results import CaseRecord, PersonCases, cases
@@ -278,3 +279,22 @@ async def test_a_frozen_cluster_keeps_its_row_when_a_later_case_comes() -> None:
     gone = cluster["last_window_start"] + CLUSTER_RETENTION
     p.prune(to_ms(gone))
     assert "bar" not in p.tables["venue_exposure"]
+
+
+# ---------------------------------------------------------------------------- the worker
+
+
+def test_the_worker_compacts_its_changelogs_within_a_day_and_prunes_every_ten_minutes(
+    tmp_path: Path,
+) -> None:
+    from covidtech.settings import load
+    from streams.worker import CHANGELOG_CONFIGS, build_app
+
+    s = load({"COVIDTECH_HOME": str(tmp_path), "COVIDTECH_APP_ID": "unit-retention"})
+    assert s.worker_prune_seconds == 600
+    assert load({"COVIDTECH_WORKER_PRUNE_SECONDS": "1"}).worker_prune_seconds == 1
+    app = build_app(s)
+    assert {"max.compaction.lag.ms": str(DAY)} == CHANGELOG_CONFIGS
+    for table in app.tables.values():
+        assert table.extra_topic_configs == CHANGELOG_CONFIGS
+        assert table.data._key_partition == {}  # the index the retention pass reads
