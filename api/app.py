@@ -20,13 +20,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from api import config as config_mod
 from api.audit import Auditor
@@ -34,13 +30,14 @@ from api.cache import AggregateCache
 from api.config import ReadApiConfig
 from api.dashboard import operations as dashboard_operations
 from api.dashboard import page_routes as dashboard_page_routes
+from api.edge import route
 from api.kafka import KafkaAlertSource, KafkaEventLog
 from api.metrics import ApiMetrics
 from api.openapi import build_document
 from api.paging import PageTokens
 from api.problems import CatchAllMiddleware, exception_handlers
 from api.ratelimit import TokenBuckets
-from api.routes import Operation, build_operations, dispatch
+from api.routes import build_operations
 from api.services import EventLogPort, Revocations, Services
 from api.stream import AlertBroadcaster, AlertSource
 from api.vaccination import operations as vaccination_operations
@@ -56,14 +53,6 @@ __all__ = ["app_from_env", "create_app"]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _endpoint(op: Operation) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        return await dispatch(op, request)
-
-    endpoint.__name__ = op.op_id
-    return endpoint
 
 
 def create_app(
@@ -163,7 +152,7 @@ def create_app(
             finally:
                 broadcaster.close_clients()
 
-    routes = [Route(op.path, _endpoint(op), methods=[op.method]) for op in operations]
+    routes = [route(op) for op in operations]
     routes += dashboard_page_routes()  # the MOH dashboard's page and assets (not the API)
     app = Starlette(
         routes=routes,

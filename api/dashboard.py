@@ -12,7 +12,7 @@ lacks (docs/dashboard.md).
 - ``GET /v1/ops/rates``: events/s appended to the source topics (their end offsets) and
   processed by the stream worker (its group's committed offsets), sampled over time.
 
-Both data routes are ``moh`` only and go through :func:`api.routes.dispatch` like every other
+Both data routes are ``moh`` only and go through :func:`api.edge.dispatch` like every other
 route (authentication, 403 before any read, strict parameters, problems, metrics). They are
 not in the OpenAPI document: they serve this page, not integrators.
 """
@@ -39,10 +39,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import auth
+from api.edge import AGGREGATE_ERRORS, Ctx, Operation
 from api.params import date_param, enum_param
 from api.problems import LogUnavailable, Problem
-from api.render import aggregate_response, iso, json_response
-from api.routes import Ctx, Operation, dispatch
+from api.render import iso, json_response
 from covidtech.topics import SOURCE_TOPICS
 from domain import reference
 from domain.coverage import ADULT_BANDS, AGE_BANDS, CoverageCounts, metrics, sum_bands
@@ -167,8 +167,7 @@ async def coverage_by_province(ctx: Ctx) -> Response:
             "provinces": provinces,
         }
 
-    data = await services.cache.get(("dashboard-coverage", day, band), compute)
-    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+    return await ctx.aggregate(("dashboard-coverage", day, band), compute)
 
 
 # ------------------------------------------------------------------------------ rates
@@ -387,42 +386,34 @@ def _operations(rates: _Rates) -> tuple[Operation, ...]:
 
     return (
         Operation(
-            "GET",
-            "/v1/dashboard/coverage-by-province",
-            "getCoverageByProvince",
-            "Coverage per hundred of every province on a day",
-            "dashboard",
-            coverage_by_province,
-            auth.MOH,
-            (
+            method="GET",
+            path="/v1/dashboard/coverage-by-province",
+            op_id="getCoverageByProvince",
+            summary="Coverage per hundred of every province on a day",
+            tag="dashboard",
+            handler=coverage_by_province,
+            scopes=auth.MOH,
+            params=(
                 date_param("date", "As of this local day (default today)."),
                 enum_param(
                     "age_band", ["all", "18+"], "Whole population or adults.", default="all"
                 ),
             ),
             caching="aggregate",
-            errors=(304, 400, 401, 403, 503),
+            errors=AGGREGATE_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/ops/rates",
-            "getOpsRates",
-            "Ingest and processing rates of the source topics",
-            "dashboard",
-            ops_rates,
-            auth.MOH,
+            method="GET",
+            path="/v1/ops/rates",
+            op_id="getOpsRates",
+            summary="Ingest and processing rates of the source topics",
+            tag="dashboard",
+            handler=ops_rates,
+            scopes=auth.MOH,
             caching="none",
             errors=(401, 403, 503),
         ),
     )
-
-
-def _endpoint(op: Operation) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        return await dispatch(op, request)
-
-    endpoint.__name__ = op.op_id
-    return endpoint
 
 
 def operations(offsets: OffsetReader | None = None) -> tuple[Operation, ...]:

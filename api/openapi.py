@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the read API, built from :mod:`api.routes`' declarations.
 
-Parameters, scopes, caching and answers come from the same :class:`~api.routes.Operation`
+Parameters, scopes, caching and answers come from the same :class:`~api.edge.Operation`
 objects that build the routes; the bodies are described by the schemas below. Responses are
 strict (``additionalProperties: false``) so the fuzzer's conformance check catches any field
 the document does not promise.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.edge import Operation
 from api.problems import PROBLEM_MEDIA_TYPE
-from api.routes import Operation
 from covidtech.tokens import ScopeKind
 from domain.coverage import AGE_BANDS
 

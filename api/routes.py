@@ -1,45 +1,54 @@
-"""Every route of the read API, declared once: scopes, parameters, caching, audit, handler.
+"""The read API's own routes and their handlers, declared as :class:`api.edge.Operation`.
 
-:data:`OPERATIONS` drives both the Starlette routes (:func:`api.app.create_app`) and the
-OpenAPI document (:mod:`api.openapi`), so the document cannot drift from what is served.
-Each request goes through :func:`dispatch`: authenticate (unless public), check the route's
-scope kinds (403 before anything is read), parse parameters (400), run the handler; errors are
-answered as problems; metrics are recorded by route template.
+:func:`build_operations` gives both the Starlette routes (:func:`api.app.create_app`) and the
+OpenAPI document (:mod:`api.openapi`), so the document cannot drift from what is served;
+every request goes through :func:`api.edge.dispatch`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api import auth
-from api.auth import Reach, authenticate, reach_of
-from api.paging import InvalidPageToken
+from api.edge import (
+    AGGREGATE_ERRORS,
+    PERSONAL_ERRORS,
+    Ctx,
+    Operation,
+    area_name,
+    check_area,
+    day_range,
+    from_ms,
+    malformed_page,
+    ms,
+    newest_page,
+    page,
+    page_int,
+    page_params,
+    page_str,
+    province_in_reach,
+)
 from api.params import (
-    Param,
     area_param,
     date_param,
     datetime_param,
     enum_param,
     id_path,
-    int_param,
     parse_datetime,
     province_param,
     text_param,
 )
-from api.problems import LogUnavailable, Problem, exception_handlers
+from api.problems import Problem
 from api.ratelimit import TokenBuckets
-from api.render import aggregate_response, iso, iso_or_none, json_response
-from api.services import Services
+from api.render import iso, iso_or_none, json_response
 from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
 from covidtech.jsonbody import BodyError, parse_json
 from covidtech.revocations import GRANT_ISSUED, GRANT_REVOKED
@@ -63,14 +72,10 @@ from domain.vaccines import VACCINES, UnknownVaccine
 from projections import queries
 from projections.access import LOCAL_TZ, grant_issued_row, grant_revoked_row
 from projections.model import Query, Row, StoreUnavailable
-from projections.queries import Cursor, Segment
+from projections.queries import Segment
 from schemas.codec import encode
 
-__all__ = ["OPERATIONS", "Operation", "dispatch"]
-
-_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = (
-    exception_handlers()
-)
+__all__ = ["OPERATIONS", "build_operations"]
 
 #: How far back lists of alerts and exposure sites reach by default (presence data lives 21 d).
 PRESENCE_DAYS = 21
@@ -79,142 +84,6 @@ MAX_TURNAROUND_DAYS = 31
 #: Longest audit query (one partition per day).
 MAX_AUDIT_DAYS = 31
 MAX_BODY_BYTES = 16 * 1024
-
-
-@dataclass
-class Ctx:
-    """One request as a handler sees it."""
-
-    request: Request
-    services: Services
-    op: Operation
-    params: dict[str, Any]
-    claims: Claims | None = None
-    reach: Reach | None = None
-
-    @property
-    def now(self) -> datetime:
-        return self.services.clock()
-
-    @property
-    def today(self) -> date:
-        return self.now.astimezone(LOCAL_TZ).date()
-
-    @property
-    def client_address(self) -> str | None:
-        client = self.request.client
-        return client.host if client is not None else None
-
-    def must_reach(self) -> Reach:
-        assert self.reach is not None, "a public route asked for a reach"
-        return self.reach
-
-    async def audit(self, subject: str, person_ids: Iterable[str]) -> None:
-        """Audit this read of personal data before answering (fail closed)."""
-        assert self.claims is not None
-        event = self.services.auditor.event(
-            self.claims,
-            method=self.request.method,
-            route=self.op.path,
-            subject=subject,
-            person_ids=person_ids,
-            client_address=self.client_address,
-        )
-        await self.services.auditor.record(event)
-
-    def page_limit(self) -> int:
-        limit = self.params.get("limit")
-        return int(limit) if limit is not None else self.services.config.page_size
-
-    def open_page(self, binding: Mapping[str, Any]) -> dict[str, Any] | None:
-        token = self.params.get("page_token")
-        if token is None:
-            return None
-        try:
-            return self.services.pages.open(token, self.op.op_id, binding)
-        except InvalidPageToken as e:
-            raise Problem("invalid-page-token", str(e)) from e
-
-    def mint_page(self, binding: Mapping[str, Any], position: Mapping[str, Any]) -> str:
-        return self.services.pages.mint(self.op.op_id, binding, position)
-
-
-Handler = Callable[[Ctx], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class Operation:
-    """A route: method, path template, who may call it, its parameters and its answer."""
-
-    method: str
-    path: str
-    op_id: str
-    summary: str
-    tag: str
-    handler: Handler
-    scopes: frozenset[ScopeKind] | None  # None: public (no token)
-    params: tuple[Param, ...] = ()
-    response: str | None = None  # component schema name of the success body
-    status: int = 200
-    media_type: str = "application/json"
-    caching: str = "personal"  # "aggregate" | "personal" | "none"
-    audited: bool = False
-    body: str | None = None  # component schema name of the request body
-    errors: tuple[int, ...] = (400, 401, 403, 404, 503)
-    description: str = ""
-
-    @property
-    def query_names(self) -> frozenset[str]:
-        return frozenset(p.name for p in self.params if p.where == "query")
-
-
-# ------------------------------------------------------------------------------ dispatch
-
-
-async def dispatch(op: Operation, request: Request) -> Response:
-    """Run ``op`` for ``request``: auth, scope, parameters, handler, problems, metrics."""
-    services: Services = request.app.state.services
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await _run(op, request, services)
-        status = response.status_code
-        return response
-    except (Problem, StoreUnavailable, LogUnavailable) as e:
-        handler = next(h for kind, h in _HANDLERS.items() if isinstance(e, kind))
-        response = await handler(request, e)
-        status = response.status_code
-        return response
-    finally:
-        services.metrics.observe(op.path, op.method, status, time.perf_counter() - started)
-
-
-async def _run(op: Operation, request: Request, services: Services) -> Response:
-    ctx = Ctx(request, services, op, {})
-    if op.scopes is not None:
-        ctx.claims = authenticate(
-            request.headers.get("authorization"),
-            services.signer,
-            services.clock(),
-            services.revocations.is_revoked,
-        )
-        ctx.reach = reach_of(ctx.claims, op.scopes)
-    unknown = sorted(set(request.query_params) - op.query_names)
-    if unknown:  # a typo such as `provnce=79` must not silently widen a list
-        raise Problem(
-            "invalid-parameter",
-            f"unknown query parameter {unknown[0]!r}",
-            extra={"parameter": unknown[0]},
-        )
-    for p in op.params:
-        if p.where == "path":
-            raw = request.path_params.get(p.name)
-        elif p.where == "header":
-            raw = request.headers.get(p.name)
-        else:
-            raw = request.query_params.get(p.name)
-        ctx.params[p.name] = p.read(raw)
-    return await op.handler(ctx)
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -289,81 +158,6 @@ def _bands_for(band: str) -> tuple[str, ...]:
     return AGE_BANDS if band in ("all", "18+") else (band,)
 
 
-def _area_name(area: str) -> str:
-    return "Việt Nam" if area == NATION else reference.PROVINCES[area].name
-
-
-def _check_area(ctx: Ctx, area: str) -> None:
-    reach = ctx.must_reach()
-    if area == NATION:
-        if not reach.everything:
-            raise Problem("insufficient-scope", "national figures need the moh scope")
-    elif not reach.allows(area):
-        raise Problem("insufficient-scope", f"your token does not reach area {area}")
-
-
-def _range(ctx: Ctx, start: date | None, end: date | None, default_days: int) -> tuple[date, date]:
-    end = end or ctx.today
-    start = start or end - timedelta(days=default_days - 1)
-    if start > end:
-        raise Problem("invalid-parameter", "from must not be after to", extra={"parameter": "from"})
-    limit = ctx.services.config.max_range_days
-    if (end - start).days + 1 > limit:
-        raise Problem(
-            "invalid-parameter",
-            f"the range spans more than {limit} days",
-            extra={"parameter": "from"},
-        )
-    return start, end
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-def _from_ms(value: Any) -> datetime:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise Problem("invalid-page-token", "page token is malformed")
-    return datetime.fromtimestamp(value / 1000, UTC)
-
-
-def _cursor(position: Mapping[str, Any]) -> Cursor | None:
-    if position.get("seg") is None:
-        return None
-    seg, at, ident = position.get("seg"), position.get("at"), position.get("id")
-    if not isinstance(seg, str) or not isinstance(ident, str):
-        raise Problem("invalid-page-token", "page token is malformed")
-    return Cursor(seg, _from_ms(at), ident)
-
-
-def _page(items: list[Any], token: str | None) -> dict[str, Any]:
-    return {"items": items, "next_page_token": token}
-
-
-async def _newest_page(
-    ctx: Ctx,
-    segments: Sequence[Segment],
-    position: Mapping[str, Any] | None,
-    *,
-    time_col: str,
-    id_col: str,
-    keep: Callable[[Row], bool] = lambda r: True,
-) -> tuple[list[Row], Cursor | None]:
-    """One page of ``segments``, newest first, after the position of a page token."""
-    try:
-        return await queries.newest_first(
-            ctx.services.store,
-            segments,
-            time_col=time_col,
-            id_col=id_col,
-            limit=ctx.page_limit(),
-            after=_cursor(position) if position else None,
-            keep=keep,
-        )
-    except ValueError as e:
-        raise Problem("invalid-page-token", "page token is malformed") from e
-
-
 # ------------------------------------------------------------------------------ citizen
 
 
@@ -433,7 +227,7 @@ async def get_sample(ctx: Ctx) -> Response:
 
 async def get_coverage(ctx: Ctx) -> Response:
     area, band = ctx.params["area"], ctx.params["age_band"]
-    _check_area(ctx, area)
+    check_area(ctx, area)
     day = ctx.params["date"] or ctx.today
     services = ctx.services
 
@@ -441,7 +235,7 @@ async def get_coverage(ctx: Ctx) -> Response:
         by_band = await queries.coverage_as_of(services.store, area, day, _bands_for(band))
         out = {
             "area": area,
-            "area_name": _area_name(area),
+            "area_name": area_name(area),
             "date": day.isoformat(),
             "age_band": band,
             **_band_figures(area, band, by_band),
@@ -452,21 +246,20 @@ async def get_coverage(ctx: Ctx) -> Response:
             ]
         return out
 
-    data = await services.cache.get(("coverage", area, day, band), compute)
-    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+    return await ctx.aggregate(("coverage", area, day, band), compute)
 
 
 async def get_coverage_series(ctx: Ctx) -> Response:
     area, band = ctx.params["area"], ctx.params["age_band"]
-    _check_area(ctx, area)
-    start, end = _range(ctx, ctx.params["from"], ctx.params["to"], 30)
+    check_area(ctx, area)
+    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 30)
     services = ctx.services
 
     async def compute() -> dict[str, Any]:
         series = await queries.coverage_series(services.store, area, start, end, _bands_for(band))
         return {
             "area": area,
-            "area_name": _area_name(area),
+            "area_name": area_name(area),
             "age_band": band,
             "from": start.isoformat(),
             "to": end.isoformat(),
@@ -476,20 +269,19 @@ async def get_coverage_series(ctx: Ctx) -> Response:
             ],
         }
 
-    data = await services.cache.get(("series", area, start, end, band), compute)
-    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+    return await ctx.aggregate(("series", area, start, end, band), compute)
 
 
 async def get_doses_daily(ctx: Ctx) -> Response:
     area, band = ctx.params["area"], ctx.params["age_band"]
-    _check_area(ctx, area)
+    check_area(ctx, area)
     if ctx.params["vaccine"] is not None:
         raise Problem(
             "filter-not-supported",
             "daily doses per vaccine product are not projected yet; ask without vaccine",
             extra={"parameter": "vaccine"},
         )
-    start, end = _range(ctx, ctx.params["from"], ctx.params["to"], 30)
+    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 30)
     services = ctx.services
 
     async def compute() -> dict[str, Any]:
@@ -501,7 +293,7 @@ async def get_doses_daily(ctx: Ctx) -> Response:
             rows.append({"date": d.isoformat(), **n.__dict__})
         return {
             "area": area,
-            "area_name": _area_name(area),
+            "area_name": area_name(area),
             "age_band": band,
             "from": start.isoformat(),
             "to": end.isoformat(),
@@ -509,8 +301,7 @@ async def get_doses_daily(ctx: Ctx) -> Response:
             "total": total.__dict__,
         }
 
-    data = await services.cache.get(("doses", area, start, end, band), compute)
-    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+    return await ctx.aggregate(("doses", area, start, end, band), compute)
 
 
 async def get_vaccinations(ctx: Ctx) -> Response:
@@ -519,11 +310,7 @@ async def get_vaccinations(ctx: Ctx) -> Response:
     person, doses = await asyncio.gather(
         queries.person(store, person_id), queries.vaccinations(store, person_id)
     )
-    province = person["province"] if person is not None else None
-    if province is None and doses:
-        province = doses[0]["residence_province"]
-    if province is None or not ctx.must_reach().allows(province):
-        raise Problem("not-found", "no such person in your scope")
+    province = province_in_reach(ctx, person, doses, "residence_province", "person")
     await ctx.audit(f"person:{person_id}", (person_id,))
     status: dict[str, Any] | None = None
     try:
@@ -574,8 +361,8 @@ async def get_vaccinations(ctx: Ctx) -> Response:
 
 async def get_turnaround(ctx: Ctx) -> Response:
     area = ctx.params["area"]
-    _check_area(ctx, area)
-    start, end = _range(ctx, ctx.params["from"], ctx.params["to"], 7)
+    check_area(ctx, area)
+    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 7)
     if (end - start).days >= MAX_TURNAROUND_DAYS:
         raise Problem(
             "invalid-parameter",
@@ -598,7 +385,7 @@ async def get_turnaround(ctx: Ctx) -> Response:
 
         return {
             "area": area,
-            "area_name": _area_name(area),
+            "area_name": area_name(area),
             "from": start.isoformat(),
             "to": end.isoformat(),
             "overall": stats(report.overall),
@@ -617,8 +404,7 @@ async def get_turnaround(ctx: Ctx) -> Response:
             },
         }
 
-    data = await services.cache.get(("turnaround", area, start, end, late_before), compute)
-    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+    return await ctx.aggregate(("turnaround", area, start, end, late_before), compute)
 
 
 # ------------------------------------------------------------------------------ tracers
@@ -645,11 +431,11 @@ async def list_alerts(ctx: Ctx) -> Response:
         since = max(since_param or oldest, oldest)
         top = ctx.today + timedelta(days=1)  # a visit may start a few minutes "tomorrow"
     else:
-        since = _from_ms(position.get("since"))
+        since = from_ms(position.get("since"))
         try:
             top = date.fromisoformat(str(position.get("top")))
         except ValueError as e:
-            raise Problem("invalid-page-token", "page token is malformed") from e
+            raise malformed_page() from e
     bottom = since.astimezone(LOCAL_TZ).date()
     segments = [
         Segment(
@@ -665,7 +451,7 @@ async def list_alerts(ctx: Ctx) -> Response:
     def keep(r: Row) -> bool:
         return (risk is None or r["risk"] == risk) and (status is None or r["status"] == status)
 
-    rows, nxt = await _newest_page(
+    rows, nxt = await newest_page(
         ctx, segments, position, time_col="contact_visit_start", id_col="alert_id", keep=keep
     )
     items = [_alert(r) for r in rows]
@@ -673,19 +459,8 @@ async def list_alerts(ctx: Ctx) -> Response:
         f"alerts:{_scope_label(provinces)}",
         (p for r in rows for p in (r["contact_person_id"], r["case_person_id"])),
     )
-    token = None
-    if nxt is not None:
-        token = ctx.mint_page(
-            binding,
-            {
-                "since": _ms(since),
-                "top": top.isoformat(),
-                "seg": nxt.segment,
-                "at": _ms(nxt.at),
-                "id": nxt.id,
-            },
-        )
-    return json_response(_page(items, token))
+    token = ctx.next_page(binding, nxt, since=ms(since), top=top.isoformat())
+    return json_response(page(items, token))
 
 
 async def stream_alerts(ctx: Ctx) -> Response:
@@ -760,23 +535,19 @@ async def list_exposures(ctx: Ctx) -> Response:
     binding = {"person": person_id, "since": iso_or_none(since_param)}
     position = ctx.open_page(binding)
     since = since_param or (
-        _from_ms(position.get("since")) if position else ctx.now - timedelta(days=PRESENCE_DAYS)
+        from_ms(position.get("since")) if position else ctx.now - timedelta(days=PRESENCE_DAYS)
     )
     segment = Segment(
         "p",
         (Query("alerts_by_person", {"contact_person_id": person_id}, clustering_from=since),),
     )
-    rows, nxt = await _newest_page(
+    rows, nxt = await newest_page(
         ctx, [segment], position, time_col="contact_visit_start", id_col="alert_id"
     )
     await ctx.audit(f"person:{person_id}", [person_id, *(r["case_person_id"] for r in rows)])
     items = [_alert({**r, "contact_person_id": person_id}) for r in rows]
-    token = None
-    if nxt is not None:
-        token = ctx.mint_page(
-            binding, {"since": _ms(since), "seg": nxt.segment, "at": _ms(nxt.at), "id": nxt.id}
-        )
-    return json_response(_page(items, token))
+    token = ctx.next_page(binding, nxt, since=ms(since))
+    return json_response(page(items, token))
 
 
 async def list_visits(ctx: Ctx) -> Response:
@@ -799,7 +570,7 @@ async def list_visits(ctx: Ctx) -> Response:
             ),
         ),
     )
-    rows, nxt = await _newest_page(
+    rows, nxt = await newest_page(
         ctx, [segment], position, time_col="visit_start", id_col="venue_id"
     )
     await ctx.audit(f"person:{person_id}", (person_id,))
@@ -812,10 +583,8 @@ async def list_visits(ctx: Ctx) -> Response:
         }
         for r in rows
     ]
-    token = None
-    if nxt is not None:
-        token = ctx.mint_page(binding, {"seg": nxt.segment, "at": _ms(nxt.at), "id": nxt.id})
-    return json_response(_page(items, token))
+    token = ctx.next_page(binding, nxt)
+    return json_response(page(items, token))
 
 
 async def get_exposure_windows(ctx: Ctx) -> Response:
@@ -824,11 +593,7 @@ async def get_exposure_windows(ctx: Ctx) -> Response:
     venue, windows = await asyncio.gather(
         queries.venue(store, venue_id), queries.exposure_windows(store, venue_id)
     )
-    province = venue["province"] if venue is not None else None
-    if province is None and windows:
-        province = windows[0]["venue_province"]
-    if province is None or not ctx.must_reach().allows(province):
-        raise Problem("not-found", "no such venue in your scope")
+    province = province_in_reach(ctx, venue, windows, "venue_province", "venue")
     return json_response(
         {
             "venue_id": venue_id,
@@ -861,14 +626,14 @@ async def list_exposure_sites(ctx: Ctx) -> Response:
             top = date.fromisoformat(str(position["top"]))
             after = (date.fromisoformat(str(position["day"])), str(position["key"]))
         except (KeyError, ValueError) as e:
-            raise Problem("invalid-page-token", "page token is malformed") from e
+            raise malformed_page() from e
     days = queries.days_between(since, top)[::-1]
     try:
         items, nxt = await queries.exposure_sites_page(
             ctx.services.store, provinces, days, limit=ctx.page_limit(), after=after
         )
     except ValueError as e:
-        raise Problem("invalid-page-token", "page token is malformed") from e
+        raise malformed_page() from e
     venues = await asyncio.gather(
         *(queries.venue(ctx.services.store, i["venue_id"]) for i in items)
     )
@@ -895,18 +660,14 @@ async def list_exposure_sites(ctx: Ctx) -> Response:
                 "key": nxt[1],
             },
         )
-    return json_response(_page(out, token), cache_control="private, no-cache")
+    return json_response(page(out, token), cache_control="private, no-cache")
 
 
 async def list_clusters(ctx: Ctx) -> Response:
     provinces = ctx.must_reach().provinces_for(ctx.params["province"])
     binding = {"provinces": list(provinces)}
     position = ctx.open_page(binding)
-    after = None
-    if position is not None:
-        after = position.get("key")
-        if not isinstance(after, str):
-            raise Problem("invalid-page-token", "page token is malformed")
+    after = page_str(position.get("key")) if position is not None else None
     rows, nxt = await queries.clusters_page(
         ctx.services.store, provinces, limit=ctx.page_limit(), after=after
     )
@@ -926,14 +687,14 @@ async def list_clusters(ctx: Ctx) -> Response:
         for r in rows
     ]
     token = ctx.mint_page(binding, {"key": nxt}) if nxt is not None else None
-    return json_response(_page(items, token))
+    return json_response(page(items, token))
 
 
 # ------------------------------------------------------------------------------ MOH
 
 
 async def list_audit(ctx: Ctx) -> Response:
-    start, end = _range(ctx, ctx.params["from"], ctx.params["to"], 1)
+    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 1)
     if (end - start).days >= MAX_AUDIT_DAYS:
         raise Problem(
             "invalid-parameter",
@@ -953,7 +714,7 @@ async def list_audit(ctx: Ctx) -> Response:
             subject is None or r["subject"] == subject
         )
 
-    rows, nxt = await _newest_page(
+    rows, nxt = await newest_page(
         ctx, segments, position, time_col="read_at", id_col="audit_id", keep=keep
     )
     items = [
@@ -973,10 +734,8 @@ async def list_audit(ctx: Ctx) -> Response:
         }
         for r in rows
     ]
-    token = None
-    if nxt is not None:
-        token = ctx.mint_page(binding, {"seg": nxt.segment, "at": _ms(nxt.at), "id": nxt.id})
-    return json_response(_page(items, token))
+    token = ctx.next_page(binding, nxt)
+    return json_response(page(items, token))
 
 
 _GRANT_FIELDS = {"agency", "scopes", "purpose", "expires_at"}
@@ -1115,18 +874,15 @@ async def list_grants(ctx: Ctx) -> Response:
     binding: dict[str, Any] = {}
     position = ctx.open_page(binding)
     rows = await queries.all_grants(ctx.services.store)
-    start = 0
-    if position is not None:
-        offset = position.get("offset")
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise Problem("invalid-page-token", "page token is malformed")
-        start = offset
+    start = page_int(position.get("offset")) if position is not None else 0
+    if start < 0:
+        raise malformed_page()
     limit = ctx.page_limit()
-    page = rows[start : start + limit]
+    chunk = rows[start : start + limit]
     token = None
     if start + limit < len(rows):
         token = ctx.mint_page(binding, {"offset": start + limit})
-    return json_response(_page([_grant(r, ctx.now) for r in page], token), cache_control="no-store")
+    return json_response(page([_grant(r, ctx.now) for r in chunk], token), cache_control="no-store")
 
 
 async def get_grant(ctx: Ctx) -> Response:
@@ -1214,16 +970,9 @@ async def openapi_json(ctx: Ctx) -> Response:
     return json_response(ctx.services.openapi, cache_control="public, max-age=300")
 
 
-def _page_params(default: int, maximum: int) -> tuple[Param, ...]:
-    return (
-        int_param("limit", 1, maximum, default, "Page size."),
-        text_param("page_token", 2048, "Opaque token of the next page (from next_page_token)."),
-    )
-
-
 def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...]:
     """Every operation; page sizes come from the config (they appear in the document)."""
-    paging = _page_params(page_size, max_page_size)
+    paging = page_params(page_size, max_page_size)
     band = enum_param(
         "age_band",
         ["all", "18+", *AGE_BANDS],
@@ -1231,17 +980,16 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
         default="all",
     )
     since_time = datetime_param("since", "Only entries from this time on (default: 21 days ago).")
-    personal = (400, 401, 403, 404, 503)
     return (
         Operation(
-            "GET",
-            "/v1/results/{lookup_code}",
-            "getResult",
-            "A citizen reads their test result",
-            "citizens",
-            get_result,
-            None,
-            (
+            method="GET",
+            path="/v1/results/{lookup_code}",
+            op_id="getResult",
+            summary="A citizen reads their test result",
+            tag="citizens",
+            handler=get_result,
+            scopes=None,
+            params=(
                 text_param(
                     "lookup_code",
                     64,
@@ -1258,45 +1006,45 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             "Only the state, test type and times are returned.",
         ),
         Operation(
-            "GET",
-            "/v1/samples/{sample_id}",
-            "getSample",
-            "A sample and its result",
-            "health staff",
-            get_sample,
-            auth.MOH_PROVINCE,
-            (id_path("sample_id"),),
+            method="GET",
+            path="/v1/samples/{sample_id}",
+            op_id="getSample",
+            summary="A sample and its result",
+            tag="health staff",
+            handler=get_sample,
+            scopes=auth.MOH_PROVINCE,
+            params=(id_path("sample_id"),),
             response="Sample",
             audited=True,
-            errors=personal,
+            errors=PERSONAL_ERRORS,
             description="province:<P> sees samples collected in P (others are 404). Audited.",
         ),
         Operation(
-            "GET",
-            "/v1/coverage",
-            "getCoverage",
-            "Vaccination coverage of an area on a day",
-            "vaccination",
-            get_coverage,
-            auth.MOH_PROVINCE,
-            (
+            method="GET",
+            path="/v1/coverage",
+            op_id="getCoverage",
+            summary="Vaccination coverage of an area on a day",
+            tag="vaccination",
+            handler=get_coverage,
+            scopes=auth.MOH_PROVINCE,
+            params=(
                 area_param(required=True),
                 date_param("date", "As of this local day (default today)."),
                 band,
             ),
             response="Coverage",
             caching="aggregate",
-            errors=(304, 400, 401, 403, 503),
+            errors=AGGREGATE_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/coverage/series",
-            "getCoverageSeries",
-            "Coverage of an area, day by day",
-            "vaccination",
-            get_coverage_series,
-            auth.MOH_PROVINCE,
-            (
+            method="GET",
+            path="/v1/coverage/series",
+            op_id="getCoverageSeries",
+            summary="Coverage of an area, day by day",
+            tag="vaccination",
+            handler=get_coverage_series,
+            scopes=auth.MOH_PROVINCE,
+            params=(
                 area_param(required=True),
                 date_param("from", "First day (default: to - 29 days)."),
                 date_param("to", "Last day (default today)."),
@@ -1304,17 +1052,17 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             ),
             response="CoverageSeries",
             caching="aggregate",
-            errors=(304, 400, 401, 403, 503),
+            errors=AGGREGATE_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/doses/daily",
-            "getDosesDaily",
-            "Doses given per day in an area",
-            "vaccination",
-            get_doses_daily,
-            auth.MOH_PROVINCE,
-            (
+            method="GET",
+            path="/v1/doses/daily",
+            op_id="getDosesDaily",
+            summary="Doses given per day in an area",
+            tag="vaccination",
+            handler=get_doses_daily,
+            scopes=auth.MOH_PROVINCE,
+            params=(
                 area_param(required=True),
                 date_param("from", "First day (default: to - 29 days)."),
                 date_param("to", "Last day (default today)."),
@@ -1328,49 +1076,49 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             ),
             response="DosesDaily",
             caching="aggregate",
-            errors=(304, 400, 401, 403, 503),
+            errors=AGGREGATE_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/people/{person_id}/vaccinations",
-            "getVaccinations",
-            "A person's vaccination record",
-            "vaccination",
-            get_vaccinations,
-            auth.MOH_PROVINCE,
-            (id_path("person_id"),),
+            method="GET",
+            path="/v1/people/{person_id}/vaccinations",
+            op_id="getVaccinations",
+            summary="A person's vaccination record",
+            tag="vaccination",
+            handler=get_vaccinations,
+            scopes=auth.MOH_PROVINCE,
+            params=(id_path("person_id"),),
             response="VaccinationRecord",
             audited=True,
-            errors=personal,
+            errors=PERSONAL_ERRORS,
             description="province:<P> sees people registered (else vaccinated as residents) in "
             "P. Audited.",
         ),
         Operation(
-            "GET",
-            "/v1/testing/turnaround",
-            "getTurnaround",
-            "Turnaround percentiles and samples pending too long, per lab and province",
-            "health staff",
-            get_turnaround,
-            auth.MOH_PROVINCE,
-            (
+            method="GET",
+            path="/v1/testing/turnaround",
+            op_id="getTurnaround",
+            summary="Turnaround percentiles and samples pending too long, per lab and province",
+            tag="health staff",
+            handler=get_turnaround,
+            scopes=auth.MOH_PROVINCE,
+            params=(
                 area_param(required=True),
                 date_param("from", "First local day of results (default: to - 6 days)."),
                 date_param("to", "Last day (default today)."),
             ),
             response="Turnaround",
             caching="aggregate",
-            errors=(304, 400, 401, 403, 503),
+            errors=AGGREGATE_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/alerts",
-            "listAlerts",
-            "Exposure alerts, newest contact visit first",
-            "tracers",
-            list_alerts,
-            auth.MOH_PROVINCE_TRACER,
-            (
+            method="GET",
+            path="/v1/alerts",
+            op_id="listAlerts",
+            summary="Exposure alerts, newest contact visit first",
+            tag="tracers",
+            handler=list_alerts,
+            scopes=auth.MOH_PROVINCE_TRACER,
+            params=(
                 province_param(
                     description="Province of the venue (default: every province your "
                     "token reaches)."
@@ -1382,17 +1130,17 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             ),
             response="AlertPage",
             audited=True,
-            errors=personal,
+            errors=PERSONAL_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/alerts/stream",
-            "streamAlerts",
-            "Live exposure alerts (Server-Sent Events)",
-            "tracers",
-            stream_alerts,
-            auth.MOH_PROVINCE_TRACER,
-            (
+            method="GET",
+            path="/v1/alerts/stream",
+            op_id="streamAlerts",
+            summary="Live exposure alerts (Server-Sent Events)",
+            tag="tracers",
+            handler=stream_alerts,
+            scopes=auth.MOH_PROVINCE_TRACER,
+            params=(
                 province_param(),
                 enum_param("risk", ["HIGH", "LOW"]),
                 text_param("Last-Event-ID", 20000, "Resume after this event id.", where="header"),
@@ -1400,33 +1148,33 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             ),
             media_type="text/event-stream",
             audited=True,
-            errors=personal,
+            errors=PERSONAL_ERRORS,
             description="Each event is `event: alert` with the alert as JSON data and an id "
             "that Last-Event-ID resumes from exactly. Keep-alive comments every 15 s.",
         ),
         Operation(
-            "GET",
-            "/v1/people/{person_id}/exposures",
-            "listExposures",
-            "Alerts where a person is the contact",
-            "tracers",
-            list_exposures,
-            auth.MOH_TRACER,
-            (id_path("person_id"), since_time, *paging),
+            method="GET",
+            path="/v1/people/{person_id}/exposures",
+            op_id="listExposures",
+            summary="Alerts where a person is the contact",
+            tag="tracers",
+            handler=list_exposures,
+            scopes=auth.MOH_TRACER,
+            params=(id_path("person_id"), since_time, *paging),
             response="AlertPage",
             audited=True,
-            errors=personal,
+            errors=PERSONAL_ERRORS,
             description="tracer:<P> sees people registered in P; unknown people are 404.",
         ),
         Operation(
-            "GET",
-            "/v1/people/{person_id}/visits",
-            "listVisits",
-            "A person's visits",
-            "tracers",
-            list_visits,
-            auth.MOH_TRACER,
-            (
+            method="GET",
+            path="/v1/people/{person_id}/visits",
+            op_id="listVisits",
+            summary="A person's visits",
+            tag="tracers",
+            handler=list_visits,
+            scopes=auth.MOH_TRACER,
+            params=(
                 id_path("person_id"),
                 datetime_param("from", "Visits starting at or after."),
                 datetime_param("to", "Visits starting at or before."),
@@ -1434,30 +1182,30 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             ),
             response="VisitPage",
             audited=True,
-            errors=personal,
+            errors=PERSONAL_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/venues/{venue_id}/exposure-windows",
-            "getExposureWindows",
-            "Exposure windows at a venue",
-            "tracers",
-            get_exposure_windows,
-            auth.MOH_PROVINCE_TRACER,
-            (id_path("venue_id"),),
+            method="GET",
+            path="/v1/venues/{venue_id}/exposure-windows",
+            op_id="getExposureWindows",
+            summary="Exposure windows at a venue",
+            tag="tracers",
+            handler=get_exposure_windows,
+            scopes=auth.MOH_PROVINCE_TRACER,
+            params=(id_path("venue_id"),),
             response="ExposureWindows",
             caching="none",
-            errors=personal,
+            errors=PERSONAL_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/exposure-sites",
-            "listExposureSites",
-            "Venues with exposure windows, by day",
-            "tracers",
-            list_exposure_sites,
-            auth.MOH_PROVINCE_TRACER,
-            (
+            method="GET",
+            path="/v1/exposure-sites",
+            op_id="listExposureSites",
+            summary="Venues with exposure windows, by day",
+            tag="tracers",
+            handler=list_exposure_sites,
+            scopes=auth.MOH_PROVINCE_TRACER,
+            params=(
                 province_param(),
                 date_param("since", "First local day (default: 20 days ago)."),
                 *paging,
@@ -1467,27 +1215,27 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             errors=(400, 401, 403, 503),
         ),
         Operation(
-            "GET",
-            "/v1/clusters",
-            "listClusters",
-            "Clusters of cases at venues",
-            "tracers",
-            list_clusters,
-            auth.MOH_PROVINCE_TRACER,
-            (province_param(), *paging),
+            method="GET",
+            path="/v1/clusters",
+            op_id="listClusters",
+            summary="Clusters of cases at venues",
+            tag="tracers",
+            handler=list_clusters,
+            scopes=auth.MOH_PROVINCE_TRACER,
+            params=(province_param(), *paging),
             response="ClusterPage",
             audited=True,
             errors=(400, 401, 403, 503),
         ),
         Operation(
-            "GET",
-            "/v1/audit",
-            "listAudit",
-            "Reads of personal data, newest first",
-            "MOH",
-            list_audit,
-            auth.MOH,
-            (
+            method="GET",
+            path="/v1/audit",
+            op_id="listAudit",
+            summary="Reads of personal data, newest first",
+            tag="MOH",
+            handler=list_audit,
+            scopes=auth.MOH,
+            params=(
                 date_param("from", "First local day (default: to)."),
                 date_param("to", "Last local day (default today)."),
                 text_param("actor", 128, "Only reads by this token subject."),
@@ -1498,14 +1246,14 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             errors=(400, 401, 403, 503),
         ),
         Operation(
-            "POST",
-            "/v1/grants",
-            "createGrant",
-            "Grant an agency scopes until a date",
-            "MOH",
-            create_grant,
-            auth.MOH,
-            (),
+            method="POST",
+            path="/v1/grants",
+            op_id="createGrant",
+            summary="Grant an agency scopes until a date",
+            tag="MOH",
+            handler=create_grant,
+            scopes=auth.MOH,
+            params=(),
             response="IssuedGrant",
             status=201,
             body="GrantRequest",
@@ -1514,86 +1262,86 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
             "token, once: it is not stored.",
         ),
         Operation(
-            "GET",
-            "/v1/grants",
-            "listGrants",
-            "Grants, newest first",
-            "MOH",
-            list_grants,
-            auth.MOH,
-            paging,
+            method="GET",
+            path="/v1/grants",
+            op_id="listGrants",
+            summary="Grants, newest first",
+            tag="MOH",
+            handler=list_grants,
+            scopes=auth.MOH,
+            params=paging,
             response="GrantPage",
             errors=(400, 401, 403, 503),
         ),
         Operation(
-            "GET",
-            "/v1/grants/{grant_id}",
-            "getGrant",
-            "One grant",
-            "MOH",
-            get_grant,
-            auth.MOH,
-            (id_path("grant_id"),),
+            method="GET",
+            path="/v1/grants/{grant_id}",
+            op_id="getGrant",
+            summary="One grant",
+            tag="MOH",
+            handler=get_grant,
+            scopes=auth.MOH,
+            params=(id_path("grant_id"),),
             response="Grant",
-            errors=(400, 401, 403, 404, 503),
+            errors=PERSONAL_ERRORS,
         ),
         Operation(
-            "DELETE",
-            "/v1/grants/{grant_id}",
-            "revokeGrant",
-            "Revoke a grant: its token is refused by both APIs within seconds",
-            "MOH",
-            revoke_grant,
-            auth.MOH,
-            (id_path("grant_id"), text_param("reason", 500, "Why (recorded).")),
+            method="DELETE",
+            path="/v1/grants/{grant_id}",
+            op_id="revokeGrant",
+            summary="Revoke a grant: its token is refused by both APIs within seconds",
+            tag="MOH",
+            handler=revoke_grant,
+            scopes=auth.MOH,
+            params=(id_path("grant_id"), text_param("reason", 500, "Why (recorded).")),
             response="Grant",
-            errors=(400, 401, 403, 404, 503),
+            errors=PERSONAL_ERRORS,
             description="Idempotent: revoking a revoked grant answers it unchanged.",
         ),
         Operation(
-            "GET",
-            "/healthz",
-            "healthz",
-            "Liveness",
-            "operations",
-            healthz,
-            None,
+            method="GET",
+            path="/healthz",
+            op_id="healthz",
+            summary="Liveness",
+            tag="operations",
+            handler=healthz,
+            scopes=None,
             response="Health",
             caching="none",
             errors=(),
         ),
         Operation(
-            "GET",
-            "/readyz",
-            "readyz",
-            "Readiness (Cassandra, Kafka, revocations)",
-            "operations",
-            readyz,
-            None,
+            method="GET",
+            path="/readyz",
+            op_id="readyz",
+            summary="Readiness (Cassandra, Kafka, revocations)",
+            tag="operations",
+            handler=readyz,
+            scopes=None,
             response="Ready",
             caching="none",
             errors=(503,),
         ),
         Operation(
-            "GET",
-            "/metrics",
-            "metrics",
-            "Prometheus metrics",
-            "operations",
-            metrics_text,
-            None,
+            method="GET",
+            path="/metrics",
+            op_id="metrics",
+            summary="Prometheus metrics",
+            tag="operations",
+            handler=metrics_text,
+            scopes=None,
             media_type="text/plain",
             caching="none",
             errors=(),
         ),
         Operation(
-            "GET",
-            "/openapi.json",
-            "openapi",
-            "This document",
-            "operations",
-            openapi_json,
-            None,
+            method="GET",
+            path="/openapi.json",
+            op_id="openapi",
+            summary="This document",
+            tag="operations",
+            handler=openapi_json,
+            scopes=None,
             caching="none",
             errors=(),
         ),

@@ -1,5 +1,5 @@
-"""Vaccination-programme reads (DESIGN.md "Vaccination programme"); mount with
-``routes += vaccination.routes()`` in :func:`api.app.create_app`.
+"""Vaccination-programme reads (DESIGN.md "Vaccination programme"); :func:`operations` is
+routed and documented by :func:`api.app.create_app` with the read API's own.
 
 - ``GET /v1/vaccination/registrations?province=&group=&status=`` (``moh``/``province:<P>``):
   counts by priority group x status, and the registrations behind them (personal data:
@@ -16,7 +16,7 @@ Statuses are those of the projection, evaluated as of the province's clock (``as
 latest supply or dose event of the province; see ``streams/programme.py``). The waiting list
 also says, by the wall clock, whether a scheduled appointment's day has already ended
 (``appointment_overdue``), so a caller sees a no-show before the province's next event.
-Every route goes through :func:`api.routes.dispatch` (auth, 403 before any read, strict
+Every route goes through :func:`api.edge.dispatch` (auth, 403 before any read, strict
 parameters, problems, metrics).
 """
 
@@ -26,19 +26,18 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api import auth
-from api.params import Param, ParamError, enum_param, int_param, province_param, text_param
+from api.edge import AGGREGATE_ERRORS, Ctx, Operation, from_ms, ms, page_int, page_params, page_str
+from api.params import Param, ParamError, enum_param, province_param, text_param
 from api.problems import Problem
-from api.render import aggregate_response, iso, iso_or_none, json_response
-from api.routes import Ctx, Operation, dispatch
+from api.render import iso, iso_or_none, json_response
 from domain import reference
 from domain.programme import (
     DEFAULT_PROGRAMME_RULES,
@@ -48,7 +47,7 @@ from domain.programme import (
 )
 from projections import programme_queries as pq
 
-__all__ = ["PUBLIC_MAX_AGE", "operations", "routes"]
+__all__ = ["PUBLIC_MAX_AGE", "operations"]
 
 #: How long anyone (browsers, CDNs) may keep the public figures, in seconds.
 PUBLIC_MAX_AGE = 300
@@ -58,28 +57,6 @@ _STATUSES = [s.value for s in RegistrationStatus]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-def _from_ms(value: Any) -> datetime:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise Problem("invalid-page-token", "page token is malformed")
-    return datetime.fromtimestamp(value / 1000, UTC)
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise Problem("invalid-page-token", "page token is malformed")
-    return value
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise Problem("invalid-page-token", "page token is malformed")
-    return value
 
 
 def _province_code(text: str) -> str:
@@ -128,8 +105,8 @@ async def list_registrations(ctx: Ctx) -> Response:
     after = None
     if position is not None:
         after = (
-            _int(position.get("seg")),
-            (_from_ms(position.get("at")), _str(position.get("id"))),
+            page_int(position.get("seg")),
+            (from_ms(position.get("at")), page_str(position.get("id"))),
         )
     store = ctx.services.store
     counts = await pq.registration_counts(store, province)
@@ -143,7 +120,7 @@ async def list_registrations(ctx: Ctx) -> Response:
     token = None
     if following is not None:
         seg, (at, ident) = following
-        token = ctx.mint_page(binding, {"seg": seg, "at": _ms(at), "id": ident})
+        token = ctx.mint_page(binding, {"seg": seg, "at": ms(at), "id": ident})
     return json_response(
         {
             "province": province,
@@ -169,9 +146,9 @@ async def waiting_list(ctx: Ctx) -> Response:
     after = None
     if position is not None:
         after = (
-            _int(position.get("rank")),
-            _from_ms(position.get("at")),
-            _str(position.get("id")),
+            page_int(position.get("rank")),
+            from_ms(position.get("at")),
+            page_str(position.get("id")),
         )
     rows, following = await pq.waiting_list_page(
         ctx.services.store, province, district, ctx.page_limit(), after
@@ -201,7 +178,7 @@ async def waiting_list(ctx: Ctx) -> Response:
     token = None
     if following is not None:
         rank, at, ident = following
-        token = ctx.mint_page(binding, {"rank": rank, "at": _ms(at), "id": ident})
+        token = ctx.mint_page(binding, {"rank": rank, "at": ms(at), "id": ident})
     return json_response(
         {
             "province": province,
@@ -247,8 +224,7 @@ async def get_stock(ctx: Ctx) -> Response:
             "total": {k: sum(int(i[k] or 0) for i in items) for k in keys},
         }
 
-    data = await services.cache.get(("programme-stock", provinces), compute)
-    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+    return await ctx.aggregate(("programme-stock", provinces), compute)
 
 
 def _progress(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,8 +277,7 @@ async def get_plan_progress(ctx: Ctx) -> Response:
             "groups": [_progress(r) for r in rows],
         }
 
-    data = await services.cache.get(("programme-plan", province), compute)
-    return aggregate_response(ctx.request, data, services.config.cache_max_age)
+    return await ctx.aggregate(("programme-plan", province), compute)
 
 
 # --------------------------------------------------------------------------- public
@@ -354,22 +329,18 @@ async def public_csv(ctx: Ctx) -> Response:
 
 def operations(max_page_size: int = 500) -> tuple[Operation, ...]:
     """The programme's read operations (scopes, parameters, handlers)."""
-    paging: tuple[Param, ...] = (
-        int_param("limit", 1, max_page_size, None, "Page size."),
-        text_param("page_token", 2048, "Opaque token of the next page (from next_page_token)."),
-    )
+    paging = page_params(None, max_page_size)
     personal = (400, 401, 403, 503)
-    aggregate = (304, 400, 401, 403, 503)
     return (
         Operation(
-            "GET",
-            "/v1/vaccination/registrations",
-            "listVaccinationRegistrations",
-            "Registrations of a province by priority group and status",
-            "vaccination",
-            list_registrations,
-            auth.MOH_PROVINCE,
-            (
+            method="GET",
+            path="/v1/vaccination/registrations",
+            op_id="listVaccinationRegistrations",
+            summary="Registrations of a province by priority group and status",
+            tag="vaccination",
+            handler=list_registrations,
+            scopes=auth.MOH_PROVINCE,
+            params=(
                 province_param(required=True),
                 enum_param("group", _GROUPS, "Only this priority group."),
                 enum_param("status", _STATUSES, "Only this status."),
@@ -380,14 +351,14 @@ def operations(max_page_size: int = 500) -> tuple[Operation, ...]:
             description="Counts by group x status and the registrations behind them. Audited.",
         ),
         Operation(
-            "GET",
-            "/v1/vaccination/waiting-list",
-            "getVaccinationWaitingList",
-            "People of a district not yet vaccinated, in serving order",
-            "vaccination",
-            waiting_list,
-            auth.MOH_PROVINCE,
-            (
+            method="GET",
+            path="/v1/vaccination/waiting-list",
+            op_id="getVaccinationWaitingList",
+            summary="People of a district not yet vaccinated, in serving order",
+            tag="vaccination",
+            handler=waiting_list,
+            scopes=auth.MOH_PROVINCE,
+            params=(
                 province_param(required=True),
                 text_param("district", 64, "District code.", required=True),
                 *paging,
@@ -397,26 +368,26 @@ def operations(max_page_size: int = 500) -> tuple[Operation, ...]:
             description="Priority group first, then registration time. Audited.",
         ),
         Operation(
-            "GET",
-            "/v1/vaccination/stock",
-            "getVaccineStock",
-            "Stock per province and product, with days left at the last 7 days' rate",
-            "vaccination",
-            get_stock,
-            auth.MOH_PROVINCE,
-            (province_param(description="One province (default: every one in reach)."),),
+            method="GET",
+            path="/v1/vaccination/stock",
+            op_id="getVaccineStock",
+            summary="Stock per province and product, with days left at the last 7 days' rate",
+            tag="vaccination",
+            handler=get_stock,
+            scopes=auth.MOH_PROVINCE,
+            params=(province_param(description="One province (default: every one in reach)."),),
             caching="aggregate",
-            errors=aggregate,
+            errors=AGGREGATE_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/vaccination/plans/{province}/progress",
-            "getVaccinationPlanProgress",
-            "Plan progress per priority group and projected completion",
-            "vaccination",
-            get_plan_progress,
-            auth.MOH_PROVINCE,
-            (
+            method="GET",
+            path="/v1/vaccination/plans/{province}/progress",
+            op_id="getVaccinationPlanProgress",
+            summary="Plan progress per priority group and projected completion",
+            tag="vaccination",
+            handler=get_plan_progress,
+            scopes=auth.MOH_PROVINCE,
+            params=(
                 Param(
                     "province",
                     "path",
@@ -426,42 +397,29 @@ def operations(max_page_size: int = 500) -> tuple[Operation, ...]:
                 ),
             ),
             caching="aggregate",
-            errors=aggregate,
+            errors=AGGREGATE_ERRORS,
         ),
         Operation(
-            "GET",
-            "/v1/public/vaccination",
-            "getPublicVaccination",
-            "Public figures per province (no token; aggregates only)",
-            "public",
-            public_json,
-            None,
+            method="GET",
+            path="/v1/public/vaccination",
+            op_id="getPublicVaccination",
+            summary="Public figures per province (no token; aggregates only)",
+            tag="public",
+            handler=public_json,
+            scopes=None,
             caching="aggregate",
             errors=(304, 503),
         ),
         Operation(
-            "GET",
-            "/v1/public/vaccination.csv",
-            "getPublicVaccinationCsv",
-            "Public figures per province as CSV",
-            "public",
-            public_csv,
-            None,
+            method="GET",
+            path="/v1/public/vaccination.csv",
+            op_id="getPublicVaccinationCsv",
+            summary="Public figures per province as CSV",
+            tag="public",
+            handler=public_csv,
+            scopes=None,
             media_type="text/csv",
             caching="aggregate",
             errors=(304, 503),
         ),
     )
-
-
-def _endpoint(op: Operation) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        return await dispatch(op, request)
-
-    endpoint.__name__ = op.op_id
-    return endpoint
-
-
-def routes(max_page_size: int = 500) -> list[Route]:
-    """Starlette routes of :func:`operations`, to add to the read API's."""
-    return [Route(op.path, _endpoint(op), methods=[op.method]) for op in operations(max_page_size)]
