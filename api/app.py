@@ -1,6 +1,6 @@
 """The read API application and its composition root.
 
-:func:`create_app` declares the routes (from :data:`api.routes` operations) and a lifespan that
+:func:`create_app` declares the routes (from :func:`api.routes.all_operations`) and a lifespan that
 builds every client once, in order, and tears them down in reverse:
 
 1. the projection store (Cassandra, unless one is passed in: tests and benchmarks share theirs);
@@ -28,8 +28,6 @@ from api import config as config_mod
 from api.audit import Auditor
 from api.cache import AggregateCache
 from api.config import ReadApiConfig
-from api.dashboard import operations as dashboard_operations
-from api.dashboard import page_routes as dashboard_page_routes
 from api.edge import route
 from api.kafka import KafkaAlertSource, KafkaEventLog
 from api.metrics import ApiMetrics
@@ -37,10 +35,10 @@ from api.openapi import build_document
 from api.paging import PageTokens
 from api.problems import CatchAllMiddleware, exception_handlers
 from api.ratelimit import TokenBuckets
-from api.routes import build_operations
+from api.routes import all_operations
+from api.routes.dashboard import page_routes as dashboard_page_routes
 from api.services import EventLogPort, Revocations, Services
 from api.stream import AlertBroadcaster, AlertSource
-from api.vaccination import operations as vaccination_operations
 from covidtech.heap import freeze_startup_heap
 from covidtech.revocations import RevocationList
 from covidtech.settings import Settings
@@ -69,11 +67,7 @@ def create_app(
     cfg = config or config_mod.load()
     # Every operation, the dashboard's and the programme's included, is routed and documented
     # from the same declarations (a test compares the routes with /openapi.json).
-    operations = (
-        *build_operations(cfg.page_size, cfg.max_page_size),
-        *dashboard_operations(),
-        *vaccination_operations(cfg.max_page_size),
-    )
+    operations = all_operations(cfg.page_size, cfg.max_page_size)
     document = build_document(operations)
 
     @contextlib.asynccontextmanager

@@ -779,7 +779,7 @@ async def test_a_bootstrap_token_is_revoked_from_the_cli_with_what_it_issued(api
 
 
 def test_a_token_hands_on_only_the_scopes_it_holds() -> None:
-    from api.routes import _covers
+    from api.routes.access import _covers
     from covidtech.tokens import Claims, Scope
 
     def claims(*scopes: str) -> Claims:
@@ -902,7 +902,7 @@ def test_openapi_documents_every_route_of_the_read_api(api: Api) -> None:
     missing, so no fuzzer reached them); only the dashboard's page and assets are not API."""
     from starlette.routing import Route
 
-    from api.dashboard import PAGE_PATHS
+    from api.routes.dashboard import PAGE_PATHS
 
     app = create_app(api.settings, config=CONFIG, store=api.store)
     routed = {

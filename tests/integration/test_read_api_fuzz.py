@@ -29,9 +29,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import create_app
 from api.config import ReadApiConfig
-from api.dashboard import operations as dashboard_operations
-from api.routes import build_operations
-from api.vaccination import operations as vaccination_operations
+from api.routes import all_operations
 from covidtech.settings import Settings
 from projections.cassandra import CassandraStore
 from tests.integration.test_read_api_support import isolated_env, populate
@@ -108,15 +106,12 @@ def moh_headers(env: Settings) -> dict[str, str]:
 
 
 STREAM = "streamAlerts"
-#: Every operation the app routes and documents (api/app.py: its own, the dashboard's and
-#: the programme's), but the endless event stream (covered by test_read_api_stream).
+#: Every operation the app routes and documents (api.routes.all_operations: its own, the
+#: dashboard's and the programme's), but the endless event stream (covered by
+#: test_read_api_stream).
 OPERATIONS = tuple(
     op
-    for op in (
-        *build_operations(ReadApiConfig().page_size, ReadApiConfig().max_page_size),
-        *dashboard_operations(),
-        *vaccination_operations(ReadApiConfig().max_page_size),
-    )
+    for op in all_operations(ReadApiConfig().page_size, ReadApiConfig().max_page_size)
     if op.op_id != STREAM
 )
 # With valid inputs, and with invalid ones where it has inputs to get wrong.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from api.dashboard import OffsetSample, RateSampler, rates_between
+from api.rates import OffsetSample, RateSampler, rates_between
 
 T0 = datetime(2021, 9, 1, 3, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Programme read routes (api/vaccination.py) in process, over rows the handlers computed."""
+"""Programme read routes (api/routes/vaccination.py) in process, over rows the handlers computed."""
 
 from __future__ import annotations
 

@@ -1,0 +1,86 @@
+"""The citizen's route: a test result read with the code of the receipt (no token).
+
+Rate limited twice: per client address and per lookup code (:class:`api.ratelimit.TokenBuckets`
+on :class:`api.services.Services`), so guessing codes stays slow from one address or many.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from api.edge import Ctx, Operation
+from api.params import text_param
+from api.problems import Problem
+from api.ratelimit import TokenBuckets
+from api.render import iso_or_none, json_response
+from domain.results import InvalidLookupCode, lookup_code_hash
+from projections import queries
+
+__all__ = ["get_result", "operations"]
+
+
+def _take_lookup(ctx: Ctx, limiter: TokenBuckets, key: str, whose: str) -> None:
+    """429 ``rate-limited`` (with Retry-After) unless ``limiter`` lets ``key`` look up now."""
+    wait = limiter.take(key)
+    if wait > 0:
+        ctx.services.metrics.rate_limited.inc()
+        raise Problem(
+            "rate-limited",
+            f"too many lookups {whose}; retry later",
+            headers={"Retry-After": str(limiter.retry_after(wait))},
+        )
+
+
+async def get_result(ctx: Ctx) -> Response:
+    services = ctx.services
+    _take_lookup(ctx, services.limiter, ctx.client_address or "unknown", "from your address")
+    not_found = Problem("not-found", "no result for this lookup code")
+    try:
+        code_hash = lookup_code_hash(ctx.params["lookup_code"])
+    except InvalidLookupCode:
+        raise not_found from None
+    # One code's attempts are limited too, whatever the address: guessing one code from many
+    # addresses (a botnet, or a proxy whose clients cannot be told apart) stays slow.
+    _take_lookup(ctx, services.code_limiter, code_hash, "of this code")
+    row = await queries.result_by_lookup(services.store, code_hash)
+    if row is None:
+        raise not_found
+    return json_response(
+        {
+            "state": row["state"],
+            "test_type": row["test_type"],
+            "collected_at": iso_or_none(row["collected_at"]),
+            "resulted_at": iso_or_none(row["resulted_at"]),
+        },
+        cache_control="no-store",
+    )
+
+
+def operations() -> tuple[Operation, ...]:
+    """The citizen's operation."""
+    return (
+        Operation(
+            method="GET",
+            path="/v1/results/{lookup_code}",
+            op_id="getResult",
+            summary="A citizen reads their test result",
+            tag="citizens",
+            handler=get_result,
+            scopes=None,
+            params=(
+                text_param(
+                    "lookup_code",
+                    64,
+                    "The code on the receipt or SMS (dashes optional).",
+                    where="path",
+                    required=True,
+                ),
+            ),
+            response="Result",
+            caching="none",
+            errors=(404, 429, 503),
+            description="No token. Looked up by the code's SHA-256; an unknown or malformed "
+            "code is a 404 like any other. Rate limited per client address (429 + Retry-After). "
+            "Only the state, test type and times are returned.",
+        ),
+    )

@@ -1,0 +1,115 @@
+"""Operations' routes, public: liveness, readiness, Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.responses import Response
+
+from api.edge import Ctx, Operation
+from api.problems import Problem
+from api.render import json_response
+from projections import queries
+from projections.model import StoreUnavailable
+
+__all__ = ["healthz", "metrics_text", "openapi_json", "operations", "readyz"]
+
+
+async def healthz(ctx: Ctx) -> Response:
+    return json_response({"status": "ok"}, cache_control="no-store")
+
+
+async def readyz(ctx: Ctx) -> Response:
+    services = ctx.services
+
+    async def store_ok() -> bool:
+        try:
+            await asyncio.wait_for(queries.grant(services.store, "readyz-probe"), 2.0)
+        except (StoreUnavailable, TimeoutError):
+            return False
+        return True
+
+    store, kafka = await asyncio.gather(store_ok(), services.event_log.ping())
+    checks = {
+        "cassandra": store,
+        "kafka": kafka,
+        "topics": services.topics is None or not await services.topics.missing(),
+        "revocations": services.revocations.healthy,
+        "alert_stream": services.broadcaster.healthy,
+    }
+    if not all(checks.values()):
+        failing = ", ".join(k for k, ok in checks.items() if not ok)
+        raise Problem(
+            "not-ready",
+            f"not ready: {failing}",
+            headers={"Retry-After": "2"},
+            extra={"checks": checks},
+        )
+    return json_response({"status": "ready", "checks": checks}, cache_control="no-store")
+
+
+async def metrics_text(ctx: Ctx) -> Response:
+    from api.metrics import CONTENT_TYPE
+
+    return Response(
+        ctx.services.metrics.render(),
+        media_type=CONTENT_TYPE,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def openapi_json(ctx: Ctx) -> Response:
+    return json_response(ctx.services.openapi, cache_control="public, max-age=300")
+
+
+def operations() -> tuple[Operation, ...]:
+    """Health, metrics and the document."""
+    return (
+        Operation(
+            method="GET",
+            path="/healthz",
+            op_id="healthz",
+            summary="Liveness",
+            tag="operations",
+            handler=healthz,
+            scopes=None,
+            response="Health",
+            caching="none",
+            errors=(),
+        ),
+        Operation(
+            method="GET",
+            path="/readyz",
+            op_id="readyz",
+            summary="Readiness (Cassandra, Kafka, revocations)",
+            tag="operations",
+            handler=readyz,
+            scopes=None,
+            response="Ready",
+            caching="none",
+            errors=(503,),
+        ),
+        Operation(
+            method="GET",
+            path="/metrics",
+            op_id="metrics",
+            summary="Prometheus metrics",
+            tag="operations",
+            handler=metrics_text,
+            scopes=None,
+            media_type="text/plain",
+            caching="none",
+            errors=(),
+        ),
+        Operation(
+            method="GET",
+            path="/openapi.json",
+            op_id="openapi",
+            summary="This document",
+            tag="operations",
+            handler=openapi_json,
+            scopes=None,
+            caching="none",
+            errors=(),
+        ),
+    )
