@@ -246,13 +246,11 @@ def page_params(default: int | None, maximum: int) -> tuple[Param, ...]:
     )
 
 
-def day_range(
-    ctx: Ctx, start: date | None, end: date | None, default_days: int
-) -> tuple[date, date]:
-    """``from``/``to`` as local days: ``to`` defaults to today, ``from`` to ``default_days``
-    before it; 400 if reversed or longer than the config allows."""
-    end = end or ctx.today
-    start = start or end - timedelta(days=default_days - 1)
+def day_range(ctx: Ctx, default_days: int) -> tuple[date, date]:
+    """The ``from`` and ``to`` parameters, local days: ``to`` defaults to today, ``from`` to
+    ``default_days`` days ending on ``to``; 400 if reversed or longer than the config allows."""
+    end: date = ctx.params["to"] or ctx.today
+    start: date = ctx.params["from"] or end - timedelta(days=default_days - 1)
     if start > end:
         raise Problem("invalid-parameter", "from must not be after to", extra={"parameter": "from"})
     limit = ctx.services.config.max_range_days

@@ -130,59 +130,44 @@ def _choice(values: Sequence[str], what: str) -> Callable[[str], str]:
 
 def province_param(name: str = "province", description: str = "", **kw: Any) -> Param:
     """A province code (GSO two digits)."""
-    return Param(
-        name,
-        "query",
-        {"type": "string", "enum": list(PROVINCE_CODES)},
-        _choice(PROVINCE_CODES, "province code"),
-        description=description or "GSO two-digit province code, e.g. 79 (Ho Chi Minh City).",
-        **kw,
-    )
+    description = description or "GSO two-digit province code, e.g. 79 (Ho Chi Minh City)."
+    return enum_param(name, PROVINCE_CODES, description, what="province code", **kw)
 
 
 def area_param(description: str = "", **kw: Any) -> Param:
     """An area: ``VN`` (the nation) or a province code."""
-    return Param(
-        "area",
-        "query",
-        {"type": "string", "enum": list(AREAS)},
-        _choice(AREAS, "area"),
-        description=description or "VN (the nation, MOH only) or a province code.",
-        **kw,
-    )
+    description = description or "VN (the nation, MOH only) or a province code."
+    return enum_param("area", AREAS, description, what="area", **kw)
 
 
-def enum_param(name: str, values: Sequence[str], description: str = "", **kw: Any) -> Param:
+def enum_param(
+    name: str, values: Sequence[str], description: str = "", what: str = "", **kw: Any
+) -> Param:
+    """One of ``values`` (``what`` names it in the error: the parameter's name by default)."""
     return Param(
         name,
         "query",
         {"type": "string", "enum": list(values)},
-        _choice(values, name),
+        _choice(values, what or name),
         description=description,
         **kw,
+    )
+
+
+def _formatted(
+    name: str, fmt: str, parse: Callable[[str], Any], description: str, **kw: Any
+) -> Param:
+    return Param(
+        name, "query", {"type": "string", "format": fmt}, parse, description=description, **kw
     )
 
 
 def date_param(name: str, description: str = "", **kw: Any) -> Param:
-    return Param(
-        name,
-        "query",
-        {"type": "string", "format": "date"},
-        parse_date,
-        description=description,
-        **kw,
-    )
+    return _formatted(name, "date", parse_date, description, **kw)
 
 
 def datetime_param(name: str, description: str = "", **kw: Any) -> Param:
-    return Param(
-        name,
-        "query",
-        {"type": "string", "format": "date-time"},
-        parse_datetime,
-        description=description,
-        **kw,
-    )
+    return _formatted(name, "date-time", parse_datetime, description, **kw)
 
 
 def int_param(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -163,24 +163,25 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(problem, request.url.path)
 
 
-async def _on_store_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("store unavailable on %s: %s", loggable(request.url.path), exc)
-    problem = Problem(
-        "store-unavailable",
-        "the database did not answer in time; retry later",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-    return problem_response(problem, request.url.path)
+def _on_unavailable(
+    what: str, slug: str, detail: str
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The handler of a dependency that did not answer: logged, 503 ``slug`` + Retry-After."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        log.warning("%s unavailable on %s: %s", what, loggable(request.url.path), exc)
+        problem = Problem(slug, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return problem_response(problem, request.url.path)
+
+    return handler
 
 
-async def _on_log_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("event log unavailable on %s: %s", loggable(request.url.path), exc)
-    problem = Problem(
-        "broker-unavailable",
-        "the event log did not acknowledge in time; retry later",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
-    return problem_response(problem, request.url.path)
+_on_store_unavailable = _on_unavailable(
+    "store", "store-unavailable", "the database did not answer in time; retry later"
+)
+_on_log_unavailable = _on_unavailable(
+    "event log", "broker-unavailable", "the event log did not acknowledge in time; retry later"
+)
 
 
 def exception_handlers() -> dict[Any, Any]:

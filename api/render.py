@@ -14,6 +14,7 @@ from starlette.responses import Response
 __all__ = [
     "PERSONAL",
     "aggregate_response",
+    "conditional_response",
     "iso",
     "iso_or_none",
     "json_response",
@@ -61,18 +62,31 @@ def json_response(
     )
 
 
+def conditional_response(
+    request: Request,
+    body: bytes,
+    media_type: str,
+    cache_control: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """``body`` with an ETag (its SHA-256), or 304 without it if the request's If-None-Match
+    names that ETag (weak or strong)."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    sent = {"Cache-Control": cache_control, "ETag": etag, **(headers or {})}
+    wanted = request.headers.get("if-none-match", "")
+    if etag in {t.strip().removeprefix("W/") for t in wanted.split(",")}:
+        return Response(status_code=304, headers=sent)
+    return Response(body, media_type=media_type, headers=sent)
+
+
 def aggregate_response(request: Request, data: Any, max_age: int) -> Response:
     """An aggregate: cacheable by the caller for ``max_age`` s, with an ETag (304 if it
     matches If-None-Match). ``private``: the answer depends on the caller's token, so a shared
     cache must not hand it to someone else."""
-    body = _dumps(data)
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {
-        "Cache-Control": f"private, max-age={max_age}",
-        "ETag": etag,
-        "Vary": "Authorization",
-    }
-    wanted = request.headers.get("if-none-match", "")
-    if etag in {t.strip().removeprefix("W/") for t in wanted.split(",")}:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return conditional_response(
+        request,
+        _dumps(data),
+        "application/json",
+        f"private, max-age={max_age}",
+        {"Vary": "Authorization"},
+    )

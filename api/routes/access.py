@@ -84,7 +84,7 @@ def _grant(r: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 
 async def list_audit(ctx: Ctx) -> Response:
-    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 1)
+    start, end = day_range(ctx, 1)
     if (end - start).days >= MAX_AUDIT_DAYS:
         raise Problem(
             "invalid-parameter",

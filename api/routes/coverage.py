@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from starlette.responses import Response
@@ -42,6 +43,7 @@ from domain.vaccines import VACCINES, UnknownVaccine
 from projections import queries
 
 __all__ = [
+    "figures",
     "get_coverage",
     "get_coverage_series",
     "get_doses_daily",
@@ -50,7 +52,9 @@ __all__ = [
 ]
 
 
-def _figures(counts: CoverageCounts, population: int) -> dict[str, Any]:
+def figures(counts: CoverageCounts, population: int, places: int = 4) -> dict[str, Any]:
+    """The coverage figures of ``counts`` in ``population``: counts, per hundred (rounded to
+    ``places`` decimals) and the drop-out rate (to 6)."""
     m = metrics(counts, population)
     return {
         "population": m.population,
@@ -58,24 +62,35 @@ def _figures(counts: CoverageCounts, population: int) -> dict[str, Any]:
         "people_fully_vaccinated": m.people_fully_vaccinated,
         "total_boosters": m.total_boosters,
         "total_doses": m.total_doses,
-        "people_vaccinated_per_hundred": round(m.people_vaccinated_per_hundred, 4),
-        "people_fully_vaccinated_per_hundred": round(m.people_fully_vaccinated_per_hundred, 4),
-        "total_boosters_per_hundred": round(m.total_boosters_per_hundred, 4),
-        "total_doses_per_hundred": round(m.total_doses_per_hundred, 4),
+        "people_vaccinated_per_hundred": round(m.people_vaccinated_per_hundred, places),
+        "people_fully_vaccinated_per_hundred": round(m.people_fully_vaccinated_per_hundred, places),
+        "total_boosters_per_hundred": round(m.total_boosters_per_hundred, places),
+        "total_doses_per_hundred": round(m.total_doses_per_hundred, places),
         "drop_out": None if m.drop_out is None else round(m.drop_out, 6),
     }
 
 
 def _band_figures(area: str, band: str, by_band: Mapping[str, CoverageCounts]) -> dict[str, Any]:
     if band == "all":
-        return _figures(sum_bands(by_band), reference.population(area))
+        return figures(sum_bands(by_band), reference.population(area))
     if band == "18+":
-        return _figures(sum_bands(by_band, ADULT_BANDS), adult_population(area))
-    return _figures(by_band.get(band, CoverageCounts()), reference.population(area, band))
+        return figures(sum_bands(by_band, ADULT_BANDS), adult_population(area))
+    return figures(by_band.get(band, CoverageCounts()), reference.population(area, band))
 
 
 def _bands_for(band: str) -> tuple[str, ...]:
     return AGE_BANDS if band in ("all", "18+") else (band,)
+
+
+def _about(area: str, band: str, start: date, end: date) -> dict[str, Any]:
+    """What a series of days is about: the area, its name, the age band and the days."""
+    return {
+        "area": area,
+        "area_name": area_name(area),
+        "age_band": band,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+    }
 
 
 async def get_coverage(ctx: Ctx) -> Response:
@@ -105,17 +120,13 @@ async def get_coverage(ctx: Ctx) -> Response:
 async def get_coverage_series(ctx: Ctx) -> Response:
     area, band = ctx.params["area"], ctx.params["age_band"]
     check_area(ctx, area)
-    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 30)
+    start, end = day_range(ctx, 30)
     services = ctx.services
 
     async def compute() -> dict[str, Any]:
         series = await queries.coverage_series(services.store, area, start, end, _bands_for(band))
         return {
-            "area": area,
-            "area_name": area_name(area),
-            "age_band": band,
-            "from": start.isoformat(),
-            "to": end.isoformat(),
+            **_about(area, band, start, end),
             "points": [
                 {"date": d.isoformat(), **_band_figures(area, band, by_band)}
                 for d, by_band in sorted(series.items())
@@ -134,7 +145,7 @@ async def get_doses_daily(ctx: Ctx) -> Response:
             "daily doses per vaccine product are not projected yet; ask without vaccine",
             extra={"parameter": "vaccine"},
         )
-    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 30)
+    start, end = day_range(ctx, 30)
     services = ctx.services
 
     async def compute() -> dict[str, Any]:
@@ -145,11 +156,7 @@ async def get_doses_daily(ctx: Ctx) -> Response:
             total = total + n
             rows.append({"date": d.isoformat(), **n.__dict__})
         return {
-            "area": area,
-            "area_name": area_name(area),
-            "age_band": band,
-            "from": start.isoformat(),
-            "to": end.isoformat(),
+            **_about(area, band, start, end),
             "days": rows,
             "total": total.__dict__,
         }
@@ -220,6 +227,12 @@ def operations() -> tuple[Operation, ...]:
         "Age band (age at the first dose), 18+ (adults), or all.",
         default="all",
     )
+    days = (
+        area_param(required=True),
+        date_param("from", "First day (default: to - 29 days)."),
+        date_param("to", "Last day (default today)."),
+        band,
+    )
     return (
         Operation(
             method="GET",
@@ -246,12 +259,7 @@ def operations() -> tuple[Operation, ...]:
             tag="vaccination",
             handler=get_coverage_series,
             scopes=auth.MOH_PROVINCE,
-            params=(
-                area_param(required=True),
-                date_param("from", "First day (default: to - 29 days)."),
-                date_param("to", "Last day (default today)."),
-                band,
-            ),
+            params=days,
             response="CoverageSeries",
             caching="aggregate",
             errors=AGGREGATE_ERRORS,
@@ -265,10 +273,7 @@ def operations() -> tuple[Operation, ...]:
             handler=get_doses_daily,
             scopes=auth.MOH_PROVINCE,
             params=(
-                area_param(required=True),
-                date_param("from", "First day (default: to - 29 days)."),
-                date_param("to", "Last day (default today)."),
-                band,
+                *days,
                 enum_param(
                     "vaccine",
                     sorted(VACCINES),

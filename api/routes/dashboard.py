@@ -21,7 +21,6 @@ the OpenAPI document like them; the page and its assets are not API operations.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -35,10 +34,11 @@ from api.edge import AGGREGATE_ERRORS, Ctx, Operation
 from api.params import date_param, enum_param
 from api.problems import Problem
 from api.rates import KafkaOffsets, OffsetReader, RateSampler
-from api.render import json_response
+from api.render import conditional_response, json_response
+from api.routes.coverage import figures
 from covidtech.topics import SOURCE_TOPICS
 from domain import reference
-from domain.coverage import ADULT_BANDS, AGE_BANDS, CoverageCounts, metrics, sum_bands
+from domain.coverage import ADULT_BANDS, AGE_BANDS, CoverageCounts, sum_bands
 from projections import queries
 from streams.handlers import all_handlers
 
@@ -70,20 +70,18 @@ def _asset_bytes(name: str) -> bytes:
 
 def _static_response(request: Request, name: str) -> Response:
     """A bundled file with an ETag; ``no-cache`` so a new release is picked up at once."""
-    body = _asset_bytes(name)
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {
-        "Cache-Control": "no-cache",
-        "ETag": etag,
-        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-    }
-    wanted = request.headers.get("if-none-match", "")
-    if etag in {t.strip().removeprefix("W/") for t in wanted.split(",")}:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=ASSETS[name], headers=headers)
+    return conditional_response(
+        request,
+        _asset_bytes(name),
+        ASSETS[name],
+        "no-cache",
+        {
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+        },
+    )
 
 
 async def page(request: Request) -> Response:
@@ -100,19 +98,14 @@ async def asset(request: Request) -> Response:
 # ------------------------------------------------------------------------------ coverage
 
 
+#: Figures of :func:`api.routes.coverage.figures` the page does not show.
+_NOT_SHOWN = frozenset({"total_boosters_per_hundred", "drop_out"})
+
+
 def _figures(counts: CoverageCounts, population: int) -> dict[str, Any]:
-    m = metrics(counts, population)
-    return {
-        "population": m.population,
-        "people_vaccinated": m.people_vaccinated,
-        "people_fully_vaccinated": m.people_fully_vaccinated,
-        "total_boosters": m.total_boosters,
-        "total_doses": m.total_doses,
-        # six decimals: a small simulated outbreak is a few thousandths of a percent
-        "people_vaccinated_per_hundred": round(m.people_vaccinated_per_hundred, 6),
-        "people_fully_vaccinated_per_hundred": round(m.people_fully_vaccinated_per_hundred, 6),
-        "total_doses_per_hundred": round(m.total_doses_per_hundred, 6),
-    }
+    # six decimals: a small simulated outbreak is a few thousandths of a percent
+    shown = figures(counts, population, places=6).items()
+    return {name: value for name, value in shown if name not in _NOT_SHOWN}
 
 
 def _population(area: str, bands: Sequence[str]) -> int:

@@ -7,6 +7,7 @@ import asyncio
 from starlette.responses import Response
 
 from api.edge import Ctx, Operation
+from api.metrics import CONTENT_TYPE
 from api.problems import Problem
 from api.render import json_response
 from projections import queries
@@ -49,8 +50,6 @@ async def readyz(ctx: Ctx) -> Response:
 
 
 async def metrics_text(ctx: Ctx) -> Response:
-    from api.metrics import CONTENT_TYPE
-
     return Response(
         ctx.services.metrics.render(),
         media_type=CONTENT_TYPE,

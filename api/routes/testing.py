@@ -55,7 +55,7 @@ async def get_sample(ctx: Ctx) -> Response:
 async def get_turnaround(ctx: Ctx) -> Response:
     area = ctx.params["area"]
     check_area(ctx, area)
-    start, end = day_range(ctx, ctx.params["from"], ctx.params["to"], 7)
+    start, end = day_range(ctx, 7)
     if (end - start).days >= MAX_TURNAROUND_DAYS:
         raise Problem(
             "invalid-parameter",

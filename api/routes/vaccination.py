@@ -23,7 +23,6 @@ parameters, problems, metrics).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ from api import auth
 from api.edge import AGGREGATE_ERRORS, Ctx, Operation, from_ms, ms, page_int, page_params, page_str
 from api.params import Param, ParamError, enum_param, province_param, text_param
 from api.problems import Problem
-from api.render import iso, iso_or_none, json_response
+from api.render import conditional_response, iso, iso_or_none, json_response
 from domain import reference
 from domain.programme import (
     DEFAULT_PROGRAMME_RULES,
@@ -300,12 +299,7 @@ async def _public(ctx: Ctx) -> dict[str, Any]:
 
 
 def _public_response(request: Request, body: bytes, media_type: str) -> Response:
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {"Cache-Control": f"public, max-age={PUBLIC_MAX_AGE}", "ETag": etag}
-    wanted = request.headers.get("if-none-match", "")
-    if etag in {t.strip().removeprefix("W/") for t in wanted.split(",")}:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
+    return conditional_response(request, body, media_type, f"public, max-age={PUBLIC_MAX_AGE}")
 
 
 async def public_json(ctx: Ctx) -> Response:
