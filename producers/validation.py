@@ -13,7 +13,7 @@ Pure: no I/O, no framework import. ``producers/problems.py`` turns errors into R
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
+V = TypeVar("V", str, int, bool, list[Any])
 
 #: RFC 3339 date-time with a mandatory offset (``Z`` or ``+07:00``), optional fraction.
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -133,7 +135,10 @@ class Fields:
         """The path of a field of this object."""
         return field_path(self.path, name) if self.path or isinstance(name, int) else name
 
-    def _get(self, name: str, required: bool) -> Any:
+    def _get(self, name: str, required: bool, kind: type[V], expected: str) -> V | None:
+        """The field's value if it is a ``kind`` (a ``bool`` is no ``int``), else None: a
+        missing required field, or one of another type (``expected`` names the type), is an
+        error; a missing optional one is not."""
         self._read.add(name)
         value = self._data.get(name)
         if value is None:
@@ -141,10 +146,10 @@ class Fields:
                 present = name in self._data
                 self.error(name, "missing", "must not be null" if present else "is required")
             return None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.error(name, "wrong-type", f"must be {expected}, not {_type_name(value)}")
+            return None
         return value
-
-    def _wrong_type(self, name: str, expected: str, value: object) -> None:
-        self.error(name, "wrong-type", f"must be {expected}, not {_type_name(value)}")
 
     def string(
         self,
@@ -157,11 +162,8 @@ class Fields:
         pattern_hint: str = "",
     ) -> str | None:
         """A string of ``min_length..max_length`` characters, matching ``pattern`` if given."""
-        value = self._get(name, required)
+        value = self._get(name, required, str, "a string")
         if value is None:
-            return None
-        if not isinstance(value, str):
-            self._wrong_type(name, "a string", value)
             return None
         if not min_length <= len(value) <= max_length:
             self.error(name, "invalid-value", f"must have {min_length} to {max_length} characters")
@@ -189,11 +191,8 @@ class Fields:
         self, name: str, *, required: bool = True, minimum: int, maximum: int
     ) -> int | None:
         """A JSON integer within ``minimum..maximum`` (booleans and ``1.5`` are refused)."""
-        value = self._get(name, required)
+        value = self._get(name, required, int, "an integer")
         if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self._wrong_type(name, "an integer", value)
             return None
         if not minimum <= value <= maximum:
             self.error(name, "out-of-range", f"must be between {minimum} and {maximum}")
@@ -202,21 +201,12 @@ class Fields:
 
     def boolean(self, name: str, *, required: bool = True) -> bool | None:
         """A JSON ``true`` or ``false``."""
-        value = self._get(name, required)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            self._wrong_type(name, "true or false", value)
-            return None
-        return value
+        return self._get(name, required, bool, "true or false")
 
     def choice(self, name: str, enum: type[E], *, required: bool = True) -> E | None:
         """One of the symbols of ``enum``, exactly (no case folding: these are contract values)."""
-        value = self._get(name, required)
+        value = self._get(name, required, str, "a string")
         if value is None:
-            return None
-        if not isinstance(value, str):
-            self._wrong_type(name, "a string", value)
             return None
         try:
             return enum(value)
@@ -227,22 +217,22 @@ class Fields:
 
     def timestamp(self, name: str, *, required: bool = True) -> datetime | None:
         """An RFC 3339 date-time with an offset, as aware UTC."""
-        value = self.string(name, required=required, max_length=40)
-        if value is None:
-            return None
-        try:
-            return parse_timestamp(value)
-        except ValueError as e:
-            self.error(name, "invalid-value", str(e))
-            return None
+        return self._parsed(name, required, 40, parse_timestamp)
 
     def day(self, name: str, *, required: bool = True) -> date | None:
         """A calendar date ``YYYY-MM-DD``."""
-        value = self.string(name, required=required, max_length=10)
+        return self._parsed(name, required, 10, parse_day)
+
+    def _parsed(
+        self, name: str, required: bool, max_length: int, parse: Callable[[str], T]
+    ) -> T | None:
+        """A string of at most ``max_length`` characters read by ``parse``, whose
+        ``ValueError`` is the field's error."""
+        value = self.string(name, required=required, max_length=max_length)
         if value is None:
             return None
         try:
-            return parse_day(value)
+            return parse(value)
         except ValueError as e:
             self.error(name, "invalid-value", str(e))
             return None
@@ -251,11 +241,8 @@ class Fields:
         self, name: str, *, required: bool = True, min_items: int = 0, max_items: int
     ) -> list[tuple[str, Any]] | None:
         """The items of an array with their paths, if it has ``min_items..max_items`` items."""
-        value = self._get(name, required)
+        value = self._get(name, required, list, "an array")
         if value is None:
-            return None
-        if not isinstance(value, list):
-            self._wrong_type(name, "an array", value)
             return None
         if len(value) > max_items:
             self.error(name, "too-many-items", f"must have at most {max_items} items")
