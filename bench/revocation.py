@@ -30,14 +30,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import EventStreamClient, bearer, client, running
 from bench.common import drop_isolated, isolated_settings, percentile
+from covidtech import kafka_clients
 from covidtech.settings import Settings
-from producers.kafka import partitions_of
 from projections.cassandra import CassandraStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "revocation.json"
@@ -46,12 +46,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "revocation.json"
 async def kafka_round_trip(s: Settings, rounds: int) -> list[float]:
     """Milliseconds from a produce call (acks=all) until a following consumer has the record."""
     topic = s.topic("grants")  # the revocations' own topic: same partitions, same broker path
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=0)
+    consumer = kafka_clients.consumer(s)
+    producer = kafka_clients.producer(s, acks="all", linger_ms=0)
     await consumer.start()
     await producer.start()
     try:
-        consumer.assign([TopicPartition(topic, p) for p in await partitions_of(consumer, topic)])
+        partitions = await kafka_clients.partitions_of(consumer, topic)
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
         await consumer.seek_to_end()
         out = []
         for _ in range(rounds):

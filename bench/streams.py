@@ -30,10 +30,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from bench.common import Report, drop_isolated, drop_keyspace, free_port, isolated_settings
+from covidtech import kafka_clients
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import SOURCE_TOPICS
 from infra.services import rss_mib
@@ -46,8 +46,8 @@ from tests.scenarios import town
 async def produce(s: Settings, people: int) -> int:
     registry = default_registry()
     events = town(42, people=people, venues=max(20, people // 40))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.kafka_bootstrap,
+    producer = kafka_clients.producer(
+        s,
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
@@ -68,9 +68,9 @@ async def produce(s: Settings, people: int) -> int:
 
 
 async def raw_consume(s: Settings, total: int) -> float:
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        s,
         *(s.topic(t.name) for t in SOURCE_TOPICS),
-        bootstrap_servers=s.kafka_bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,

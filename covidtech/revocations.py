@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings
 from covidtech.tokens import Claims
 from covidtech.topics import GRANTS
@@ -164,8 +165,8 @@ class RevocationList:
 
         Raises :class:`RevocationsUnavailable` if that takes longer than ``timeout_s``.
         """
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+        consumer = kafka_clients.consumer(
+            self._settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -199,13 +200,8 @@ class RevocationList:
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         await consumer.start()
         while True:  # a topic created a moment ago may not be in the metadata yet
-            partitions = consumer.partitions_for_topic(self._topic)
-            if not partitions:
-                # Asking for an end offset makes the client track the topic's metadata.
-                with contextlib.suppress(KafkaError):
-                    await consumer.end_offsets([TopicPartition(self._topic, 0)])
-                partitions = consumer.partitions_for_topic(self._topic)
-            if partitions:
+            with contextlib.suppress(KafkaError):
+                partitions = await kafka_clients.partitions_of(consumer, self._topic)
                 break
             log.info("waiting for topic %s to appear", self._topic)
             await asyncio.sleep(0.2)

@@ -11,13 +11,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings, SettingsError
 from covidtech.topics import ALL_TOPICS, TopicSpec
 from infra.services import port_open
 
 
 async def _admin(s: Settings) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, request_timeout_ms=10000)
+    admin = kafka_clients.admin(s, request_timeout_ms=10000)
     await admin.start()
     return admin
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings
 from domain.rules import PresenceRules
 from projections.model import ProjectionStore, Query
 from schemas.codec import CodecError, Event, Registry, default_registry
-from streams.replay import partitions_of
 
 CHECKED = ("checkins", "samples", "doses")
 
@@ -60,12 +60,10 @@ async def read_window(
     s: Settings, topic: str, since: datetime
 ) -> list[tuple[int, int, Any]]:  # (partition, offset, record)
     """The records of ``topic`` appended since ``since``, up to the end offsets of now."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
+    consumer = kafka_clients.consumer(s, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or await partitions_of(consumer, topic)
+        partitions = await kafka_clients.partitions_of(consumer, topic, missing_ok=True)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
             return []

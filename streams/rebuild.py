@@ -46,8 +46,9 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from covidtech import kafka_clients
 from covidtech.heap import collect_less_often
 from covidtech.progress import bar
 from covidtech.settings import Settings
@@ -235,8 +236,8 @@ async def _fold_sources(
     share, shares = owned
     partitions = s.topic_partitions
     done = total = 0
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.kafka_bootstrap,
+    consumer = kafka_clients.consumer(
+        s,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -245,7 +246,9 @@ async def _fold_sources(
     )
     await consumer.start()
     try:
-        found = await asyncio.gather(*(_partitions(consumer, topic) for topic in short))
+        found = await asyncio.gather(
+            *(kafka_clients.partitions_of(consumer, topic) for topic in short)
+        )
         if shares > 1 and any(len(f) != partitions for f in found):
             raise RuntimeError(
                 f"a source topic of {sorted(short)} does not have the {partitions} partitions "
@@ -254,7 +257,7 @@ async def _fold_sources(
         tps = [
             TopicPartition(topic, p)
             for topic in short
-            for p in sorted(await _partitions(consumer, topic))
+            for p in sorted(await kafka_clients.partitions_of(consumer, topic))
             if p % shares == share
         ]
         remaining: list[TopicPartition] = []
@@ -279,15 +282,6 @@ async def _fold_sources(
     finally:
         await consumer.stop()
     return done, total
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        # fetches the topic's metadata (callers ask for all topics at once: each refresh waits)
-        await consumer.end_offsets([TopicPartition(topic, 0)])
-        partitions = consumer.partitions_for_topic(topic)
-    return set(partitions or ())
 
 
 # ---------------------------------------------------------------- writing

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings
 from covidtech.topics import ALL_TOPICS, SOURCE_TOPICS
 
@@ -41,26 +41,21 @@ class ReplayReport:
 
 
 async def end_offsets(s: Settings, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap)
-    await consumer.start()
+    client = kafka_clients.consumer(s)
+    await client.start()
     try:
         parts = [
             TopicPartition(t, p)
             for t in topics
-            for p in (consumer.partitions_for_topic(t) or await partitions_of(consumer, t))
+            for p in await kafka_clients.partitions_of(client, t, missing_ok=True)
         ]
-        return dict(await consumer.end_offsets(parts)) if parts else {}
+        return dict(await client.end_offsets(parts)) if parts else {}
     finally:
-        await consumer.stop()
-
-
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # metadata refresh only
-    return consumer.partitions_for_topic(topic) or set()
+        await client.stop()
 
 
 async def committed(s: Settings, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    admin = kafka_clients.admin(s)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)

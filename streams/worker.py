@@ -43,6 +43,7 @@ from faust.types import TP
 from faust.worker import Worker
 from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
+from covidtech import kafka_clients
 from covidtech.heap import collect_less_often
 from covidtech.settings import Settings
 from covidtech.topics import partition_of
@@ -250,8 +251,8 @@ class Runtime:
         from all replicas."""
         async with self._starting:
             if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.kafka_bootstrap,
+                producer = kafka_clients.producer(
+                    self.settings,
                     client_id=f"{self.settings.app_id}-batches",
                     acks="all",
                     max_batch_size=STATE_BATCH_BYTES,
@@ -292,8 +293,8 @@ class Runtime:
 
     async def _started_reader(self) -> AIOKafkaConsumer:
         if self._reader is None:
-            reader = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
+            reader = kafka_clients.consumer(
+                self.settings,
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",  # a start below the log's start (retention)
@@ -333,7 +334,7 @@ def build_app(
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=";".join(f"kafka://{h}" for h in settings.kafka_bootstrap.split(",")),
+        broker=kafka_clients.faust_broker(settings),
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.topic_partitions,
@@ -966,7 +967,7 @@ async def wait_for_topics(settings: Settings, within: float = 60.0) -> None:
     cold broker, ``covidtech demo``) could otherwise sit idle on some of them."""
     wanted = {settings.topic(t) for h in all_handlers() for t in h.topics}
     deadline = time.monotonic() + within
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = kafka_clients.consumer(settings)
     await consumer.start()
     try:
         while missing := wanted - await consumer.topics():
