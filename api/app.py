@@ -84,7 +84,7 @@ def create_app(
                 the_store = cassandra
             the_log = event_log
             if the_log is None:
-                kafka_log = KafkaEventLog(settings.kafka_bootstrap)
+                kafka_log = KafkaEventLog(settings)
                 await kafka_log.start()
                 stack.push_async_callback(kafka_log.stop)
                 the_log = kafka_log
@@ -95,7 +95,7 @@ def create_app(
                 stack.push_async_callback(revocation_list.stop)
                 the_revocations = revocation_list
             source = alert_source or KafkaAlertSource(
-                settings.kafka_bootstrap, settings.topic(EXPOSURE_ALERTS.name)
+                settings, settings.topic(EXPOSURE_ALERTS.name)
             )
             broadcaster = AlertBroadcaster(source, queue_size=cfg.sse_queue_size)
             await broadcaster.start()

@@ -23,6 +23,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from api.problems import LogUnavailable
+from covidtech import kafka_clients
+from covidtech.settings import Settings
 
 __all__ = ["FeedRecord", "KafkaAlertSource", "KafkaEventLog"]
 
@@ -43,13 +45,13 @@ class KafkaEventLog:
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         *,
         client_id: str = "covidtech-read-api",
         timeout_s: float = 5.0,
         linger_ms: int = 2,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._settings = settings
         self._client_id = client_id
         self._timeout_s = timeout_s
         self._linger_ms = linger_ms
@@ -57,8 +59,8 @@ class KafkaEventLog:
 
     async def start(self) -> None:
         """Connect; raises LogUnavailable if the broker does not answer in time."""
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+        producer = kafka_clients.producer(
+            self._settings,
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
@@ -71,7 +73,9 @@ class KafkaEventLog:
         except (KafkaError, OSError, TimeoutError) as e:
             with contextlib.suppress(Exception):
                 await producer.stop()
-            raise LogUnavailable(f"cannot connect to Kafka at {self._bootstrap}: {e!r}") from e
+            raise LogUnavailable(
+                f"cannot connect to Kafka at {self._settings.kafka_bootstrap}: {e!r}"
+            ) from e
         self._producer = producer
 
     async def stop(self) -> None:
@@ -110,13 +114,13 @@ class KafkaAlertSource:
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         topic: str,
         *,
         client_id: str = "covidtech-read-api-alerts",
         fetch_max_wait_ms: int = 200,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._settings = settings
         self._topic = topic
         self._client_id = client_id
         self._fetch_max_wait_ms = fetch_max_wait_ms
@@ -124,8 +128,8 @@ class KafkaAlertSource:
         self._tps: dict[int, TopicPartition] = {}
 
     def _new_consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+        return kafka_clients.consumer(
+            self._settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

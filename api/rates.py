@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from api.problems import LogUnavailable
 from api.render import iso
+from covidtech import kafka_clients
+from covidtech.settings import Settings
 
 __all__ = ["KafkaOffsets", "OffsetReader", "OffsetSample", "RateSampler", "rates_between"]
 
@@ -49,7 +50,7 @@ class KafkaOffsets:
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         topics: Sequence[str],
         group: str,
         *,
@@ -57,7 +58,7 @@ class KafkaOffsets:
         timeout_s: float = 5.0,
         client_id: str = "covidtech-read-api-rates",
     ) -> None:
-        self._bootstrap = bootstrap
+        self._settings = settings
         self._topics = tuple(topics)
         self._derived = tuple(derived)  # counted in the lags only
         self._group = group
@@ -71,9 +72,9 @@ class KafkaOffsets:
             raise LogUnavailable(f"cannot read offsets: {e!r}") from e
 
     async def _read(self) -> tuple[int, int, dict[str, int]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+        admin = kafka_clients.admin(self._settings, client_id=self._client_id)
+        consumer = kafka_clients.consumer(
+            self._settings,
             group_id=None,
             enable_auto_commit=False,
             client_id=self._client_id,

@@ -166,7 +166,7 @@ class _Rates:
                 read = {t for h in all_handlers() for t in h.topics}
                 sources = {t.name for t in SOURCE_TOPICS}
                 reader = KafkaOffsets(
-                    s.kafka_bootstrap,
+                    s,
                     [s.topic(t.name) for t in SOURCE_TOPICS],
                     s.app_id,
                     derived=[s.topic(t) for t in sorted(read - sources)],
