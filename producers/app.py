@@ -35,13 +35,24 @@ from covidtech.allow import allowed_methods, options_response
 from covidtech.heap import freeze_startup_heap
 from covidtech.settings import Settings
 from infra.kafka_topics import TopicCheck, require_production_ready
-from producers import vaccination
 from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics, MetricsMiddleware
 from producers.ports import BrokerUnavailable, EventLog, Feed
 from producers.problems import Problem, problem_response
-from producers.requests import limits_of
-from producers.routes import declarations, doses, ops, people, samples, scans, venues
+from producers.requests.common import limits_of
+from producers.routes import (
+    appointments,
+    declarations,
+    doses,
+    ops,
+    people,
+    plans,
+    registrations,
+    samples,
+    scans,
+    stock,
+    venues,
+)
 from producers.service import IngestConfig, IngestService
 from schemas.codec import Registry, default_registry
 
@@ -83,7 +94,16 @@ ROUTES = [
     Route("/v1/samples", samples.collect_sample, methods=["POST"]),
     Route("/v1/samples/{sample_id}/result", samples.record_result, methods=["POST"]),
     Route("/v1/doses", doses.record_doses, methods=["POST"]),
-    *vaccination.routes(),
+    Route("/v1/vaccination/registrations", registrations.register, methods=["POST"]),
+    Route("/v1/vaccination/appointments", appointments.schedule_appointment, methods=["POST"]),
+    Route(
+        "/v1/vaccination/appointments/{appointment_id}/cancel",
+        appointments.cancel_appointment,
+        methods=["POST"],
+    ),
+    Route("/v1/vaccination/allocations", stock.allocate, methods=["POST"]),
+    Route("/v1/vaccination/discards", stock.report_discard, methods=["POST"]),
+    Route("/v1/vaccination/plans/{province}", plans.set_plan, methods=["PUT"]),
     Route("/v1/vaccines", ops.vaccines, methods=["GET"]),
     Route("/healthz", ops.healthz, methods=["GET"]),
     Route("/readyz", ops.readyz, methods=["GET"]),

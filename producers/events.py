@@ -4,7 +4,10 @@
 ``declaration_id``), otherwise derived from the event's identity so that a retry of the same
 write carries the same id: ``<venue_id>.registered``, ``<person_id>.registered``,
 ``<sample_id>.collected``, ``<sample_id>.resulted`` (a sample has one result; a different second
-result is refused with 409, the same one again is answered without a new event).
+result is refused with 409, the same one again is answered without a new event). The
+programme's events carry the client's id (``registration_id``, ``appointment_id``,
+``allocation_id``, ``discard_id``), ``<appointment_id>.cancelled``, and a plan's
+:func:`plan_id_of`.
 
 Each builder returns an :class:`Outgoing`: the topic (a :class:`~covidtech.topics.TopicSpec`,
 unprefixed), the partition key DESIGN.md gives for that topic, the record's full Avro name and
@@ -13,6 +16,7 @@ the record itself, ready for :meth:`schemas.codec.Registry.encode`.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,25 +25,38 @@ from typing import Any
 
 from covidtech import topics
 from covidtech.topics import TopicSpec
-from producers.requests import (
+from producers.requests.checkins import (
     DeclarationRequest,
-    DoseRequest,
     PersonRequest,
-    SampleRequest,
     ScanMethod,
     ScanRequest,
     VenueRequest,
 )
+from producers.requests.supply import AllocationRequest, DiscardRequest, PlanRequest
+from producers.requests.testing import SampleRequest
+from producers.requests.vaccination import (
+    AppointmentRequest,
+    CancellationRequest,
+    DoseRequest,
+    RegistrationRequest,
+)
 
 __all__ = [
     "Outgoing",
+    "appointment_cancelled",
+    "appointment_scheduled",
     "checkin_scanned",
     "declaration_submitted",
     "dose_administered",
+    "doses_discarded",
     "new_id",
     "person_registered",
+    "plan_id_of",
+    "plan_set",
     "sample_collected",
     "sample_resulted",
+    "vaccination_registered",
+    "vaccine_allocated",
     "venue_registered",
 ]
 
@@ -213,5 +230,133 @@ def dose_administered(dose: DoseRequest, site_id: str) -> Outgoing:
             "vaccine": dose.vaccine,
             "birth_year": dose.birth_year,
             "residence_province": dose.residence_province,
+        },
+    )
+
+
+def vaccination_registered(
+    r: RegistrationRequest, institution_id: str | None, now: datetime
+) -> Outgoing:
+    """VaccinationRegistered on ``vaccination-registrations``, keyed by person."""
+    return Outgoing(
+        topics.VACCINATION_REGISTRATIONS,
+        r.person_id,
+        "covidtech.vaccination.VaccinationRegistered",
+        {
+            "event_id": r.registration_id,
+            "registration_id": r.registration_id,
+            "person_id": r.person_id,
+            "province": r.province,
+            "district": r.district,
+            "priority_group": r.priority_group.value,
+            "registered_at": now,
+            "institution_id": institution_id,
+            "birth_year": r.birth_year,
+        },
+    )
+
+
+def appointment_scheduled(a: AppointmentRequest, site_id: str, now: datetime) -> Outgoing:
+    """AppointmentScheduled on ``vaccination-registrations``, keyed by person."""
+    return Outgoing(
+        topics.VACCINATION_REGISTRATIONS,
+        a.person_id,
+        "covidtech.vaccination.AppointmentScheduled",
+        {
+            "event_id": a.appointment_id,
+            "appointment_id": a.appointment_id,
+            "person_id": a.person_id,
+            "site_id": site_id,
+            "appointment_at": a.appointment_at,
+            "scheduled_at": now,
+        },
+    )
+
+
+def appointment_cancelled(
+    appointment_id: str, c: CancellationRequest, site_id: str, now: datetime
+) -> Outgoing:
+    """AppointmentCancelled on ``vaccination-registrations``, keyed by person."""
+    return Outgoing(
+        topics.VACCINATION_REGISTRATIONS,
+        c.person_id,
+        "covidtech.vaccination.AppointmentCancelled",
+        {
+            "event_id": f"{appointment_id}.cancelled",
+            "appointment_id": appointment_id,
+            "person_id": c.person_id,
+            "site_id": site_id,
+            "cancelled_at": now,
+            "reason": c.reason,
+        },
+    )
+
+
+def vaccine_allocated(a: AllocationRequest, now: datetime) -> Outgoing:
+    """VaccineAllocated on ``vaccine-supply``, keyed by province."""
+    return Outgoing(
+        topics.VACCINE_SUPPLY,
+        a.province,
+        "covidtech.vaccination.VaccineAllocated",
+        {
+            "event_id": a.allocation_id,
+            "allocation_id": a.allocation_id,
+            "province": a.province,
+            "vaccine": a.vaccine,
+            "doses": a.doses,
+            "allocated_at": now,
+        },
+    )
+
+
+def doses_discarded(d: DiscardRequest, site_id: str) -> Outgoing:
+    """DosesDiscarded on ``vaccine-supply``, keyed by province."""
+    return Outgoing(
+        topics.VACCINE_SUPPLY,
+        d.province,
+        "covidtech.vaccination.DosesDiscarded",
+        {
+            "event_id": d.discard_id,
+            "discard_id": d.discard_id,
+            "province": d.province,
+            "site_id": site_id,
+            "vaccine": d.vaccine,
+            "doses": d.doses,
+            "reason": d.reason.value,
+            "discarded_at": d.discarded_at,
+        },
+    )
+
+
+def plan_id_of(province: str, p: PlanRequest) -> str:
+    """The client's plan id, else one derived from the plan's content (a retry repeats it)."""
+    if p.plan_id:
+        return p.plan_id
+    content = repr(
+        (province, p.target_date.isoformat(), [(g.value, a, b) for g, a, b in p.targets])
+    )
+    return f"plan-{province}-{hashlib.sha256(content.encode()).hexdigest()[:20]}"
+
+
+def plan_set(province: str, p: PlanRequest, now: datetime) -> Outgoing:
+    """VaccinationPlanSet on ``vaccine-supply``, keyed by province; the latest plan wins."""
+    return Outgoing(
+        topics.VACCINE_SUPPLY,
+        province,
+        "covidtech.vaccination.VaccinationPlanSet",
+        {
+            "event_id": plan_id_of(province, p),
+            "plan_id": plan_id_of(province, p),
+            "province": province,
+            "target_date": p.target_date,
+            "targets": [
+                {
+                    "priority_group": g.value,
+                    "people_vaccinated": first,
+                    "people_fully_vaccinated": full,
+                }
+                for g, first, full in p.targets
+            ],
+            "set_at": now,
         },
     )

@@ -39,7 +39,7 @@ from producers.idempotency import Claim, IdConflict, IdempotencyGuard, Outcome
 from producers.metrics import IngestMetrics
 from producers.ports import BrokerUnavailable, Delivery, EventLog, Feed
 from producers.problems import Problem, validation_problem
-from producers.requests import CachedQrSigner, IngestLimits
+from producers.requests.common import CachedQrSigner, IngestLimits
 from producers.validation import FieldError
 from schemas.codec import Registry
 

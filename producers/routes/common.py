@@ -1,22 +1,43 @@
-"""Helpers shared by the routes: the service from the lifespan state, responses, batches."""
+"""Helpers shared by the routes: the service from the lifespan state, responses, writes of one
+event or of a batch's events, and the 409 of a reused id."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from producers.events import Outgoing
 from producers.idempotency import Outcome
-from producers.ports import BrokerUnavailable
+from producers.ports import BrokerUnavailable, Delivery
 from producers.problems import Problem, validation_problem
+from producers.requests.common import batch_items
 from producers.service import IngestService
-from producers.validation import FieldError
+from producers.validation import FieldError, field_path
 
-__all__ = ["BatchItem", "batch_response", "json_response", "service", "single_response"]
+__all__ = [
+    "BatchItem",
+    "Write",
+    "accepted",
+    "batch_response",
+    "id_conflict",
+    "json_response",
+    "raw_id",
+    "reused_id",
+    "service",
+    "settle",
+    "single_or_batch",
+    "single_response",
+    "write_batch",
+    "write_one",
+]
+
+#: One event of a batch to write: (idempotency key, content fingerprint, event, its 409).
+Write = tuple[str, bytes, Outgoing, Callable[[], Problem]]
 
 
 def service(request: Request) -> IngestService:
@@ -124,3 +145,85 @@ def raw_id(value: object, name: str) -> str | None:
         if isinstance(raw, str) and len(raw) <= 64:
             return raw
     return None
+
+
+def single_or_batch(body: object, key: str, max_items: int) -> tuple[bool, list[tuple[str, Any]]]:
+    """Whether ``body`` is a batch ``{"<key>": [...]}``, and its items with their paths (a
+    single item has the path ``""``); 422 naming the errors of a bad batch envelope."""
+    if not (isinstance(body, dict) and key in body):
+        return False, [("", body)]
+    errors: list[FieldError] = []
+    items = batch_items(body, key, max_items, errors)
+    if items is None:
+        raise validation_problem(errors)
+    return True, items
+
+
+async def write_batch(
+    svc: IngestService,
+    route: str,
+    id_name: str,
+    items: Sequence[BatchItem],
+    writes: Sequence[tuple[BatchItem, Write]],
+    *,
+    is_batch: bool = True,
+) -> Response:
+    """Write the events of the acceptable ``items`` together, settle each item, and answer:
+    one result per item for a batch (:func:`batch_response`), else the single item's own
+    answer (:func:`single_response`)."""
+    results = await svc.write_many([write for _, write in writes])
+    for (item, _), result in zip(writes, results, strict=True):
+        settle(item, result)
+    if not is_batch:
+        return single_response(items[0], id_name, svc.config.retry_after_s)
+    return batch_response(svc, route, items, id_name)
+
+
+def id_conflict(
+    id_name: str, path: str, detail: str, message: str | None = None
+) -> Callable[[], Problem]:
+    """The 409 of an id already used for other content, naming the id's field (under the
+    batch item's ``path``); ``message`` (default: ``detail``) is the field error's."""
+
+    def conflict() -> Problem:
+        return Problem(
+            "id-conflict",
+            detail,
+            errors=[
+                FieldError(
+                    field_path(path, id_name), "id-conflict", detail if message is None else message
+                )
+            ],
+        )
+
+    return conflict
+
+
+def reused_id(id_name: str, value: str, path: str = "") -> Callable[[], Problem]:
+    """The vaccination programme's 409: ``<id_name> <value> was already used for different
+    content``, in the detail and the field error alike."""
+    return id_conflict(id_name, path, f"{id_name} {value} was already used for different content")
+
+
+async def write_one(
+    svc: IngestService,
+    key: str | None,
+    content: bytes,
+    out: Outgoing,
+    conflict: Callable[[], Problem],
+) -> bool:
+    """Write one event once per idempotency ``key`` (None: no deduplication); True when it
+    was a duplicate."""
+
+    async def write() -> Delivery:
+        return await svc.produce(out)
+
+    outcome = await svc.write_once(key, content, write, conflict=conflict)
+    return outcome.duplicate
+
+
+def accepted(duplicate: bool, body: dict[str, Any]) -> Response:
+    """202 ``{..., "status": "accepted"}``, or 200 ``duplicate`` for a repeated write."""
+    return json_response(
+        200 if duplicate else 202, {**body, "status": "duplicate" if duplicate else "accepted"}
+    )

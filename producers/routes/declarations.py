@@ -7,10 +7,9 @@ from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
 from producers.events import declaration_submitted, new_id
-from producers.ports import Delivery
-from producers.problems import Problem, validation_problem
-from producers.requests import parse_declaration
-from producers.routes.common import json_response, service
+from producers.problems import validation_problem
+from producers.requests.checkins import parse_declaration
+from producers.routes.common import accepted, id_conflict, service, write_one
 from producers.service import fingerprint, read_json, require_any
 from producers.validation import FieldError
 
@@ -30,22 +29,16 @@ async def submit_declaration(request: Request) -> Response:
     if declaration is None:
         raise validation_problem(errors)
     event_id = declaration.declaration_id or new_id("d")
-    out = declaration_submitted(declaration, event_id, svc.now())
-
-    async def write() -> Delivery:
-        return await svc.produce(out)
-
-    outcome = await svc.write_once(
+    duplicate = await write_one(
+        svc,
         f"declarations/{declaration.declaration_id}" if declaration.declaration_id else None,
         fingerprint(declaration),
-        write,
-        conflict=lambda: Problem(
-            "id-conflict",
+        declaration_submitted(declaration, event_id, svc.now()),
+        id_conflict(
+            "declaration_id",
+            "",
             "declaration_id was already used for a different declaration",
-            errors=[FieldError("declaration_id", "id-conflict", "already used")],
+            "already used",
         ),
     )
-    return json_response(
-        200 if outcome.duplicate else 202,
-        {"declaration_id": event_id, "status": "duplicate" if outcome.duplicate else "accepted"},
-    )
+    return accepted(duplicate, {"declaration_id": event_id})

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from producers.events import Outgoing, dose_administered
-from producers.problems import Problem, validation_problem
-from producers.requests import DoseRequest, batch_items, parse_dose
+from producers.events import dose_administered
+from producers.problems import Problem
+from producers.requests.vaccination import parse_dose
 from producers.routes.common import (
     BatchItem,
-    batch_response,
+    Write,
+    id_conflict,
     raw_id,
     service,
-    settle,
-    single_response,
+    single_or_batch,
+    write_batch,
 )
 from producers.service import fingerprint, read_json, require_any, require_province, scoped_id
 from producers.validation import FieldError, field_path
@@ -38,19 +36,9 @@ async def record_doses(request: Request) -> Response:
     require_any(claims, ScopeKind.SITE)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
-    is_batch = isinstance(body, dict) and "doses" in body
-    raw_items: list[tuple[str, Any]] | None
-    if is_batch:
-        envelope_errors: list[FieldError] = []
-        raw_items = batch_items(body, "doses", svc.limits.max_batch, envelope_errors)
-        if raw_items is None:
-            raise validation_problem(envelope_errors)
-    else:
-        raw_items = [("", body)]
-
+    is_batch, raw_items = single_or_batch(body, "doses", svc.limits.max_batch)
     items: list[BatchItem] = []
-    writes: list[tuple[str, bytes, Outgoing, Callable[[], Problem]]] = []
-    written: list[BatchItem] = []
+    writes: list[tuple[BatchItem, Write]] = []
     for index, (path, raw) in enumerate(raw_items):
         item = BatchItem(index, raw_id(raw, "dose_id"))
         items.append(item)
@@ -72,23 +60,11 @@ async def record_doses(request: Request) -> Response:
             item.problem = p
             continue
         out = dose_administered(dose, site_id)
-        writes.append(
-            (f"doses/{dose.dose_id}", fingerprint(dose, site_id), out, _conflict(dose, path))
-        )
-        written.append(item)
-    for item, result in zip(written, await svc.write_many(writes), strict=True):
-        settle(item, result)
-    if not is_batch:
-        return single_response(items[0], "dose_id", svc.config.retry_after_s)
-    return batch_response(svc, ROUTE, items, "dose_id")
-
-
-def _conflict(dose: DoseRequest, path: str) -> Callable[[], Problem]:
-    def conflict() -> Problem:
-        return Problem(
-            "id-conflict",
+        conflict = id_conflict(
+            "dose_id",
+            path,
             f"dose_id {dose.dose_id} was already used for a different dose",
-            errors=[FieldError(field_path(path, "dose_id"), "id-conflict", "already used")],
+            "already used",
         )
-
-    return conflict
+        writes.append((item, (f"doses/{dose.dose_id}", fingerprint(dose, site_id), out, conflict)))
+    return await write_batch(svc, ROUTE, "dose_id", items, writes, is_batch=is_batch)

@@ -17,7 +17,8 @@ from domain.results import (
 )
 from producers.events import sample_collected, sample_resulted
 from producers.problems import Problem, validation_problem
-from producers.requests import SAMPLE_ID, parse_result, parse_sample
+from producers.requests.common import SAMPLE_ID
+from producers.requests.testing import parse_result, parse_sample
 from producers.routes.common import json_response, service
 from producers.service import (
     fingerprint,

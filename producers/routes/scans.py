@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import Claims, ScopeKind
 from producers.caches import VenueEntry
-from producers.events import Outgoing, checkin_scanned
-from producers.problems import Problem, validation_problem
-from producers.requests import ScanMethod, ScanRequest, batch_items, parse_scan
+from producers.events import checkin_scanned
+from producers.problems import Problem
+from producers.requests.checkins import ScanMethod, ScanRequest, parse_scan
 from producers.routes.common import (
     BatchItem,
-    batch_response,
+    Write,
+    id_conflict,
     raw_id,
     service,
-    settle,
-    single_response,
+    single_or_batch,
+    write_batch,
 )
-from producers.service import (
-    fingerprint,
-    read_json,
-    require_any,
-    scope_problem,
-)
+from producers.service import fingerprint, read_json, require_any, scope_problem
 from producers.validation import FieldError, field_path
 
 ROUTE = "/v1/scans"
@@ -70,15 +63,7 @@ async def record_scans(request: Request) -> Response:
     require_any(claims, ScopeKind.APP, ScopeKind.VENUE_ADMIN)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
-    is_batch = isinstance(body, dict) and "scans" in body
-    envelope_errors: list[FieldError] = []
-    raw_items: list[tuple[str, Any]] | None
-    if is_batch:
-        raw_items = batch_items(body, "scans", svc.limits.max_batch, envelope_errors)
-        if raw_items is None:
-            raise validation_problem(envelope_errors)
-    else:
-        raw_items = [("", body)]
+    is_batch, raw_items = single_or_batch(body, "scans", svc.limits.max_batch)
 
     items: list[BatchItem] = []
     scans: list[ScanRequest | None] = []
@@ -92,8 +77,7 @@ async def record_scans(request: Request) -> Response:
         scans.append(scan)
 
     venues = await svc.venues_for({s.venue_id for s in scans if s is not None})
-    writes: list[tuple[str, bytes, Outgoing, Callable[[], Problem]]] = []
-    written: list[BatchItem] = []
+    writes: list[tuple[BatchItem, Write]] = []
     for item, scan, (path, _) in zip(items, scans, raw_items, strict=True):
         if scan is None:
             continue
@@ -115,27 +99,13 @@ async def record_scans(request: Request) -> Response:
             item.problem = p
             continue
         out = checkin_scanned(scan, method, venue.province, venue.default_dwell_minutes, now)
-        writes.append(
-            (f"checkins/{scan.scan_id}", fingerprint(scan, method), out, _conflict(scan, path))
-        )
-        written.append(item)
-    for item, result in zip(written, await svc.write_many(writes), strict=True):
-        settle(item, result)
-    if not is_batch:
-        return single_response(items[0], "scan_id", svc.config.retry_after_s)
-    return batch_response(svc, ROUTE, items, "scan_id")
-
-
-def _conflict(scan: ScanRequest, path: str) -> Callable[[], Problem]:
-    def conflict() -> Problem:
-        return Problem(
-            "id-conflict",
+        conflict = id_conflict(
+            "scan_id",
+            path,
             f"scan_id {scan.scan_id} was already used for a different scan",
-            errors=[
-                FieldError(
-                    field_path(path, "scan_id"), "id-conflict", "already used for a different scan"
-                )
-            ],
+            "already used for a different scan",
         )
-
-    return conflict
+        writes.append(
+            (item, (f"checkins/{scan.scan_id}", fingerprint(scan, method), out, conflict))
+        )
+    return await write_batch(svc, ROUTE, "scan_id", items, writes, is_batch=is_batch)

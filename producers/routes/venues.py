@@ -10,7 +10,8 @@ from domain.qr import QrKind
 from producers.caches import VenueEntry
 from producers.events import new_id, venue_registered
 from producers.problems import Problem, validation_problem
-from producers.requests import VENUE_ID, parse_venue
+from producers.requests.checkins import parse_venue
+from producers.requests.common import VENUE_ID
 from producers.routes.common import json_response, service
 from producers.service import fingerprint, read_json, require_any, scope_problem
 from producers.validation import FieldError

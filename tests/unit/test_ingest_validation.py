@@ -21,19 +21,17 @@ from producers.caches import SampleBook, VenueDirectory
 from producers.idempotency import IdConflict, IdempotencyGuard
 from producers.openapi import openapi_document
 from producers.problems import PROBLEM_TYPES, Problem, type_uri, validation_problem
-from producers.requests import (
-    IngestLimits,
+from producers.requests.checkins import (
     ScanMethod,
     Symptom,
-    batch_items,
     parse_declaration,
-    parse_dose,
     parse_person,
-    parse_result,
-    parse_sample,
     parse_scan,
     parse_venue,
 )
+from producers.requests.common import IngestLimits, batch_items
+from producers.requests.testing import parse_result, parse_sample
+from producers.requests.vaccination import parse_dose
 from producers.validation import FieldError, Fields, parse_timestamp
 from schemas.codec import default_registry
 

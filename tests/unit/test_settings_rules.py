@@ -9,7 +9,8 @@ import pytest
 from covidtech.settings import SettingsError, load
 from domain.results import DEFAULT_RULES as RESULT_RULES
 from domain.rules import DEFAULT_RULES
-from producers.requests import limits_of, parse_venue
+from producers.requests.checkins import parse_venue
+from producers.requests.common import limits_of
 from streams.handlers import all_handlers
 from streams.people import PersonHandler
 from streams.testing import SampleHandler

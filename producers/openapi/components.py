@@ -1,0 +1,293 @@
+"""The ``components.schemas`` of the ingest API's OpenAPI document: the bodies of the check-in,
+testing and dose routes, problem details and batch results. Field limits mirror
+``producers/requests/``; the programme's bodies are inline in :mod:`producers.openapi.vaccination`.
+"""
+
+from __future__ import annotations
+
+from domain.vaccines import VACCINES
+from producers.openapi.parts import (
+    ONE_PERSON,
+    PER_ITEM,
+    PROVINCE,
+    TIME,
+    Schema,
+    id_schema,
+    obj,
+    ref,
+    text,
+)
+from producers.problems import PROBLEM_TYPES, type_uri
+from producers.requests.checkins import ScanMethod, Symptom
+from producers.requests.common import CLIENT_ID, PERSON_ID, SAMPLE_ID, SCOPE_ID
+
+__all__ = ["schemas"]
+
+
+def schemas() -> dict[str, Schema]:
+    """The named schemas (``#/components/schemas/<name>``)."""
+    client_id = CLIENT_ID.pattern
+    person_ref = {
+        "person_qr": {"type": "string", "description": "The person's signed QR payload."},
+        "person_id": id_schema(PERSON_ID.pattern, "Typed by staff when the QR cannot be scanned."),
+    }
+    item_result: Schema = {
+        "type": "object",
+        "required": ["index", "status"],
+        "properties": {
+            "index": {"type": "integer"},
+            "status": {"enum": ["accepted", "duplicate", "rejected", "unavailable"]},
+            "problem": ref("Problem"),
+        },
+        "additionalProperties": True,
+    }
+    return {
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details (application/problem+json).",
+            "required": ["type", "title", "status"],
+            "properties": {
+                "type": {
+                    "type": "string",
+                    "format": "uri",
+                    "enum": [type_uri(slug) for slug in PROBLEM_TYPES],
+                },
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "instance": {"type": "string"},
+                "field": {"type": "string", "description": "The first offending field's path."},
+                "errors": {"type": "array", "items": ref("FieldError")},
+                "results": {
+                    "type": "array",
+                    "items": item_result,
+                    "description": "Per-item outcome of a batch answered 503.",
+                },
+                "limit": {"type": "integer"},
+                "recorded_result": {"enum": ["POSITIVE", "NEGATIVE", "INVALID"]},
+            },
+        },
+        "FieldError": {
+            "type": "object",
+            "required": ["field", "code", "type", "message"],
+            "properties": {
+                "field": {"type": "string", "examples": ["scans[3].venue_qr"]},
+                "code": {"type": "string", "enum": sorted(PROBLEM_TYPES)},
+                "type": {"type": "string", "format": "uri"},
+                "message": {"type": "string"},
+            },
+        },
+        "VenueRequest": obj(
+            ["name", "address", "province", "district", "category"],
+            {
+                "name": text(200),
+                "address": text(500),
+                "province": PROVINCE,
+                "district": text(64),
+                "category": text(64),
+                "default_dwell_minutes": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 720,
+                    "default": 60,
+                },
+            },
+        ),
+        "VenueCreated": {
+            "type": "object",
+            "properties": {
+                "venue_id": {"type": "string"},
+                "venue_qr": {"type": "string"},
+                "province": PROVINCE,
+                "default_dwell_minutes": {"type": "integer"},
+                "poster_png": {"type": "string"},
+                "poster_svg": {"type": "string"},
+            },
+        },
+        "PersonRequest": obj(
+            ["province", "district"],
+            {
+                "province": PROVINCE,
+                "district": text(64),
+                "birth_year": {
+                    "type": "integer",
+                    "minimum": 1900,
+                    "description": "At most the current year.",
+                },
+            },
+        ),
+        "PersonCreated": {
+            "type": "object",
+            "properties": {
+                "person_id": {"type": "string"},
+                "person_qr": {"type": "string"},
+                "person_qr_png": {"type": "string", "contentEncoding": "base64"},
+            },
+        },
+        "Scan": obj(
+            ["scan_id", "venue_qr", "person_qr", "scanned_at", "direction"],
+            {
+                "scan_id": id_schema(client_id, "Client-generated; idempotency key and event id."),
+                "venue_qr": {"type": "string", "maxLength": 256},
+                "person_qr": {"type": "string", "maxLength": 256},
+                "scanned_at": {
+                    **TIME,
+                    "description": "Device time; at most 72 h old and 5 min ahead.",
+                },
+                "direction": {"enum": ["IN", "OUT"]},
+                "method": {
+                    "enum": [m.value for m in ScanMethod],
+                    "description": "Default: PERSON_SCANNED_VENUE for app tokens, else staff.",
+                },
+                "device_id": id_schema(SCOPE_ID.pattern, "Scanning device."),
+            },
+        ),
+        "ScanBatch": obj(
+            ["scans"],
+            {"scans": {"type": "array", "minItems": 1, "maxItems": 500, "items": ref("Scan")}},
+            PER_ITEM,
+        ),
+        "Declaration": obj(
+            ["person_qr", "province", "contact_with_case"],
+            {
+                "declaration_id": id_schema(client_id, "Optional; makes retries idempotent."),
+                "person_qr": {"type": "string", "maxLength": 256},
+                "province": PROVINCE,
+                "symptoms": {
+                    "type": "array",
+                    "uniqueItems": True,
+                    "items": {"enum": [s.value for s in Symptom]},
+                },
+                "contact_with_case": {"type": "boolean"},
+                "travelled_from_province": {"anyOf": [PROVINCE, {"type": "null"}]},
+            },
+        ),
+        "SampleMember": {
+            "type": "object",
+            "properties": {
+                **person_ref,
+                "symptom_onset": {
+                    "type": ["string", "null"],
+                    "format": "date",
+                    "description": "Local day of symptom onset, when the person has symptoms.",
+                },
+            },
+            "oneOf": ONE_PERSON,
+            "additionalProperties": False,
+        },
+        "Sample": obj(
+            ["sample_id", "province", "test_type", "collected_at", "members"],
+            {
+                "sample_id": id_schema(SAMPLE_ID.pattern, "The tube's barcode."),
+                "site_id": id_schema(
+                    SCOPE_ID.pattern, "Needed only if the token has several sites."
+                ),
+                "province": PROVINCE,
+                "lab_id": id_schema(
+                    SCOPE_ID.pattern,
+                    "The lab the tube is sent to; it may result the sample whatever its own "
+                    "province. Without it, labs of the sample's province may.",
+                ),
+                "test_type": {"enum": ["PCR", "RAPID_ANTIGEN"]},
+                "collected_at": TIME,
+                "members": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 10,
+                    "items": ref("SampleMember"),
+                    "description": "One person, or a pool of 2-10.",
+                },
+            },
+        ),
+        "SampleCollected": {
+            "type": "object",
+            "properties": {
+                "sample_id": {"type": "string"},
+                "site_id": {"type": "string"},
+                "status": {"enum": ["accepted", "duplicate"]},
+                "members": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "person_id": {"type": "string"},
+                            "lookup_code": {
+                                "type": "string",
+                                "description": "Shown once; only its SHA-256 is stored.",
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "Result": obj(
+            ["result"],
+            {
+                "result": {"enum": ["POSITIVE", "NEGATIVE", "INVALID"]},
+                "resulted_at": {**TIME, "description": "Default: now."},
+                "lab_id": id_schema(SCOPE_ID.pattern, "Needed only if the token has several labs."),
+            },
+        ),
+        "Dose": obj(
+            [
+                "dose_id",
+                "administered_at",
+                "vaccine",
+                "birth_year",
+                "residence_province",
+            ],
+            {
+                "dose_id": id_schema(client_id, "Client-generated; idempotency key and event id."),
+                **person_ref,
+                "administered_at": {**TIME, "description": "At most 30 days old."},
+                "site_id": id_schema(
+                    SCOPE_ID.pattern, "Needed only if the token has several sites."
+                ),
+                "vaccine": {"enum": list(VACCINES)},
+                "birth_year": {
+                    "type": "integer",
+                    "minimum": 1900,
+                    "description": "At most the current year.",
+                },
+                "residence_province": PROVINCE,
+            },
+            one_person=True,
+        ),
+        "DoseBatch": obj(
+            ["doses"],
+            {"doses": {"type": "array", "minItems": 1, "maxItems": 500, "items": ref("Dose")}},
+            PER_ITEM,
+        ),
+        "Accepted": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"enum": ["accepted", "duplicate"]}},
+            "additionalProperties": True,
+        },
+        "BatchResult": {
+            "type": "object",
+            "required": ["accepted", "duplicate", "rejected", "results"],
+            "properties": {
+                "accepted": {"type": "integer"},
+                "duplicate": {"type": "integer"},
+                "rejected": {"type": "integer"},
+                "results": {"type": "array", "items": item_result},
+            },
+        },
+        "Vaccines": {
+            "type": "object",
+            "properties": {
+                "vaccines": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "code": {"type": "string"},
+                            "name": {"type": "string"},
+                            "single_dose": {"type": "boolean"},
+                        },
+                    },
+                }
+            },
+        },
+    }

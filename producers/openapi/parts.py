@@ -1,0 +1,164 @@
+"""Building blocks of the ingest API's OpenAPI document: shared schemas, request objects, the
+problem responses and the shape of a write operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covidtech.tokens import ScopeKind
+
+__all__ = [
+    "ONE_PERSON",
+    "PER_ITEM",
+    "PROVINCE",
+    "TEXT_RULE",
+    "TIME",
+    "WRITE_ERRORS",
+    "Schema",
+    "id_schema",
+    "json_content",
+    "obj",
+    "or_null",
+    "problem_responses",
+    "ref",
+    "text",
+    "write_operation",
+    "x_scopes",
+]
+
+Schema = dict[str, Any]
+
+PROVINCE: Schema = {
+    "type": "string",
+    "pattern": "^[0-9]{2}$",
+    "description": "GSO two-digit province code (63 provinces, 2021), e.g. 01 = Ha Noi.",
+}
+TIME: Schema = {
+    "type": "string",
+    "format": "date-time",
+    "description": "RFC 3339 with an offset (Z or +07:00).",
+}
+
+
+#: What ``Fields.text`` accepts, which a schema pattern would state only approximately.
+TEXT_RULE = (
+    "Human text: leading and trailing white space is stripped; what remains must not be "
+    "blank nor contain control characters (422)."
+)
+#: A person is named by exactly one of ``person_qr`` and ``person_id`` (both: 422).
+ONE_PERSON: list[Schema] = [{"required": ["person_qr"]}, {"required": ["person_id"]}]
+
+
+def text(max_length: int) -> Schema:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "description": TEXT_RULE}
+
+
+#: How a batch's items are judged (a JSON schema cannot say it).
+PER_ITEM = (
+    "Items are validated one by one: an invalid item is rejected in the results and the "
+    "others are written (200); only when every item is rejected is the answer 422."
+)
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def id_schema(pattern: str, description: str) -> Schema:
+    return {"type": "string", "pattern": f"^{pattern}$", "description": description}
+
+
+def or_null(schema: Schema) -> Schema:
+    if {"type": "null"} in schema.get("anyOf", ()):
+        return schema
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(
+    required: list[str],
+    properties: dict[str, Schema],
+    description: str = "",
+    *,
+    one_person: bool = False,
+) -> Schema:
+    """A request object. An optional field sent as ``null`` is taken as absent (``Fields``),
+    so each is documented as nullable; but a person is named by exactly one of ``person_qr``
+    and ``person_id``, present even as ``null`` (both named: 422), which ``one_person``
+    states (:data:`ONE_PERSON`)."""
+    out: Schema = {
+        "type": "object",
+        "required": required,
+        "properties": {
+            name: (
+                schema
+                if name in required or name in ("person_qr", "person_id")
+                else or_null(schema)
+            )
+            for name, schema in properties.items()
+        },
+        "additionalProperties": False,
+    }
+    if description:
+        out["description"] = description
+    if one_person:
+        out["oneOf"] = ONE_PERSON
+    return out
+
+
+def problem_responses(*statuses: int) -> dict[str, Any]:
+    problem = {"application/problem+json": {"schema": ref("Problem")}}
+    descriptions = {
+        400: "Malformed JSON.",
+        401: "Missing, invalid, expired or revoked token.",
+        403: "The token lacks the scope.",
+        404: "Unknown resource.",
+        409: "Conflicts with what was recorded.",
+        413: "Body over the size limit (1 MiB).",
+        415: "Body is not application/json.",
+        422: "Invalid fields; every offending field is named in errors.",
+        503: "The event log is unavailable; retry after Retry-After seconds with the same ids.",
+    }
+    out: dict[str, Any] = {}
+    for status in statuses:
+        response: dict[str, Any] = {"description": descriptions[status], "content": problem}
+        if status == 503:
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+        out[str(status)] = response
+    return out
+
+
+WRITE_ERRORS = (400, 401, 403, 413, 415, 422, 503)
+
+
+def x_scopes(*kinds: ScopeKind) -> list[str]:
+    """An operation's ``x-scopes``: the scope kinds of which its token must hold one (the
+    operation may then check the scope's value against what is written, 403 if it does not
+    cover it). The ingest API's scope matrix is generated from these."""
+    return [k.value for k in kinds]
+
+
+def write_operation(
+    summary: str,
+    scopes: str,
+    request: Schema,
+    responses: dict[str, Any],
+    *,
+    kinds: tuple[ScopeKind, ...],
+    extra_errors: tuple[int, ...] = (),
+    parameters: list[Schema] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "description": f"Scopes: {scopes}.",
+        "security": [{"bearer": []}],
+        "x-scopes": x_scopes(*kinds),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+        "responses": {**responses, **problem_responses(*sorted({*WRITE_ERRORS, *extra_errors}))},
+    }
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def json_content(description: str, schema: Schema) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}

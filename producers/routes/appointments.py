@@ -1,0 +1,62 @@
+"""``POST /v1/vaccination/appointments`` and ``.../appointments/{appointment_id}/cancel``:
+a vaccination site books and cancels appointments."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from covidtech.tokens import ScopeKind
+from producers.events import appointment_cancelled, appointment_scheduled
+from producers.problems import validation_problem
+from producers.requests.common import CLIENT_ID, CLIENT_ID_HINT
+from producers.requests.vaccination import parse_appointment, parse_cancellation
+from producers.routes.common import accepted, reused_id, service, write_one
+from producers.service import fingerprint, read_json, require_any, scoped_id
+from producers.validation import FieldError
+
+
+async def schedule_appointment(request: Request) -> Response:
+    """Scope ``site:<id>``; idempotent by ``appointment_id``."""
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.SITE)
+    body = await read_json(request, svc.config.max_body_bytes)
+    now = svc.now()
+    errors: list[FieldError] = []
+    appt = parse_appointment(body, errors, svc.qr, now)
+    if appt is None:
+        raise validation_problem(errors)
+    site_id = scoped_id(claims, ScopeKind.SITE, appt.site_id, "site_id")
+    duplicate = await write_one(
+        svc,
+        f"appointments/{appt.appointment_id}",
+        fingerprint(appt, site_id),
+        appointment_scheduled(appt, site_id, now),
+        reused_id("appointment_id", appt.appointment_id),
+    )
+    return accepted(duplicate, {"appointment_id": appt.appointment_id})
+
+
+async def cancel_appointment(request: Request) -> Response:
+    """Scope ``site:<id>``; one cancellation per appointment (a repeat is a duplicate)."""
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.SITE)
+    appointment_id = request.path_params["appointment_id"]
+    errors: list[FieldError] = []
+    if not CLIENT_ID.fullmatch(appointment_id):
+        errors.append(FieldError("appointment_id", "invalid-value", CLIENT_ID_HINT))
+    body = await read_json(request, svc.config.max_body_bytes)
+    cancellation = parse_cancellation(body, errors, svc.qr)
+    if cancellation is None or errors:
+        raise validation_problem(errors)
+    site_id = scoped_id(claims, ScopeKind.SITE, cancellation.site_id, "site_id")
+    duplicate = await write_one(
+        svc,
+        f"appointments/{appointment_id}/cancel",
+        fingerprint(appointment_id, cancellation, site_id),
+        appointment_cancelled(appointment_id, cancellation, site_id, svc.now()),
+        reused_id("appointment_id", appointment_id),
+    )
+    return accepted(duplicate, {"appointment_id": appointment_id})

@@ -1,0 +1,47 @@
+"""``PUT /v1/vaccination/plans/{province}``: a province's targets per priority group by a
+date; the latest plan wins (``set_at`` is the server's clock)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from covidtech.tokens import ScopeKind
+from domain import reference
+from producers.events import plan_id_of, plan_set
+from producers.problems import validation_problem
+from producers.requests.common import PROGRAMME_LIMITS
+from producers.requests.supply import parse_plan
+from producers.routes.common import accepted, reused_id, service, write_one
+from producers.service import fingerprint, read_json, require_any, scope_problem
+from producers.validation import FieldError
+
+
+async def set_plan(request: Request) -> Response:
+    """Scope ``moh`` or ``province:<code>`` of the path's province; the latest plan wins."""
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.MOH, ScopeKind.PROVINCE)
+    province = request.path_params["province"]
+    if not reference.is_province(province):
+        raise validation_problem(
+            [FieldError("province", "unknown-province", "must be a GSO two-digit province code")]
+        )
+    if not (claims.has(ScopeKind.MOH) or claims.has(ScopeKind.PROVINCE, province)):
+        raise scope_problem(f"province:{province}", "province")
+    body = await read_json(request, svc.config.max_body_bytes)
+    now = svc.now()
+    errors: list[FieldError] = []
+    today = now.astimezone(PROGRAMME_LIMITS.rules.zone).date()
+    plan = parse_plan(body, province, errors, today)
+    if plan is None:
+        raise validation_problem(errors)
+    plan_id = plan_id_of(province, plan)
+    duplicate = await write_one(
+        svc,
+        f"plans/{province}/{plan_id}",
+        fingerprint(province, plan),
+        plan_set(province, plan, now),
+        reused_id("plan_id", plan_id),
+    )
+    return accepted(duplicate, {"plan_id": plan_id, "province": province})

@@ -1,0 +1,58 @@
+"""``POST /v1/vaccination/allocations`` (the ministry sends doses to a province) and
+``POST /v1/vaccination/discards`` (a site reports doses it threw away)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from covidtech.tokens import ScopeKind
+from producers.events import doses_discarded, vaccine_allocated
+from producers.problems import validation_problem
+from producers.requests.supply import parse_allocation, parse_discard
+from producers.routes.common import accepted, reused_id, service, write_one
+from producers.service import fingerprint, read_json, require_any, require_province, scoped_id
+from producers.validation import FieldError
+
+
+async def allocate(request: Request) -> Response:
+    """Scope ``moh``; idempotent by ``allocation_id``."""
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.MOH)
+    body = await read_json(request, svc.config.max_body_bytes)
+    errors: list[FieldError] = []
+    allocation = parse_allocation(body, errors)
+    if allocation is None:
+        raise validation_problem(errors)
+    duplicate = await write_one(
+        svc,
+        f"allocations/{allocation.allocation_id}",
+        fingerprint(allocation),
+        vaccine_allocated(allocation, svc.now()),
+        reused_id("allocation_id", allocation.allocation_id),
+    )
+    return accepted(duplicate, {"allocation_id": allocation.allocation_id})
+
+
+async def report_discard(request: Request) -> Response:
+    """Scope ``site:<id>@<province>`` of the discard's province; idempotent by
+    ``discard_id``."""
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.SITE)
+    body = await read_json(request, svc.config.max_body_bytes)
+    errors: list[FieldError] = []
+    discard = parse_discard(body, errors, svc.now())
+    if discard is None:
+        raise validation_problem(errors)
+    site_id = scoped_id(claims, ScopeKind.SITE, discard.site_id, "site_id")
+    require_province(claims, ScopeKind.SITE, site_id, discard.province, "province")
+    duplicate = await write_one(
+        svc,
+        f"discards/{discard.discard_id}",
+        fingerprint(discard, site_id),
+        doses_discarded(discard, site_id),
+        reused_id("discard_id", discard.discard_id),
+    )
+    return accepted(duplicate, {"discard_id": discard.discard_id})
