@@ -203,17 +203,15 @@ def create_app(
         encoder = Registry(validate=False)
         written = [settings.topic(t.name) for t in WRITTEN_TOPICS]
         event_log: EventLog = producer or KafkaEventLog(
-            settings.kafka_bootstrap,
+            settings,
             topics=written,
             request_timeout_s=cfg.delivery_timeout_s,
             linger_ms=cfg.linger_ms,
             retry_after=cfg.retry_after_s,
         )
-        venue_feed: Feed = TopicFeed(
-            settings.kafka_bootstrap, settings.topic(topics.VENUES.name), venue_view.apply
-        )
+        venue_feed: Feed = TopicFeed(settings, settings.topic(topics.VENUES.name), venue_view.apply)
         sample_feed: Feed = TopicFeed(
-            settings.kafka_bootstrap, settings.topic(topics.SAMPLES.name), sample_view.apply
+            settings, settings.topic(topics.SAMPLES.name), sample_view.apply
         )
         revocations = None
         check_revoked = is_revoked

@@ -97,8 +97,7 @@ def token_revoke(token_id: str, reason: str | None, revoked_by: str) -> None:
     with it every grant it issued. Both APIs refuse it within seconds (the grants topic)."""
     import asyncio
 
-    from aiokafka import AIOKafkaProducer
-
+    from covidtech import kafka_clients
     from covidtech.revocations import GRANT_REVOKED
     from covidtech.topics import GRANTS
     from schemas.codec import encode
@@ -114,7 +113,7 @@ def token_revoke(token_id: str, reason: str | None, revoked_by: str) -> None:
     }
 
     async def publish() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = kafka_clients.producer(settings, acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(

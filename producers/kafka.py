@@ -36,10 +36,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from covidtech import kafka_clients
+from covidtech.settings import Settings
 from covidtech.topics import partition_of
 from producers.ports import BrokerUnavailable, Delivery
 
-__all__ = ["KafkaEventLog", "TopicFeed", "partitions_of"]
+__all__ = ["KafkaEventLog", "TopicFeed"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class KafkaEventLog:
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         *,
         topics: Sequence[str] = (),
         client_id: str = "covidtech-ingest",
@@ -68,7 +70,7 @@ class KafkaEventLog:
         probe_interval_s: float = 0.5,
         ready_cache_s: float = 1.0,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._settings = settings
         self._topics = tuple(topics)
         self._client_id = client_id
         self._request_timeout_s = request_timeout_s
@@ -88,8 +90,8 @@ class KafkaEventLog:
 
     def _new_producer(self) -> AIOKafkaProducer:
         timeout_ms = int(self._request_timeout_s * 1000)
-        return AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+        return kafka_clients.producer(
+            self._settings,
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
@@ -107,13 +109,13 @@ class KafkaEventLog:
             for topic in self._topics:
                 await asyncio.wait_for(producer.partitions_for(topic), self._request_timeout_s)
         except (KafkaError, OSError, TimeoutError) as e:
-            log.warning("Kafka producer not started (%s): %r", self._bootstrap, e)
+            log.warning("Kafka producer not started (%s): %r", self._settings.kafka_bootstrap, e)
             with contextlib.suppress(Exception):
                 await producer.stop()
             return False
         self._producer = producer
         self._available = True
-        log.info("Kafka producer connected to %s", self._bootstrap)
+        log.info("Kafka producer connected to %s", self._settings.kafka_bootstrap)
         return True
 
     async def start(self) -> None:
@@ -232,19 +234,6 @@ class KafkaEventLog:
         return self._ready_value
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """The partition ids of ``topic``, fetching its metadata if the client has none yet."""
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        # Asking for one partition's end offset makes the client track the topic and wait for
-        # its metadata (it raises a timeout if the topic does not exist).
-        await consumer.end_offsets([TopicPartition(topic, 0)])
-        partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise KafkaError(f"topic {topic} does not exist")
-    return set(partitions)
-
-
 class TopicFeed:
     """Follows one topic from its beginning, handing ``(key, value)`` to ``apply``.
 
@@ -255,7 +244,7 @@ class TopicFeed:
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: Settings,
         topic: str,
         apply: Callable[[bytes | None, bytes | None], None],
         *,
@@ -263,7 +252,7 @@ class TopicFeed:
         request_timeout_s: float = 5.0,
         retry_s: float = 1.0,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._settings = settings
         self.topic = topic
         self._apply = apply
         self._client_id = client_id
@@ -339,8 +328,8 @@ class TopicFeed:
 
     async def _run(self) -> None:
         while True:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
+            consumer = kafka_clients.consumer(
+                self._settings,
                 client_id=self._client_id,
                 group_id=None,
                 enable_auto_commit=False,
@@ -362,7 +351,7 @@ class TopicFeed:
             await asyncio.sleep(self._retry_s)
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        partitions = await partitions_of(consumer, self.topic)
+        partitions = await kafka_clients.partitions_of(consumer, self.topic)
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         for tp in tps:

@@ -14,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from covidtech import kafka_clients
+from covidtech.kafka_clients import partitions_of
 from covidtech.settings import Settings
-from producers.kafka import partitions_of
 from schemas.codec import Event, default_registry
 from tests.support import eventually_async
 
@@ -86,7 +87,7 @@ class OffsetReader:
     """End offsets read with one long-lived consumer (cheap enough around every request)."""
 
     def __init__(self, s: Settings) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=None)
+        self._consumer = kafka_clients.consumer(s, group_id=None)
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     async def __aenter__(self) -> OffsetReader:
@@ -116,9 +117,7 @@ async def end_offsets(s: Settings, *topics: str) -> dict[str, int]:
 async def read_topic(s: Settings, topic: str) -> list[tuple[bytes | None, Event]]:
     """Every record of the topic, decoded, up to the end offsets at call time."""
     registry = default_registry()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
+    consumer = kafka_clients.consumer(s, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     out: list[tuple[bytes | None, Event]] = []
     try:
