@@ -1,25 +1,53 @@
 """The one place Kafka clients are made: every process's producers, consumers and admin
 clients connect with the same options (``connection``), so a setting that concerns the
-connection (the bootstrap servers today; credentials when the brokers ask for them) is added
-once. Callers pass what differs by purpose (acks, group, fetch sizes) as keyword arguments.
+connection (the bootstrap servers; the SASL/SCRAM account when ``kafka_username`` is set) is
+added once. Callers pass what differs by purpose (acks, group, fetch sizes) as keyword
+arguments. A Faust app takes the same through ``faust_broker`` and ``faust_credentials``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
 from covidtech.settings import Settings
 
-__all__ = ["admin", "connection", "consumer", "faust_broker", "partitions_of", "producer"]
+if TYPE_CHECKING:
+    from faust.auth import SASLCredentials
+
+__all__ = [
+    "SASL_MECHANISM",
+    "admin",
+    "check_login",
+    "connection",
+    "consumer",
+    "faust_broker",
+    "faust_credentials",
+    "partitions_of",
+    "producer",
+]
+
+#: The brokers' SASL mechanism when an account is set (over SASL_PLAINTEXT: TLS is the
+#: network's, docs/security.md).
+SASL_MECHANISM = "SCRAM-SHA-512"
 
 
 def connection(s: Settings) -> dict[str, Any]:
-    """The options every Kafka client of these settings shares."""
-    return {"bootstrap_servers": s.kafka_bootstrap}
+    """The options every Kafka client of these settings shares: the bootstrap servers, and
+    the SCRAM account when ``kafka_username`` is set (PLAINTEXT otherwise)."""
+    options: dict[str, Any] = {"bootstrap_servers": s.kafka_bootstrap}
+    if s.kafka_username:
+        options.update(
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=SASL_MECHANISM,
+            sasl_plain_username=s.kafka_username,
+            sasl_plain_password=s.kafka_password,
+        )
+    return options
 
 
 def producer(s: Settings, **options: Any) -> AIOKafkaProducer:
@@ -37,9 +65,35 @@ def admin(s: Settings, **options: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**connection(s), **options)
 
 
+async def check_login(s: Settings, timeout_ms: int = 10000) -> None:
+    """Connect to the first bootstrap server as ``connection`` does (logging in with the
+    account, if any) and close. A client's start reports any failure to connect as
+    ``KafkaConnectionError``; this raises aiokafka's ``SaslAuthenticationFailed`` when the
+    broker refuses the account (``infra up`` fails at once on a wrong password)."""
+    options = connection(s)
+    host, _, port = options.pop("bootstrap_servers").split(",")[0].rpartition(":")
+    conn = await create_conn(host, int(port), request_timeout_ms=timeout_ms, **options)
+    conn.close()
+
+
 def faust_broker(s: Settings) -> str:
     """The ``broker`` URL of a Faust app: every bootstrap server, ``;``-separated."""
     return ";".join(f"kafka://{h}" for h in s.kafka_bootstrap.split(","))
+
+
+def faust_credentials(s: Settings) -> SASLCredentials | None:
+    """The ``broker_credentials`` of a Faust app: the SCRAM account of ``connection``, or
+    None (PLAINTEXT) without one. Faust is imported only here, when a worker asks."""
+    if not s.kafka_username:
+        return None
+    from faust.auth import SASLCredentials
+    from faust.types.auth import SASLMechanism
+
+    return SASLCredentials(
+        username=s.kafka_username,
+        password=s.kafka_password,
+        mechanism=SASLMechanism(SASL_MECHANISM),
+    )
 
 
 async def partitions_of(

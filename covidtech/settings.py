@@ -30,6 +30,12 @@ DEV_TOKEN_KEYS = "dev:dev-only-token-key-change-me-in-production"
 PROFILES = ("development", "production")
 #: Shortest secret the production profile accepts (256 bits of base64 text is 43 characters).
 PRODUCTION_SECRET_MIN = 32
+#: The service accounts' passwords: masked by ``describe``, passed on by ``as_env``.
+SERVICE_PASSWORDS = ("kafka_password", "cassandra_password")
+#: Account names and passwords go into a broker's JAAS line, ``kafka-storage --add-scram``
+#: and CQL: these characters need no quoting in any of them.
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_ACCOUNT_PASSWORD = re.compile(r"^[A-Za-z0-9_.~+/=@#%^*!?:-]{1,256}$")
 
 
 class SettingsError(ValueError):
@@ -68,6 +74,10 @@ class Settings:
     )
     topic_partitions: int = field(default=4, metadata={"doc": "partitions per topic"})
     topic_replication: int = field(default=1, metadata={"doc": "replication factor of topics"})
+    kafka_username: str = field(
+        default="", metadata={"doc": "SASL/SCRAM-SHA-512 account on the brokers (none: PLAINTEXT)"}
+    )
+    kafka_password: str = field(default="", metadata={"doc": "password of kafka_username"})
 
     # Cassandra
     cassandra_contact_points: tuple[str, ...] = field(
@@ -79,6 +89,10 @@ class Settings:
     cassandra_heap: str = field(default="1g", metadata={"doc": "local node heap"})
     keyspace: str = field(default="covidtech", metadata={"doc": "keyspace of the projections"})
     replication_factor: int = field(default=1, metadata={"doc": "keyspace replication factor"})
+    cassandra_username: str = field(
+        default="", metadata={"doc": "Cassandra role to log in as (none: no authentication)"}
+    )
+    cassandra_password: str = field(default="", metadata={"doc": "password of cassandra_username"})
 
     # processes
     app_id: str = field(default="covidtech", metadata={"doc": "Faust app id (consumer group)"})
@@ -101,7 +115,7 @@ class Settings:
         default="development",
         metadata={
             "doc": "development or production: production refuses the development keys, a "
-            "broker that auto-creates topics, and missing topics"
+            "broker that auto-creates topics, missing topics, and missing service accounts"
         },
     )
     secret: str = field(
@@ -139,6 +153,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "secret":
                 out[f.name] = "(dev default)" if value == DEV_SECRET else "***"
+            elif f.name in SERVICE_PASSWORDS:
+                out[f.name] = "***" if value else ""
             elif f.name == "token_keys":
                 kids = ",".join(self.token_keyset().ids)
                 out[f.name] = (
@@ -156,6 +172,8 @@ class Settings:
         env = {f"{PREFIX}{k.upper()}": v for k, v in self.describe().items()}
         env[f"{PREFIX}SECRET"] = self.secret
         env[f"{PREFIX}TOKEN_KEYS"] = self.token_keys
+        for name in SERVICE_PASSWORDS:
+            env[f"{PREFIX}{name.upper()}"] = getattr(self, name)
         return env
 
     def token_keyset(self) -> KeySet:
@@ -351,6 +369,7 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"{PREFIX}TOKEN_KEYS: {e}") from None
     if s.profile not in PROFILES:
         raise SettingsError(f"{PREFIX}PROFILE={s.profile!r} must be one of {', '.join(PROFILES)}")
+    _check_service_accounts(s)
     if s.production:
         _refuse_development_keys(s)
     parse_rules(s.rules)  # a bad rule fails the start, naming it
@@ -383,6 +402,32 @@ def _refuse_development_keys(s: Settings) -> None:
         )
     if any(secret == s.secret for _, _, secret in pairs):
         raise SettingsError(f"{PREFIX}TOKEN_KEYS must not reuse {PREFIX}SECRET (the QR key)")
+
+
+def _check_service_accounts(s: Settings) -> None:
+    """Each account is a name and a password, both or neither; production needs both."""
+    for service in ("kafka", "cassandra"):
+        name, password = (getattr(s, f"{service}_{x}") for x in ("username", "password"))
+        var = f"{PREFIX}{service.upper()}"
+        if s.production and not name:
+            raise SettingsError(
+                f"{PREFIX}PROFILE=production needs the {service.capitalize()} account: set "
+                f"{var}_USERNAME and {var}_PASSWORD"
+            )
+        if bool(name) != bool(password):
+            raise SettingsError(f"{var}_USERNAME and {var}_PASSWORD are set together or not at all")
+        if name and not _ACCOUNT_NAME.match(name):
+            raise SettingsError(f"{var}_USERNAME={name!r} must be 1-64 of A-Z a-z 0-9 _ . -")
+        if password and not _ACCOUNT_PASSWORD.match(password):
+            raise SettingsError(
+                f"{var}_PASSWORD must be 1-256 of A-Z a-z 0-9 and _.~+/=@#%^*!?:- (no quotes, "
+                "commas, brackets, backslashes or spaces)"
+            )
+    if s.cassandra_username == "cassandra":
+        raise SettingsError(
+            f"{PREFIX}CASSANDRA_USERNAME must not be 'cassandra': the default superuser is "
+            "disabled once the configured role exists"
+        )
 
 
 _cached: Settings | None = None

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from covidtech.kafka_clients import SASL_MECHANISM
 from covidtech.progress import bar
 from covidtech.settings import Settings
 
@@ -296,9 +297,11 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print, node: int = 0) 
     root = svc.root(s)
     conf = root / "conf" / "server.properties"
     data = root / "data"
+    _check_scram_account(s, root, data)
     _render(
         INFRA_DIR / "kafka" / "server.properties",
         conf,
+        listener="SASL_PLAINTEXT" if s.kafka_username else "PLAINTEXT",
         port=s.kafka_port,
         controller_port=s.kafka_controller_port,
         data_dir=data,
@@ -309,6 +312,15 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print, node: int = 0) 
         replication=min(3, s.nodes),
         min_insync=2 if s.nodes >= 3 else 1,
     )
+    scram: list[str] = []
+    if s.kafka_username:
+        # The account's password is in the JAAS line: the file is the owner's alone.
+        conf.chmod(0o600)
+        sasl = Template((INFRA_DIR / "kafka" / "sasl.properties").read_text())
+        with conf.open("a") as f:
+            f.write(sasl.substitute(username=s.kafka_username, password=s.kafka_password))
+        account = f"name={s.kafka_username},password={s.kafka_password}"
+        scram = ["--add-scram", f"{SASL_MECHANISM}=[{account}]"]
     shutil.copy(INFRA_DIR / "kafka" / "log4j2.properties", root / "conf" / "log4j2.properties")
     cp = f"{lib}/*"
     logs = root / "logs"
@@ -331,6 +343,7 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print, node: int = 0) 
                 "-c",
                 str(conf),
                 "--ignore-formatted",
+                *scram,
             ],
             capture_output=True,
             text=True,
@@ -338,6 +351,8 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print, node: int = 0) 
         )
         if fmt.returncode != 0:
             raise InfraError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr}")
+        if s.kafka_username:
+            (root / SCRAM_MARKER).write_text(s.kafka_username + "\n")
     heap = s.kafka_heap
     argv = [
         java,
@@ -353,6 +368,27 @@ def start_kafka(s: Settings, log: Callable[[str], None] = print, node: int = 0) 
         str(conf),
     ]
     return _spawn(svc, s, argv, dict(os.environ))
+
+
+# SASL/SCRAM of the local brokers (``kafka_username`` set): the file beside a broker's data
+# naming the account its storage was formatted with. SCRAM accounts live in the KRaft
+# metadata, so a broker formatted without one (or with another) cannot take one from the
+# settings: ``covidtech infra reset`` formats anew.
+SCRAM_MARKER = "scram-account"
+
+
+def _check_scram_account(s: Settings, root: Path, data: Path) -> None:
+    if not s.kafka_username or not (data / "meta.properties").exists():
+        return
+    marker = root / SCRAM_MARKER
+    formatted = marker.read_text().strip() if marker.exists() else ""
+    if formatted != s.kafka_username:
+        had = f"the SCRAM account {formatted!r}" if formatted else "no SCRAM account"
+        raise InfraError(
+            f"the Kafka storage in {data} was formatted with {had}, not "
+            f"{s.kafka_username!r} (COVIDTECH_KAFKA_USERNAME): wipe it with `covidtech infra "
+            "reset` (or use another COVIDTECH_HOME) to format it with the account"
+        )
 
 
 # The commit log settings of ``infra/cassandra/cassandra.yaml`` (durable), and those a
@@ -393,6 +429,7 @@ def start_cassandra(
         data_dir=data,
         host=svc.host,
         seed=_host(node_ids(s)[0]),
+        authenticator="PasswordAuthenticator" if s.cassandra_username else "AllowAllAuthenticator",
     )
     rendered = conf_dir / "cassandra.yaml"
     text = rendered.read_text()
@@ -415,6 +452,11 @@ def start_cassandra(
         for line in (INFRA_DIR / "cassandra" / "jvm17.options").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
+    if s.cassandra_username:
+        # PasswordAuthenticator: a new node creates system_auth replicated to every node, so
+        # the default superuser (made at once: jvm17.options) and the role infra.lifecycle
+        # makes with it are on every replica (infra.lifecycle alters an older keyspace).
+        flags.append(f"-Dcassandra.system_auth.default_rf={s.nodes}")
     heap = s.cassandra_heap
     argv = [
         java,

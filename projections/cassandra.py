@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from cassandra import ConsistencyLevel, DriverException
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.cqltypes import DateType
 from cassandra.marshal import int64_pack
@@ -71,6 +72,7 @@ def build_cluster(
     """The driver cluster of every process (the store, migrations, readiness probes): protocol
     v5, token-aware routing in the local data centre, ``consistency`` (LOCAL_QUORUM) and
     ``row_factory`` for every statement. ``only`` talks to that one node alone (a probe).
+    With ``cassandra_username`` set it logs in as that role (PasswordAuthenticator).
 
     The default row factory gives plain tuples in the SELECT's column order: the driver's
     named_tuple_factory builds a namedtuple class per result (0.37 ms of CPU per query
@@ -96,6 +98,11 @@ def build_cluster(
         # loaded cluster took longer than the default 10 s, and a read of the new table on a
         # node without it failed (INCOMPATIBLE_SCHEMA).
         max_schema_agreement_wait=120,
+        auth_provider=(
+            PlainTextAuthProvider(s.cassandra_username, s.cassandra_password)
+            if s.cassandra_username
+            else None
+        ),
     )
 
 

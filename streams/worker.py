@@ -1,6 +1,7 @@
 """The faust-streaming worker: one agent per handler, Kafka in, Cassandra and Kafka out.
 
-This module and ``streams/avro_codec.py`` are the only places that import Faust.
+This module and ``streams/avro_codec.py`` are the only places that import Faust (besides
+``covidtech.kafka_clients.faust_credentials``, which builds the app's SASL credentials).
 
 Faust runs the group (membership, assignment, rebalances), the tables (changelogs, recovery),
 the agents' lifecycle, timers and the web server. Records reach the agents in batches: the
@@ -335,6 +336,7 @@ def build_app(
     app = faust.App(
         settings.app_id,
         broker=kafka_clients.faust_broker(settings),
+        broker_credentials=kafka_clients.faust_credentials(settings),
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.topic_partitions,

@@ -9,6 +9,7 @@ would, and catalogue topics that are missing; readiness names missing topics.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -28,6 +29,16 @@ OWN = {"secret": "q" * 40, "token_keys": "2026-12:" + "t" * 40}
 CONFIG = ReadApiConfig(catchup_timeout_seconds=5)
 
 
+def production(s: Settings, **changes: str) -> Settings:
+    """``s`` in the production profile with keys of its own, on the shared platform, whose
+    broker and node ask for no account: built past the settings' check, which refuses the
+    profile without the Kafka and Cassandra accounts (asserted here; the accounts against a
+    broker and a node that ask for them: tests/integration/test_service_auth.py)."""
+    with pytest.raises(SettingsError, match="production needs the Kafka account"):
+        with_overrides(s, profile="production", **OWN, **changes)
+    return replace(s, profile="production", **OWN, **changes)
+
+
 @pytest.fixture
 def env(platform: Settings) -> Iterator[Settings]:
     yield from isolated_env(platform, "prod")
@@ -38,7 +49,7 @@ async def test_the_local_broker_creates_no_topic_on_first_use(platform: Settings
 
 
 async def test_production_starts_on_its_own_keys_and_existing_topics(env: Settings) -> None:
-    prod = with_overrides(env, profile="production", **OWN)
+    prod = production(env)
     assert await production_refusals(prod) == []
     store = CassandraStore.from_settings(prod)
     try:
@@ -56,7 +67,7 @@ async def test_production_starts_on_its_own_keys_and_existing_topics(env: Settin
 
 
 async def test_a_mistyped_prefix_finds_no_topic_and_nothing_starts(env: Settings) -> None:
-    typo = with_overrides(env, topic_prefix=f"{unique('typo')}.", profile="production", **OWN)
+    typo = production(env, topic_prefix=f"{unique('typo')}.")
     refusals = await production_refusals(typo)
     assert len(refusals) == 1 and refusals[0].startswith("topics missing: ")
     assert typo.topic("grants") in refusals[0]

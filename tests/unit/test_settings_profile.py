@@ -1,4 +1,5 @@
-"""The production profile and the token keys: what a process refuses to start with."""
+"""The production profile, the token keys and the service accounts: what a process refuses
+to start with."""
 
 from __future__ import annotations
 
@@ -8,10 +9,21 @@ from covidtech.settings import DEV_SECRET, DEV_TOKEN_KEYS, SettingsError, load
 
 OWN_QR = "q" * 40
 OWN_KEYS = "2026-12:" + "t" * 40 + ",2026-06:" + "u" * 40
+ACCOUNTS = {
+    "KAFKA_USERNAME": "covidtech-svc",
+    "KAFKA_PASSWORD": "k-pass.word+/=@#%^*!?:~",
+    "CASSANDRA_USERNAME": "covidtech_svc",
+    "CASSANDRA_PASSWORD": "c-pass-word",
+}
 
 
 def production(**env: str) -> dict[str, str]:
-    return {"COVIDTECH_PROFILE": "production", **{f"COVIDTECH_{k}": v for k, v in env.items()}}
+    """A production environment with the service accounts (``KAFKA_USERNAME=""`` drops one)."""
+    merged = {**ACCOUNTS, **env}
+    return {
+        "COVIDTECH_PROFILE": "production",
+        **{f"COVIDTECH_{k}": v for k, v in merged.items()},
+    }
 
 
 def test_development_is_the_default_and_runs_on_the_public_keys() -> None:
@@ -42,8 +54,91 @@ def test_production_starts_with_keys_of_its_own_and_never_shows_them() -> None:
         ({"COVIDTECH_PROFILE": "staging"}, "development, production"),
         ({"COVIDTECH_TOKEN_KEYS": "no-secret-here"}, "TOKEN_KEYS"),
         ({"COVIDTECH_TOKEN_KEYS": "a:x,a:y"}, "twice"),
+        # service accounts: production needs both; a name and a password go together
+        (
+            production(SECRET=OWN_QR, TOKEN_KEYS=OWN_KEYS, KAFKA_USERNAME="", KAFKA_PASSWORD=""),
+            "needs the Kafka account: set COVIDTECH_KAFKA_USERNAME and COVIDTECH_KAFKA_PASSWORD",
+        ),
+        (
+            production(
+                SECRET=OWN_QR, TOKEN_KEYS=OWN_KEYS, CASSANDRA_USERNAME="", CASSANDRA_PASSWORD=""
+            ),
+            "needs the Cassandra account",
+        ),
+        (
+            production(SECRET=OWN_QR, TOKEN_KEYS=OWN_KEYS, KAFKA_PASSWORD=""),
+            "KAFKA_USERNAME and COVIDTECH_KAFKA_PASSWORD are set together",
+        ),
+        ({"COVIDTECH_CASSANDRA_PASSWORD": "p"}, "CASSANDRA_USERNAME and"),
+        ({"COVIDTECH_KAFKA_USERNAME": "a b", "COVIDTECH_KAFKA_PASSWORD": "p"}, "1-64 of"),
+        ({"COVIDTECH_KAFKA_USERNAME": "a", "COVIDTECH_KAFKA_PASSWORD": 'p"q'}, "no quotes"),
+        ({"COVIDTECH_CASSANDRA_USERNAME": "a", "COVIDTECH_CASSANDRA_PASSWORD": "p,q"}, "commas"),
+        (
+            {"COVIDTECH_CASSANDRA_USERNAME": "cassandra", "COVIDTECH_CASSANDRA_PASSWORD": "p"},
+            "must not be 'cassandra'",
+        ),
     ],
 )
 def test_a_process_refuses_to_start_with(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load(env)
+
+
+def test_a_process_refusing_an_account_never_shows_its_password() -> None:
+    with pytest.raises(SettingsError) as refused:
+        load({"COVIDTECH_KAFKA_USERNAME": "a", "COVIDTECH_KAFKA_PASSWORD": "secret'pw"})
+    assert "secret" not in str(refused.value)
+
+
+def test_development_needs_no_account_and_talks_plaintext() -> None:
+    from covidtech import kafka_clients
+    from projections.cassandra import build_cluster
+
+    s = load({})
+    assert (s.kafka_username, s.cassandra_username) == ("", "")
+    assert kafka_clients.connection(s) == {"bootstrap_servers": "127.0.0.1:9092"}
+    assert kafka_clients.faust_credentials(s) is None
+    assert build_cluster(s).auth_provider is None
+
+
+def test_the_service_passwords_are_masked_in_describe_and_passed_on_in_as_env() -> None:
+    s = load(production(SECRET=OWN_QR, TOKEN_KEYS=OWN_KEYS))
+    shown = s.describe()
+    assert (shown["kafka_username"], shown["kafka_password"]) == ("covidtech-svc", "***")
+    assert (shown["cassandra_username"], shown["cassandra_password"]) == ("covidtech_svc", "***")
+    assert ACCOUNTS["KAFKA_PASSWORD"] not in str(shown)
+    assert ACCOUNTS["CASSANDRA_PASSWORD"] not in str(shown)
+    env = s.as_env()
+    assert env["COVIDTECH_KAFKA_PASSWORD"] == ACCOUNTS["KAFKA_PASSWORD"]
+    assert env["COVIDTECH_CASSANDRA_PASSWORD"] == ACCOUNTS["CASSANDRA_PASSWORD"]
+    assert load(env) == s  # a child process runs with exactly these settings
+    assert load({}).describe()["kafka_password"] == ""
+
+
+def test_every_client_logs_in_with_the_accounts() -> None:
+    from cassandra.auth import PlainTextAuthProvider
+
+    from covidtech import kafka_clients
+    from projections.cassandra import build_cluster
+
+    s = load(production(SECRET=OWN_QR, TOKEN_KEYS=OWN_KEYS))
+    assert kafka_clients.connection(s) == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "covidtech-svc",
+        "sasl_plain_password": ACCOUNTS["KAFKA_PASSWORD"],
+    }
+    credentials = kafka_clients.faust_credentials(s)
+    assert credentials is not None
+    assert (credentials.username, credentials.password) == (
+        "covidtech-svc",
+        ACCOUNTS["KAFKA_PASSWORD"],
+    )
+    assert (credentials.protocol.value, credentials.mechanism.value) == (
+        "SASL_PLAINTEXT",
+        "SCRAM-SHA-512",
+    )
+    auth = build_cluster(s).auth_provider
+    assert isinstance(auth, PlainTextAuthProvider)
+    assert (auth.username, auth.password) == ("covidtech_svc", ACCOUNTS["CASSANDRA_PASSWORD"])
