@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
+from covidtech import kafka_clients
 from covidtech import settings as settings_mod
 from covidtech.settings import Settings, with_overrides
 from infra import lifecycle, services
@@ -97,14 +98,13 @@ def on_cluster(cluster: Settings) -> Iterator[Settings]:
 def test_the_cluster_is_replicated_as_configured(on_cluster: Settings) -> None:
     """Topics with 3 replicas and min.insync.replicas=2; the keyspace with
     NetworkTopologyStrategy RF 3; every node answers on its own address."""
-    from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     s = on_cluster
     assert s.kafka_bootstrap.count(",") == 2 and len(s.cassandra_contact_points) == 3
 
     async def topic_facts() -> tuple[set[int], str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+        admin = kafka_clients.admin(s)
         await admin.start()
         try:
             topic = s.topic("checkins")
@@ -321,9 +321,7 @@ def test_a_broker_and_a_node_killed_under_load_lose_no_acknowledged_scan(
 
 async def fully_replicated(s: Settings) -> bool:
     """Every partition of the test's topics has its three replicas in sync."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    admin = kafka_clients.admin(s)
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(s.topic_prefix)]

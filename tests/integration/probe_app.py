@@ -9,13 +9,15 @@ from typing import Any
 
 import faust
 
+from covidtech import kafka_clients
 from covidtech import settings as settings_mod
 from infra.lifecycle import cassandra_session
 
 s = settings_mod.load()
 app = faust.App(
     s.app_id,
-    broker=f"kafka://{s.kafka_bootstrap}",
+    broker=kafka_clients.faust_broker(s),
+    broker_credentials=kafka_clients.faust_credentials(s),
     store="memory://",
     topic_partitions=s.topic_partitions,
     web_enabled=False,

@@ -12,11 +12,11 @@ from datetime import date, timedelta
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import bearer, client, running
+from covidtech import kafka_clients
 from covidtech.settings import Settings
 from domain import reference
 from domain.coverage import ADULT_BANDS
@@ -166,7 +166,7 @@ async def test_rates_follow_the_source_topics(dash: Dashboard) -> None:
     assert first.json()["group"] == dash.settings.app_id
     start = first.json()["appended"]
 
-    producer = AIOKafkaProducer(bootstrap_servers=dash.settings.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(dash.settings, acks="all")
     await producer.start()
     try:
         for i in range(25):

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings, with_overrides
 from infra import lifecycle, services
 from schemas.codec import default_registry
@@ -42,19 +42,14 @@ async def test_avro_record_round_trips_through_kafka(isolated: Settings) -> None
         "device_id": None,
     }
     payload = registry.encode("covidtech.checkin.CheckInScanned", record)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=isolated.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = kafka_clients.producer(isolated, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         meta = await producer.send_and_wait(topic, payload, key=b"p-1")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=isolated.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=unique("g"),
+    consumer = kafka_clients.consumer(
+        isolated, topic, auto_offset_reset="earliest", group_id=unique("g")
     )
     await consumer.start()
     try:
@@ -121,7 +116,7 @@ def _fail(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def _produce_one(s: Settings, topic: str, key: bytes, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(s, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key)
@@ -130,12 +125,7 @@ async def _produce_one(s: Settings, topic: str, key: bytes, value: bytes) -> Non
 
 
 async def _consume_one(s: Settings, topic: str) -> tuple[bytes | None, bytes | None]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=s.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=unique("g"),
-    )
+    consumer = kafka_clients.consumer(s, topic, auto_offset_reset="earliest", group_id=unique("g"))
     await consumer.start()
     try:
         msg = await consumer.getone()

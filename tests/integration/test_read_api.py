@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from starlette.applications import Starlette
 
 from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import EventStreamClient, bearer, client, running
+from covidtech import kafka_clients
 from covidtech.settings import Settings
 from covidtech.tokens import TokenSigner
 from projections.cassandra import CassandraStore
@@ -567,9 +568,7 @@ async def test_exposure_sites_windows_and_clusters_stay_in_the_province(api: Api
 
 
 async def audit_events(settings: Settings, subject: str) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
+    consumer = kafka_clients.consumer(settings, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     try:
         topic = settings.topic("audit")

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import EventStreamClient, bearer, client, running
+from covidtech import kafka_clients
 from covidtech.settings import Settings
 from projections.memory import InMemoryStore
 from schemas.codec import encode
@@ -35,7 +36,7 @@ def env(platform: Settings) -> Iterator[Settings]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def producer(env: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=env.kafka_bootstrap, acks="all")
+    p = kafka_clients.producer(env, acks="all")
     await p.start()
     try:
         yield p

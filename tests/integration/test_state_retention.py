@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import partition_of
 from tests.integration.test_stream_worker import free_port, publish_sync, snapshot, worker
@@ -61,7 +62,7 @@ def changelog(s: Settings, agent: str) -> str:
 
 async def create_changelogs(s: Settings) -> None:
     """The agents' changelogs, created before the worker (Faust keeps a topic that exists)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    admin = kafka_clients.admin(s)
     await admin.start()
     try:
         await admin.create_topics(
@@ -85,7 +86,7 @@ async def read_changelog(s: Settings, agent: str) -> list[tuple[str, Any]]:
     import json
 
     topic = changelog(s, agent)
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
+    consumer = kafka_clients.consumer(s, enable_auto_commit=False)
     await consumer.start()
     out: list[tuple[str, Any]] = []
     try:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings, with_overrides
 from infra import services
 from infra.lifecycle import cassandra_answers, cassandra_session
@@ -107,9 +107,7 @@ class Load:
 
     async def _run(self) -> None:
         registry = default_registry()
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.s.kafka_bootstrap, acks="all", enable_idempotence=True
-        )
+        producer = kafka_clients.producer(self.s, acks="all", enable_idempotence=True)
         await producer.start()
         try:
             base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

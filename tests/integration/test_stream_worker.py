@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
+from covidtech import kafka_clients
 from covidtech.settings import Settings, with_overrides
 from projections.cassandra import CassandraStore
 from projections.model import TABLES
@@ -59,9 +59,7 @@ def worker(
 
 async def publish(s: Settings, events: list[Ev]) -> None:
     registry = default_registry()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = kafka_clients.producer(s, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for e in events:
@@ -153,13 +151,11 @@ def converge(
 async def commit_end_offsets(s: Settings) -> int:
     """Move the worker group's offsets to the end of every source topic (as after a crash
     that committed offsets of events whose state was not committed); return the events."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
     from covidtech.topics import SOURCE_TOPICS
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=s.kafka_bootstrap, group_id=s.app_id, enable_auto_commit=False
-    )
+    consumer = kafka_clients.consumer(s, group_id=s.app_id, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [
@@ -324,9 +320,7 @@ def test_two_workers_give_the_same_projections_as_one(isolated: Settings) -> Non
 
 async def stable_members(s: Settings) -> int:
     """Members of the worker group once it is stable (0 while it rebalances)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
+    admin = kafka_clients.admin(s)
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([s.app_id])
@@ -376,7 +370,7 @@ def test_poison_messages_go_to_each_topics_dlq_and_processing_continues(
     from tests.scenarios import outbreak_at_venue
 
     async def poison() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
+        producer = kafka_clients.producer(isolated, acks="all")
         await producer.start()
         try:
             for t in SOURCE_TOPICS:
@@ -402,13 +396,8 @@ def test_poison_messages_go_to_each_topics_dlq_and_processing_continues(
 async def read_all(s: Settings, topic: str, expect: int, within: float = 60) -> list[bytes]:
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=s.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    consumer = kafka_clients.consumer(
+        s, topic, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     out: list[bytes] = []
