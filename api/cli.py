@@ -1,6 +1,6 @@
 """``covidtech read-api``: run the read API with uvicorn on ``COVIDTECH_READ_PORT``.
 
-Register it in ``covidtech/cli.py`` with ``main.add_command(read_api)``.
+Register it in ``cli/main.py`` with ``main.add_command(read_api)``.
 
 Shutdown: uvicorn waits for open responses before it runs the lifespan's shutdown, and an
 alert stream never ends by itself. :class:`ReadApiServer` therefore ends every alert stream

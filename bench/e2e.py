@@ -246,7 +246,7 @@ def start_processes(s: Settings, port: int, workers: int) -> list[subprocess.Pop
     log = (s.home / "bench-e2e-ingest.log").open("w")
     group = [
         subprocess.Popen(
-            [sys.executable, "-m", "covidtech.cli", "worker"],
+            [sys.executable, "-m", "cli", "worker"],
             cwd=ROOT,
             env=worker_env(with_overrides(s, worker_web_port=free_port())),
             stdout=subprocess.DEVNULL,
@@ -255,7 +255,7 @@ def start_processes(s: Settings, port: int, workers: int) -> list[subprocess.Pop
         for _ in range(workers)
     ]
     ingest = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", "ingest-api", "--port", str(port)],
+        [sys.executable, "-m", "cli", "ingest-api", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,

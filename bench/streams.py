@@ -201,7 +201,7 @@ def run_worker(
 ) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "covidtech.cli", "worker"],
+            [sys.executable, "-m", "cli", "worker"],
             cwd=ROOT,
             env=worker_env(with_overrides(s, worker_web_port=free_port())),
             stdout=(s.home / f"bench-worker-{i}.log").open("w"),

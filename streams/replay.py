@@ -128,7 +128,7 @@ def replay(
     log(f"replaying {total} source events into keyspace {keyspace} ...")
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         cwd=ROOT,
         env=worker_env(s),
         stdout=subprocess.DEVNULL,

@@ -213,7 +213,7 @@ class ScanLoad:
 def child(s: Settings, args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "covidtech.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             cwd=ROOT,
             env={**os.environ, **s.as_env()},
             stdout=out,

@@ -63,7 +63,7 @@ def _child(
     path = logs / f"e2e-{system.settings.app_id}-{name}.log"
     with path.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "covidtech.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             cwd=ROOT,
             env=env,
             stdout=out,

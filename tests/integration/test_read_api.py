@@ -735,7 +735,7 @@ async def test_a_bootstrap_token_is_revoked_from_the_cli_with_what_it_issued(api
 
     from click.testing import CliRunner
 
-    from covidtech.cli import main
+    from cli.main import main
 
     env = api.settings.as_env()
     runner = CliRunner()

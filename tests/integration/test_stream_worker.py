@@ -33,7 +33,7 @@ def env_of(s: Settings) -> dict[str, str]:
 
 @contextmanager
 def worker(
-    s: Settings, web_port: int, command: tuple[str, ...] = ("covidtech.cli", "worker")
+    s: Settings, web_port: int, command: tuple[str, ...] = ("cli", "worker")
 ) -> Iterator[subprocess.Popen[bytes]]:
     s = with_overrides(s, worker_web_port=web_port)
     log = open(s.home / f"worker-{s.app_id}-{web_port}.log", "ab")  # noqa: SIM115

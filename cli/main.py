@@ -281,7 +281,7 @@ def simulate_cmd(
 @click.option("--seed", default=1, show_default=True)
 def demo(people: int, rate: float, seed: int) -> None:
     """Run everything on a simulated outbreak; print where to look; Ctrl-C stops it all."""
-    from covidtech.demo import run_demo
+    from cli.demo import run_demo
 
     run_demo(_settings(), people=people, rate=rate, seed=seed, log=click.echo)
 

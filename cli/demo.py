@@ -39,7 +39,7 @@ def child(name: str, args: list[str], s: Settings, log: Log) -> Iterator[subproc
     logs.mkdir(parents=True, exist_ok=True)
     out = (logs / f"{name}.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "covidtech.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=ROOT,
         env=child_env(s),
         stdout=out,
