@@ -1,12 +1,12 @@
-"""RFC 9457 problem details: every error the read API answers, mapped in one place.
+"""RFC 9457 problem details of the read API: its exceptions mapped to the shared catalogue.
 
 A problem body is ``application/problem+json``::
 
     {"type": "urn:covidtech:problem:insufficient-scope", "title": "Token lacks the scope",
      "status": 403, "detail": "...", "instance": "/v1/alerts"}
 
-``type`` is stable per error class (a URN, the same prefix and, for shared classes such as
-``token-expired``, the same slug as the ingest API). Handlers here turn :class:`Problem`,
+The classes, :class:`Problem` and the response are the ones both APIs share
+(``covidtech.web.problems``). Handlers here turn :class:`Problem`,
 Starlette's ``HTTPException`` (unknown route, wrong method), :class:`StoreUnavailable` and
 :class:`LogUnavailable` into problems; :class:`CatchAllMiddleware` answers anything else with a
 bare ``internal-error`` (the traceback goes to the log, never to the client).
@@ -14,9 +14,8 @@ bare ``internal-error`` (the traceback goes to the log, never to the client).
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -24,8 +23,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from covidtech.allow import allowed_methods, options_response
-from covidtech.problems import PROBLEM_MEDIA_TYPE, ProblemType, type_uri
+from covidtech.web.allow import allowed_methods, options_response
+from covidtech.web.problems import (
+    PROBLEM_MEDIA_TYPE,
+    PROBLEM_TYPES,
+    Problem,
+    ProblemType,
+    problem_response,
+    type_uri,
+)
 from projections.model import StoreUnavailable
 
 __all__ = [
@@ -46,87 +52,8 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 2
 
 
-_TYPES = (
-    # request shape
-    ProblemType("invalid-parameter", "Query or path parameter is invalid", 400),
-    ProblemType("invalid-page-token", "Page token is invalid or belongs to another query", 400),
-    ProblemType("invalid-last-event-id", "Last-Event-ID is not one this stream sent", 400),
-    ProblemType("filter-not-supported", "This filter is not available yet", 400),
-    ProblemType("malformed-json", "Body is not valid JSON", 400),
-    ProblemType("validation-failed", "Request body has invalid fields", 422),
-    ProblemType("unsupported-media-type", "Body must be application/json", 415),
-    ProblemType("body-too-large", "Body too large", 413),
-    ProblemType("not-found", "No such resource", 404),
-    ProblemType("method-not-allowed", "Method not allowed", 405),
-    ProblemType("not-modified", "Not modified", 304),
-    ProblemType("rate-limited", "Too many requests, retry later", 429),
-    # authentication and authorisation (same slugs as the ingest API)
-    ProblemType("token-missing", "Bearer token required", 401),
-    ProblemType("token-invalid", "Bearer token invalid", 401),
-    ProblemType("token-expired", "Bearer token expired", 401),
-    ProblemType("token-revoked", "Bearer token revoked", 401),
-    ProblemType("insufficient-scope", "Token lacks the scope for this read", 403),
-    # faults
-    ProblemType("store-unavailable", "Database unavailable, retry later", 503),
-    ProblemType("broker-unavailable", "Event log unavailable, retry later", 503),
-    ProblemType("audit-unavailable", "Audit log unavailable, retry later", 503),
-    ProblemType("not-ready", "Not ready", 503),
-    ProblemType("internal-error", "Internal error", 500),
-)
-
-#: Every problem class by slug.
-PROBLEM_TYPES: Mapping[str, ProblemType] = {t.slug: t for t in _TYPES}
-
-
 class LogUnavailable(RuntimeError):
     """Kafka did not acknowledge a write in time (answered 503)."""
-
-
-class Problem(Exception):
-    """An error answered as problem details; raise it anywhere in a route."""
-
-    def __init__(
-        self,
-        slug: str,
-        detail: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        kind = PROBLEM_TYPES[slug]
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
-
-    @property
-    def status(self) -> int:
-        return self.kind.status
-
-    def body(self, instance: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": type_uri(self.kind.slug),
-            "title": self.kind.title,
-            "status": self.kind.status,
-            "detail": self.detail,
-        }
-        if instance is not None:
-            out["instance"] = instance
-        out.update(self.extra)
-        return out
-
-
-def problem_response(problem: Problem, instance: str | None = None) -> Response:
-    """The HTTP response of a problem (never cached)."""
-    body = json.dumps(problem.body(instance), ensure_ascii=False, separators=(",", ":"))
-    headers = {"Cache-Control": "no-store", **problem.headers}
-    return Response(
-        body.encode("utf-8"),
-        status_code=problem.status,
-        media_type=PROBLEM_MEDIA_TYPE,
-        headers=headers,
-    )
 
 
 def loggable(path: str) -> str:

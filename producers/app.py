@@ -31,14 +31,14 @@ from starlette.types import Scope
 
 from covidtech import settings as settings_mod
 from covidtech import topics
-from covidtech.allow import allowed_methods, options_response
 from covidtech.heap import freeze_startup_heap
 from covidtech.settings import Settings
+from covidtech.web.allow import allowed_methods, options_response
+from covidtech.web.problems import Problem, problem_response
 from infra.kafka_topics import TopicCheck, require_production_ready
 from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics, MetricsMiddleware
 from producers.ports import BrokerUnavailable, EventLog, Feed
-from producers.problems import Problem, problem_response
 from producers.requests.common import limits_of
 from producers.routes import (
     appointments,

@@ -31,6 +31,7 @@ from covidtech.tokens import (
     TokenError,
     is_scope_value,
 )
+from covidtech.web.problems import Problem, validation_problem
 from domain.qr import QrKind
 from producers import posters
 from producers.caches import KnownSample, SampleBook, VenueDirectory, VenueEntry
@@ -38,7 +39,6 @@ from producers.events import Outgoing
 from producers.idempotency import Claim, IdConflict, IdempotencyGuard, Outcome
 from producers.metrics import IngestMetrics
 from producers.ports import BrokerUnavailable, Delivery, EventLog, Feed
-from producers.problems import Problem, validation_problem
 from producers.requests.common import CachedQrSigner, IngestLimits
 from producers.validation import FieldError
 from schemas.codec import Registry

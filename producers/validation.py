@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from covidtech.instants import parse_instant
+from covidtech.web.problems import FieldError
 
 __all__ = [
     "FieldError",
@@ -36,15 +36,6 @@ V = TypeVar("V", str, int, bool, list[Any])
 
 #: RFC 3339 date-time with a mandatory offset (``Z`` or ``+07:00``), optional fraction.
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One problem with one field: where (a path), what kind (a stable code) and why."""
-
-    field: str
-    code: str
-    message: str
 
 
 class ValidationFailed(Exception):

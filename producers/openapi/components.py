@@ -5,6 +5,7 @@ testing and dose routes, problem details and batch results. Field limits mirror
 
 from __future__ import annotations
 
+from covidtech.web.problems import PROBLEM_TYPES, type_uri
 from domain.vaccines import VACCINES
 from producers.openapi.parts import (
     ONE_PERSON,
@@ -17,7 +18,6 @@ from producers.openapi.parts import (
     ref,
     text,
 )
-from producers.problems import PROBLEM_TYPES, type_uri
 from producers.requests.checkins import ScanMethod, Symptom
 from producers.requests.common import CLIENT_ID, PERSON_ID, SAMPLE_ID, SCOPE_ID
 

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import validation_problem
 from producers.events import appointment_cancelled, appointment_scheduled
-from producers.problems import validation_problem
 from producers.requests.common import CLIENT_ID, CLIENT_ID_HINT
 from producers.requests.vaccination import parse_appointment, parse_cancellation
 from producers.routes.common import accepted, reused_id, service, write_one

@@ -11,10 +11,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from covidtech.web.problems import Problem, validation_problem
 from producers.events import Outgoing
 from producers.idempotency import Outcome
 from producers.ports import BrokerUnavailable, Delivery
-from producers.problems import Problem, validation_problem
 from producers.requests.common import batch_items
 from producers.service import IngestService
 from producers.validation import FieldError, field_path

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import validation_problem
 from producers.events import declaration_submitted, new_id
-from producers.problems import validation_problem
 from producers.requests.checkins import parse_declaration
 from producers.routes.common import accepted, id_conflict, service, write_one
 from producers.service import fingerprint, read_json, require_any

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import Problem
 from producers.events import dose_administered
-from producers.problems import Problem
 from producers.requests.vaccination import parse_dose
 from producers.routes.common import (
     BatchItem,

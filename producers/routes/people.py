@@ -9,10 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import Problem, validation_problem
 from domain.qr import QrKind
 from producers.events import new_id, person_registered
 from producers.posters import person_qr_png
-from producers.problems import Problem, validation_problem
 from producers.requests.checkins import parse_person
 from producers.routes.common import json_response, service
 from producers.service import fingerprint, read_json, require_any

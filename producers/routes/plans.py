@@ -7,9 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import validation_problem
 from domain import reference
 from producers.events import plan_id_of, plan_set
-from producers.problems import validation_problem
 from producers.requests.common import PROGRAMME_LIMITS
 from producers.requests.supply import parse_plan
 from producers.routes.common import accepted, reused_id, service, write_one

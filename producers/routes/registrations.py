@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import Claims, ScopeKind
+from covidtech.web.problems import validation_problem
 from producers.events import vaccination_registered
-from producers.problems import validation_problem
 from producers.requests.common import PROGRAMME_LIMITS, batch_items
 from producers.requests.vaccination import parse_registration
 from producers.routes.common import (

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import Problem, validation_problem
 from domain.results import (
     InvalidResult,
     SampleMember,
@@ -16,7 +17,6 @@ from domain.results import (
     validate_members,
 )
 from producers.events import sample_collected, sample_resulted
-from producers.problems import Problem, validation_problem
 from producers.requests.common import SAMPLE_ID
 from producers.requests.testing import parse_result, parse_sample
 from producers.routes.common import json_response, service

@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import Claims, ScopeKind
+from covidtech.web.problems import Problem
 from producers.caches import VenueEntry
 from producers.events import checkin_scanned
-from producers.problems import Problem
 from producers.requests.checkins import ScanMethod, ScanRequest, parse_scan
 from producers.routes.common import (
     BatchItem,

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import validation_problem
 from producers.events import doses_discarded, vaccine_allocated
-from producers.problems import validation_problem
 from producers.requests.supply import parse_allocation, parse_discard
 from producers.routes.common import accepted, reused_id, service, write_one
 from producers.service import fingerprint, read_json, require_any, require_province, scoped_id

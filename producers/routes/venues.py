@@ -6,10 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
+from covidtech.web.problems import Problem, validation_problem
 from domain.qr import QrKind
 from producers.caches import VenueEntry
 from producers.events import new_id, venue_registered
-from producers.problems import Problem, validation_problem
 from producers.requests.checkins import parse_venue
 from producers.requests.common import VENUE_ID
 from producers.routes.common import json_response, service

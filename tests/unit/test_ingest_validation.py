@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from covidtech.web.problems import PROBLEM_TYPES, Problem, type_uri, validation_problem
 from domain.presence import Direction
 from domain.qr import QrKind, QrSigner
 from domain.results import TestResult, TestType, lookup_code_hash, new_lookup_code
@@ -20,7 +21,6 @@ from producers import events
 from producers.caches import SampleBook, VenueDirectory
 from producers.idempotency import IdConflict, IdempotencyGuard
 from producers.openapi import openapi_document
-from producers.problems import PROBLEM_TYPES, Problem, type_uri, validation_problem
 from producers.requests.checkins import (
     ScanMethod,
     Symptom,

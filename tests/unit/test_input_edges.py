@@ -95,7 +95,7 @@ def test_ids_that_reach_headers_are_plain_ascii() -> None:
 
 def test_an_id_named_for_a_scope_check_is_refused_before_it_reaches_a_header() -> None:
     from covidtech.tokens import Claims, Scope, ScopeKind
-    from producers.problems import Problem
+    from covidtech.web.problems import Problem
     from producers.service import scoped_id
 
     now = datetime.now(UTC)

@@ -17,13 +17,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from covidtech.settings import Settings
+from covidtech.web.problems import Problem, problem_response
 from domain.qr import QrKind
 from producers.app import ROUTES
 from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics
 from producers.openapi import openapi_document
 from producers.ports import Delivery
-from producers.problems import Problem, problem_response
 from producers.service import IngestConfig, IngestService
 from schemas.codec import default_registry
 

@@ -1,4 +1,5 @@
-"""RFC 9457 problem details: every error the ingest API answers, in one place.
+"""RFC 9457 problem details: the one catalogue of error classes both APIs answer, and the one
+``Problem`` they raise.
 
 A problem body is ``application/problem+json``::
 
@@ -6,29 +7,30 @@ A problem body is ``application/problem+json``::
      "detail": "...", "instance": "/v1/scans", "field": "venue_qr",
      "errors": [{"field": "venue_qr", "code": "forged-qr", "type": "urn:...", "message": "..."}]}
 
-``type`` is stable per error class (a URN: an identifier, not a page to fetch; the classes are
-listed in ``docs/ingest-api.md`` and in :data:`PROBLEM_TYPES`). For field errors, ``errors``
-lists every offending field by its path in the body, and ``field`` repeats the first one. When
-all errors of a response share one class, the response's ``type`` is that class (a forged QR
-code answers ``...:forged-qr``); mixed classes answer ``...:validation-failed``.
+``type`` is stable per error class (a URN: an identifier, not a page to fetch): a client that
+handles ``urn:covidtech:problem:token-expired`` from the ingest API handles it from the read
+API too. For field errors, ``errors`` lists every offending field by its path in the body and
+``field`` repeats the first one; when all errors share one class, the problem's ``type`` is
+that class (a forged QR code answers ``...:forged-qr``), mixed classes answer
+``...:validation-failed``. A problem is never cached (``Cache-Control: no-store``).
 
-Nothing here leaks internals: unexpected exceptions become a bare ``internal-error``.
+Each API maps its own exceptions to these (``api/problems.py``, ``producers/problems.py``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
 
-from covidtech.problems import PROBLEM_MEDIA_TYPE, ProblemType, type_uri
-from producers.validation import FieldError
-
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_TYPES",
+    "TYPE_PREFIX",
+    "FieldError",
     "Problem",
     "ProblemType",
     "item_problem",
@@ -37,20 +39,51 @@ __all__ = [
     "validation_problem",
 ]
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:covidtech:problem:"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    """An error class: its slug (the end of the type URI), title and HTTP status."""
+
+    slug: str
+    title: str
+    status: int
+
+
+def type_uri(slug: str) -> str:
+    """The stable ``type`` URI of an error class."""
+    return TYPE_PREFIX + slug
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field: where (a path), what kind (a stable code) and why."""
+
+    field: str
+    code: str
+    message: str
+
 
 _TYPES = (
     # request shape
+    ProblemType("invalid-parameter", "Query or path parameter is invalid", 400),
+    ProblemType("invalid-page-token", "Page token is invalid or belongs to another query", 400),
+    ProblemType("invalid-last-event-id", "Last-Event-ID is not one this stream sent", 400),
+    ProblemType("filter-not-supported", "This filter is not available yet", 400),
     ProblemType("malformed-json", "Body is not valid JSON", 400),
     ProblemType("unsupported-media-type", "Body must be application/json", 415),
     ProblemType("body-too-large", "Body too large", 413),
     ProblemType("not-found", "No such resource", 404),
     ProblemType("method-not-allowed", "Method not allowed", 405),
+    ProblemType("rate-limited", "Too many requests, retry later", 429),
     # authentication and authorisation
     ProblemType("token-missing", "Bearer token required", 401),
     ProblemType("token-invalid", "Bearer token invalid", 401),
     ProblemType("token-expired", "Bearer token expired", 401),
     ProblemType("token-revoked", "Bearer token revoked", 401),
-    ProblemType("insufficient-scope", "Token lacks the scope for this write", 403),
+    ProblemType("insufficient-scope", "Token lacks the scope for this request", 403),
     # field validation (422); each is also an ``errors[].code``
     ProblemType("validation-failed", "Request has invalid fields", 422),
     ProblemType("missing", "Required field missing", 422),
@@ -83,7 +116,10 @@ _TYPES = (
     ProblemType("sample-exists", "Sample already collected", 409),
     ProblemType("id-conflict", "Id already used for other content", 409),
     # faults
+    ProblemType("store-unavailable", "Database unavailable, retry later", 503),
     ProblemType("broker-unavailable", "Event log unavailable, retry later", 503),
+    ProblemType("audit-unavailable", "Audit log unavailable, retry later", 503),
+    ProblemType("not-ready", "Not ready", 503),
     ProblemType("internal-error", "Internal error", 500),
 )
 
@@ -160,12 +196,12 @@ def item_problem(errors: Sequence[FieldError]) -> dict[str, Any]:
     return validation_problem(errors).body()
 
 
-def problem_response(problem: Problem, instance: str) -> Response:
-    """The HTTP response of a problem."""
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    """The HTTP response of a problem (never cached)."""
     body = json.dumps(problem.body(instance), ensure_ascii=False, separators=(",", ":"))
     return Response(
         body.encode("utf-8"),
         status_code=problem.status,
         media_type=PROBLEM_MEDIA_TYPE,
-        headers=problem.headers,
+        headers={"Cache-Control": "no-store", **problem.headers},
     )
