@@ -33,7 +33,7 @@ source = app.topic(
 _session: Any = None
 
 
-@app.agent(source)
+@app.agent(source)  # type: ignore[untyped-decorator]  # Faust's decorators are untyped
 async def write_rows(stream: Any) -> None:
     global _session
     if _session is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -25,11 +26,11 @@ from tests.support import isolated_env, unique
 
 pytestmark = pytest.mark.integration
 
-OWN = {"secret": "q" * 40, "token_keys": "2026-12:" + "t" * 40}
+OWN: dict[str, Any] = {"secret": "q" * 40, "token_keys": "2026-12:" + "t" * 40}
 CONFIG = ReadApiConfig(catchup_timeout_seconds=5)
 
 
-def production(s: Settings, **changes: str) -> Settings:
+def production(s: Settings, **changes: Any) -> Settings:
     """``s`` in the production profile with keys of its own, on the shared platform, whose
     broker and node ask for no account: built past the settings' check, which refuses the
     profile without the Kafka and Cassandra accounts (asserted here; the accounts against a

@@ -222,7 +222,7 @@ async def test_writes_are_bound_as_the_driver_binds_them(isolated: Settings) -> 
     """The store encodes a write's values itself (``projections.cassandra._Binder``, for
     speed); for every table and every CQL type in the schema the bytes and the routing key
     are the driver's own."""
-    samples = {
+    samples: dict[str, list[Any]] = {
         "varchar": ["v1", "Hà Nội", ""],
         "timestamp": [
             T0,

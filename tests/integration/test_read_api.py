@@ -311,7 +311,7 @@ async def test_behind_a_trusted_proxy_lookups_are_limited_per_forwarded_address(
 
     config = ReadApiConfig(lookup_burst=1, lookup_rate_per_second=0.01)
     app = create_app(api.settings, config=config, store=api.store)
-    proxied = ProxyHeadersMiddleware(app, trusted_hosts="10.9.9.9")
+    proxied: Any = ProxyHeadersMiddleware(app, trusted_hosts="10.9.9.9")  # type: ignore[arg-type]
     path = f"/v1/results/{api.data.lookup_code}"
     async with running(app):
         transport = httpx.ASGITransport(app=proxied, client=("10.9.9.9", 40000))
@@ -908,7 +908,7 @@ def test_openapi_documents_every_route_of_the_read_api(api: Api) -> None:
         (r.path, m)
         for r in app.routes
         if isinstance(r, Route) and r.path not in PAGE_PATHS
-        for m in (r.methods or ()) - {"HEAD"}
+        for m in (r.methods or set()) - {"HEAD"}
     }
     doc = app.state.openapi
     documented = {(p, m.upper()) for p, item in doc["paths"].items() for m in item}

@@ -82,7 +82,7 @@ def test_pruning_positives_never_changes_the_cases_left() -> None:
     rng = random.Random(7)
     for _ in range(300):
         times = sorted(rng.sample(range(0, 400 * DAY, DAY), rng.randint(1, 8)))
-        positives = [[f"t{i}", t, None, "79"] for i, t in enumerate(times)]
+        positives: list[list[Any]] = [[f"t{i}", t, None, "79"] for i, t in enumerate(times)]
         horizon = rng.randrange(0, 420 * DAY, DAY)
         gone = expired_positives(positives, horizon)
         assert all(p[1] < horizon for p in positives[:gone])

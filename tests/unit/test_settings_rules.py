@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_a_bad_rule_fails_the_start_naming_it(raw: str, message: str) -> None:
 def test_the_worker_handlers_and_the_ingest_api_apply_the_settings_rules() -> None:
     s = load({"COVIDTECH_RULES": "default_dwell=45m,pool_max=6"})
     presence, results = s.domain_rules()
-    handlers = {type(h): h for h in all_handlers(presence, results)}
+    handlers: dict[type, Any] = {type(h): h for h in all_handlers(presence, results)}
     assert handlers[PersonHandler].rules.default_dwell == timedelta(minutes=45)
     assert handlers[SampleHandler].results.pool_max == 6
     errors: list[object] = []
