@@ -21,7 +21,7 @@ from contextlib import ExitStack
 
 from bench.common import drop_isolated, free_port, isolated_settings
 from covidtech.settings import Settings
-from tests.integration.test_stream_worker import (
+from tests.integration.worker_harness import (
     comparable,
     expected_rows,
     publish_sync,

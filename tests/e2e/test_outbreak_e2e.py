@@ -21,7 +21,7 @@ from api.testing import running
 from covidtech.settings import Settings
 from producers.app import create_app as create_ingest_app
 from tests.integration.ingest_harness import bearer, client_id, rfc3339, serving
-from tests.integration.test_stream_worker import free_port, worker
+from tests.integration.worker_harness import free_port, worker
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.e2e

@@ -23,7 +23,7 @@ from domain.coverage import ADULT_BANDS
 from projections.access import LOCAL_TZ
 from projections.memory import InMemoryStore
 from projections.model import Upsert
-from tests.integration.test_read_api_support import isolated_env
+from tests.integration.read_api_support import isolated_env
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration

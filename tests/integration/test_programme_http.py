@@ -17,7 +17,7 @@ from producers.app import create_app as create_ingest_app
 from projections.cassandra import CassandraStore
 from projections.programme_queries import PUBLIC_FIELDS
 from tests.integration.ingest_harness import bearer, rfc3339, serving
-from tests.integration.test_stream_worker import free_port, worker
+from tests.integration.worker_harness import free_port, worker
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration

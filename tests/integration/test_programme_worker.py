@@ -14,7 +14,7 @@ import pytest
 
 from covidtech.settings import Settings, with_overrides
 from schemas.codec import default_registry
-from tests.integration.test_stream_worker import (
+from tests.integration.worker_harness import (
     comparable,
     expected_rows,
     free_port,
@@ -42,11 +42,11 @@ Snapshot = dict[str, list[dict[str, Any]]]
 
 
 def converge(s: Settings, want: Snapshot, proc: Any, timeout: float = 120) -> Snapshot:
-    """``test_stream_worker.converge``, naming the differing rows when it gives up."""
-    from tests.integration import test_stream_worker
+    """``worker_harness.converge``, naming the differing rows when it gives up."""
+    from tests.integration import worker_harness
 
     try:
-        return test_stream_worker.converge(s, want, proc, timeout)
+        return worker_harness.converge(s, want, proc, timeout)
     except AssertionError as e:
         got, target = comparable(snapshot(s)), comparable(want)
         diff = {

@@ -25,7 +25,7 @@ from covidtech.tokens import TokenSigner
 from projections.cassandra import CassandraStore
 from projections.model import Query, StoreUnavailable
 from schemas.codec import decode
-from tests.integration.test_read_api_support import DataSet, alert_row, isolated_env, populate
+from tests.integration.read_api_support import DataSet, alert_row, isolated_env, populate
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ from api.config import ReadApiConfig
 from api.routes import all_operations
 from covidtech.settings import Settings
 from projections.cassandra import CassandraStore
-from tests.integration.test_read_api_support import isolated_env, populate
+from tests.integration.read_api_support import isolated_env, populate
 from tests.support import eventually, run_coroutine
 
 pytestmark = [

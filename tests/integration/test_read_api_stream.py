@@ -20,7 +20,7 @@ from covidtech import kafka_clients
 from covidtech.settings import Settings
 from projections.memory import InMemoryStore
 from schemas.codec import encode
-from tests.integration.test_read_api_support import isolated_env
+from tests.integration.read_api_support import isolated_env
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from aiokafka.admin import NewTopic
 from covidtech import kafka_clients
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import partition_of
-from tests.integration.test_stream_worker import free_port, publish_sync, snapshot, worker
+from tests.integration.worker_harness import free_port, publish_sync, snapshot, worker
 from tests.scenarios import Ev, result, sample, scan
 from tests.support import eventually, run_coroutine
 

@@ -32,7 +32,7 @@ from infra import services
 from infra.lifecycle import cassandra_answers, cassandra_session
 from schemas.codec import default_registry
 from streams.replay import caught_up
-from tests.integration.test_stream_worker import free_port, worker
+from tests.integration.worker_harness import free_port, worker
 from tests.scenarios import scan
 from tests.support import eventually, isolated_env, kill_service, run_coroutine
 

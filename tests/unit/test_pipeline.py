@@ -9,10 +9,10 @@ import pytest
 
 import streams.local
 from projections.memory import InMemoryStore
-from projections.model import TABLES
 from streams.batch import process_batch
 from streams.local import LocalPipeline
 from tests.scenarios import Ev, dose, m, outbreak_at_venue, result, sample, scan, shuffled, town
+from tests.unit.pipeline_support import active_only, rows
 
 
 async def run(events: list[Ev], twice: bool = False) -> tuple[LocalPipeline, InMemoryStore]:
@@ -22,10 +22,6 @@ async def run(events: list[Ev], twice: bool = False) -> tuple[LocalPipeline, InM
         p.publish(e.topic, e.key, e.name, e.record)
     await p.run_until_idle()
     return p, store
-
-
-async def rows(store: InMemoryStore) -> dict[str, list[dict[str, Any]]]:
-    return {t: sorted((await store.scan(t)), key=repr) for t in TABLES}
 
 
 def alerts(snapshot: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[str, str, int]]:
@@ -81,13 +77,6 @@ async def test_random_interleavings_of_derived_topics_converge() -> None:
             p.publish(e.topic, e.key, e.name, e.record)
         await p.run_until_idle(rng=random.Random(seed))
         assert active_only(await rows(store)) == expected, f"seed {seed}"
-
-
-def active_only(snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    for t in ("alerts_by_person", "alerts_by_province"):
-        assert all(r["overlap_seconds"] == 0 for r in snap[t] if r["status"] == "WITHDRAWN")
-        snap[t] = [r for r in snap[t] if r["status"] == "ACTIVE"]
-    return snap
 
 
 async def test_a_late_out_withdraws_an_alert() -> None:

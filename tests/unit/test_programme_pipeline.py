@@ -16,9 +16,9 @@ from tests.programme_scenarios import (
     appointment,
     cancellation,
     day_at,
-    discard,
     dose,
     plan,
+    programme_scenario,
     registration,
 )
 from tests.scenarios import Ev, shuffled
@@ -72,39 +72,6 @@ def stock(snap: Snapshot, vaccine: str = "AZ", province: str = "79") -> dict[str
         r for r in snap["vaccine_stock"] if (r["province"], r["vaccine"]) == (province, vaccine)
     ]
     return row
-
-
-def programme_scenario() -> list[Ev]:
-    """Every kind of programme event: a bulk registration with a person registered twice, an
-    appointment missed, one cancelled, one kept, doses, supply and a plan."""
-    return [
-        allocation("alloc-1", 1000, day_at(0, 8)),
-        allocation("alloc-2", 500, day_at(0, 8), vaccine="PFIZER"),
-        plan(
-            "plan-1",
-            day_at(0, 9),
-            (day_at(30)).date(),
-            {"HEALTH_WORKER": (3, 2), "GENERAL": (4, 1)},
-        ),
-        # An institution's list: three health workers, one of them also self-registered.
-        registration("hw1", day_at(0, 9), group="HEALTH_WORKER", institution="hospital-7"),
-        registration("hw2", day_at(0, 9), group="HEALTH_WORKER", institution="hospital-7"),
-        registration("hw3", day_at(0, 9), group="HEALTH_WORKER", institution="hospital-7"),
-        registration("hw3", day_at(0, 8), registration_id="self-hw3"),
-        registration("g1", day_at(0, 11)),
-        registration("g2", day_at(0, 12), district="761"),
-        registration("old", day_at(0, 13), group="AGE_65_PLUS", birth_year=1950),
-        # hw1 is vaccinated at the appointment; hw2 misses theirs; g1's is cancelled.
-        appointment("hw1", "a-hw1", day_at(1, 9)),
-        dose("hw1", "d-hw1-1", day_at(1, 9), "AZ", province="79"),
-        appointment("hw2", "a-hw2", day_at(1, 10)),
-        appointment("g1", "a-g1", day_at(1, 11)),
-        cancellation("g1", "a-g1", day_at(0, 15)),
-        # Later doses move the province's clock past day 1.
-        dose("hw3", "d-hw3-1", day_at(2, 9), "JANSSEN", province="79"),
-        dose("hw1", "d-hw1-2", day_at(3, 9), "AZ", province="79"),
-        discard("disc-1", 5, day_at(3, 17)),
-    ]
 
 
 async def test_registrations_by_group_and_status_with_a_no_show_and_a_waiting_list() -> None:

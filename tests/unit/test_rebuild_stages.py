@@ -17,7 +17,7 @@ from streams.handlers import all_handlers
 from streams.local import LocalPipeline
 from streams.rebuild import STAGES, Stage, plan, route, share_of
 from tests.scenarios import Ev, outbreak_at_venue, town
-from tests.unit.test_pipeline import active_only, rows
+from tests.unit.pipeline_support import active_only, rows
 
 PARTITIONS = 4
 

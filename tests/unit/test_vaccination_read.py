@@ -20,8 +20,13 @@ from covidtech.tokens import Claims
 from projections.memory import InMemoryStore
 from projections.programme_queries import PUBLIC_FIELDS
 from streams.local import LocalPipeline
-from tests.programme_scenarios import allocation, appointment, day_at, registration
-from tests.unit.test_programme_pipeline import programme_scenario
+from tests.programme_scenarios import (
+    allocation,
+    appointment,
+    day_at,
+    programme_scenario,
+    registration,
+)
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789")
 CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50)
