@@ -143,11 +143,15 @@ def area_param(description: str = "", **kw: Any) -> Param:
 def enum_param(
     name: str, values: Sequence[str], description: str = "", what: str = "", **kw: Any
 ) -> Param:
-    """One of ``values`` (``what`` names it in the error: the parameter's name by default)."""
+    """One of ``values`` (``what`` names it in the error: the parameter's name by default);
+    a ``default`` goes in the schema too."""
+    schema: dict[str, Any] = {"type": "string", "enum": list(values)}
+    if kw.get("default") is not None:
+        schema["default"] = kw["default"]
     return Param(
         name,
         "query",
-        {"type": "string", "enum": list(values)},
+        schema,
         _choice(values, what or name),
         description=description,
         **kw,

@@ -118,7 +118,9 @@ async def list_alerts(ctx: Ctx) -> Response:
     ]
 
     def keep(r: Row) -> bool:
-        return (risk is None or r["risk"] == risk) and (status is None or r["status"] == status)
+        return bool(
+            (risk is None or r["risk"] == risk) and (status == "ANY" or r["status"] == status)
+        )
 
     rows, nxt = await newest_page(
         ctx, segments, position, time_col="contact_visit_start", id_col="alert_id", keep=keep
@@ -378,7 +380,13 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
                 ),
                 since_time,
                 enum_param("risk", ["HIGH", "LOW"]),
-                enum_param("status", ["ACTIVE", "WITHDRAWN"]),
+                enum_param(
+                    "status",
+                    ["ACTIVE", "WITHDRAWN", "ANY"],
+                    "ACTIVE by default: a withdrawn alert (a later scan removed the overlap) "
+                    "needs no call; WITHDRAWN for those only, ANY for both.",
+                    default="ACTIVE",
+                ),
                 *paging,
             ),
             response="AlertPage",

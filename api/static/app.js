@@ -822,7 +822,7 @@
 
   async function loadAlerts() {
     try {
-      const page = await api("/v1/alerts?limit=100");
+      const page = await api("/v1/alerts?limit=100&status=ANY");
       const live = state.alerts.filter((a) => a._live);
       state.alerts = [...live];
       for (const a of page.items) upsertAlert(a, false);

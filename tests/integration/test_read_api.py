@@ -483,6 +483,28 @@ async def test_alerts_page_through_days_newest_first_within_the_province(api: Ap
     )
 
 
+async def test_alerts_are_active_ones_unless_asked_otherwise(api: Api) -> None:
+    """Issue 15: a tracer asking for HIGH alerts also got WITHDRAWN ones (nobody to call)
+    unless they added a filter."""
+    now = api.data.now
+    rows = [
+        *alert_row("47", now - timedelta(hours=1), "a47-on", "c47-1", venue="v47"),
+        *alert_row(
+            "47", now - timedelta(hours=2), "a47-off", "c47-2", venue="v47", status="WITHDRAWN"
+        ),
+    ]
+    await api.store.apply(rows)
+    tracer = api.auth("tracer:47")
+
+    async def ids(**params: Any) -> list[str]:
+        return [a["alert_id"] for a in await list_all(api, "/v1/alerts", tracer, **params)]
+
+    assert await ids() == ["a47-on"]
+    assert await ids(risk="HIGH") == ["a47-on"]
+    assert await ids(status="WITHDRAWN") == ["a47-off"]
+    assert await ids(status="ANY") == ["a47-on", "a47-off"]
+
+
 async def test_page_tokens_cannot_be_forged_or_moved_to_another_province(api: Api) -> None:
     first = await api.http.get(
         "/v1/alerts", params={"province": "48", "limit": 1}, headers=api.auth("moh")
