@@ -119,3 +119,26 @@ async def eventually_async(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {within}s (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+def served_in_thread(app: Any, name: str) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread of its own (its own event loop) on a free port of
+    127.0.0.1; yield its base URL, then shut it down. For fixtures: ``yield from``."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: server.started or not thread.is_alive(), timeout=60, what="uvicorn")
+        assert server.started, f"{name} did not start"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive(), f"{name} did not shut down"

@@ -25,7 +25,6 @@ rules a JSON schema cannot state (an unknown province code, an unsigned QR, a sc
 from __future__ import annotations
 
 import os
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -46,7 +44,7 @@ from domain.programme import DiscardReason
 from domain.vaccines import VACCINES
 from producers.app import create_app
 from producers.openapi import openapi_document
-from tests.support import eventually, isolated_env
+from tests.support import isolated_env, served_in_thread
 
 pytestmark = [
     pytest.mark.integration,
@@ -95,22 +93,7 @@ def env(platform: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="module")
 def base_url(env: Settings) -> Iterator[str]:
     """The ingest API served by uvicorn in a thread of its own (its own event loop)."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(env), host="127.0.0.1", port=0, log_level="warning", access_log=False
-        )
-    )
-    thread = threading.Thread(target=server.run, name="ingest-api-fuzz", daemon=True)
-    thread.start()
-    try:
-        eventually(lambda: server.started or not thread.is_alive(), timeout=60, what="uvicorn")
-        assert server.started, "the ingest API did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the ingest API did not shut down"
+    yield from served_in_thread(create_app(env), "ingest-api-fuzz")
 
 
 @pytest.fixture(scope="module")

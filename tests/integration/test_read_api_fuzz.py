@@ -14,7 +14,6 @@ by rules a JSON schema cannot state (``from`` after ``to``, ranges longer than a
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -22,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -33,7 +31,7 @@ from api.routes import all_operations
 from covidtech.settings import Settings
 from projections.cassandra import CassandraStore
 from tests.integration.read_api_support import isolated_env, populate
-from tests.support import eventually, run_coroutine
+from tests.support import run_coroutine, served_in_thread
 
 pytestmark = [
     pytest.mark.integration,
@@ -74,20 +72,7 @@ def base_url(env: Settings) -> Iterator[str]:
         lookup_code_burst=10_000,
     )
     app = create_app(env, config=config)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, name="read-api-fuzz", daemon=True)
-    thread.start()
-    try:
-        eventually(lambda: server.started or not thread.is_alive(), timeout=60, what="uvicorn")
-        assert server.started, "the read API did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the read API did not shut down"
+    yield from served_in_thread(app, "read-api-fuzz")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ insufficient-scope``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -30,9 +29,9 @@ from producers.app import create_app
 from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics
 from producers.openapi import openapi_document
-from producers.ports import Delivery
 from producers.service import IngestConfig, IngestService
 from schemas.codec import default_registry
+from tests.unit.ingest_support import MemoryLog
 
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
 SECRET = "unit-test-secret-0123456789"
@@ -52,33 +51,6 @@ SCOPES = (
 
 def kind_of(scope: str) -> str:
     return scope.partition(":")[0]
-
-
-class MemoryLog:
-    """An EventLog that acknowledges at once."""
-
-    retry_after = 2
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes]] = []
-
-    async def submit(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[Delivery]:
-        self.records.append((topic, key, value))
-        done: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        done.set_result(Delivery(topic, 0, len(self.records) - 1))
-        return done
-
-    def trip(self) -> None:
-        pass
-
-    async def ready(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self, grace: float) -> None:
-        pass
 
 
 SETTINGS = Settings(secret=SECRET)

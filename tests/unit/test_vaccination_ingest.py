@@ -3,7 +3,6 @@ an in-memory event log."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,9 +22,9 @@ from producers.app import ROUTES
 from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics
 from producers.openapi import openapi_document
-from producers.ports import Delivery
 from producers.service import IngestConfig, IngestService
 from schemas.codec import default_registry
+from tests.unit.ingest_support import MemoryLog
 
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
 #: The programme's routes of the ingest app.
@@ -33,40 +32,6 @@ PROGRAMME_ROUTES = [
     r for r in ROUTES if isinstance(r, Route) and r.path.startswith("/v1/vaccination/")
 ]
 SECRET = "unit-test-secret-0123456789"
-
-
-class MemoryLog:
-    """An EventLog that acknowledges at once and keeps what it was given."""
-
-    retry_after = 2
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes]] = []
-
-    async def submit(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[Delivery]:
-        self.records.append((topic, key, value))
-        done: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        done.set_result(Delivery(topic, 0, len(self.records) - 1))
-        return done
-
-    def trip(self) -> None:
-        pass
-
-    async def ready(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self, grace: float) -> None:
-        pass
-
-    def events(self) -> list[tuple[str, str, str, dict[str, Any]]]:
-        out = []
-        for topic, key, value in self.records:
-            event = default_registry().decode(value)
-            out.append((topic, key.decode(), event.name, event.record))
-        return out
 
 
 @pytest.fixture
