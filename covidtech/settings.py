@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from covidtech.tokens import KeySet, TokenSigner
+    from domain.epidemiology import EpidemiologyRules
     from domain.results import ResultRules
     from domain.rules import PresenceRules
 
@@ -146,6 +147,10 @@ class Settings:
         """The presence and result rules: DESIGN's defaults with ``rules`` applied."""
         return parse_rules(self.rules)
 
+    def epidemiology_rules(self) -> EpidemiologyRules:
+        """The Rt rules (serial interval, window, prior, minimum cases) with ``rules`` applied."""
+        return parse_rule_sets(self.rules)[2]
+
     def describe(self) -> dict[str, str]:
         """Settings as strings for logs and ``covidtech status``, secrets masked."""
         out: dict[str, str] = {}
@@ -231,13 +236,21 @@ def parse_duration(value: str) -> timedelta:
 def parse_rules(raw: str) -> tuple[PresenceRules, ResultRules]:
     """``PresenceRules`` and ``ResultRules`` with the overrides in ``raw``
     (``name=value,...``; durations as ``45m``, ``72h``, ``21d``, ``-48h``)."""
+    presence, results, _ = parse_rule_sets(raw)
+    return presence, results
+
+
+def parse_rule_sets(raw: str) -> tuple[PresenceRules, ResultRules, EpidemiologyRules]:
+    """Every rule set with the overrides in ``raw`` (see :func:`parse_rules`); a name
+    belongs to exactly one set."""
     from dataclasses import replace
 
+    from domain.epidemiology import DEFAULT_RULES as EPI_RULES
     from domain.results import DEFAULT_RULES as RESULT_RULES
     from domain.rules import DEFAULT_RULES as PRESENCE_RULES
 
-    changes: list[dict[str, Any]] = [{}, {}]
-    defaults = (PRESENCE_RULES, RESULT_RULES)
+    changes: list[dict[str, Any]] = [{}, {}, {}]
+    defaults = (PRESENCE_RULES, RESULT_RULES, EPI_RULES)
     for item in (x.strip() for x in raw.split(",")):
         if not item:
             continue
@@ -259,12 +272,18 @@ def parse_rules(raw: str) -> tuple[PresenceRules, ResultRules]:
                 changes[owner][name] = parse_duration(value)
             elif isinstance(current, int):
                 changes[owner][name] = int(value)
+            elif isinstance(current, float):
+                changes[owner][name] = float(value)
             else:
                 changes[owner][name] = value
         except ValueError as e:
             raise SettingsError(f"{PREFIX}RULES: {name}: {e}") from e
     try:
-        return replace(PRESENCE_RULES, **changes[0]), replace(RESULT_RULES, **changes[1])
+        return (
+            replace(PRESENCE_RULES, **changes[0]),
+            replace(RESULT_RULES, **changes[1]),
+            replace(EPI_RULES, **changes[2]),
+        )
     except ValueError as e:
         raise SettingsError(f"{PREFIX}RULES: {e}") from e
 
