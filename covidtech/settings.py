@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from domain.epidemiology import EpidemiologyRules
     from domain.results import ResultRules
     from domain.rules import PresenceRules
+    from domain.status import StatusRules
 
 T = TypeVar("T")
 
@@ -151,6 +152,10 @@ class Settings:
         """The Rt rules (serial interval, window, prior, minimum cases) with ``rules`` applied."""
         return parse_rule_sets(self.rules)[2]
 
+    def status_rules(self) -> StatusRules:
+        """The check-in status rules (windows of RED, YELLOW, recovery) with ``rules`` applied."""
+        return parse_rule_sets(self.rules)[3]
+
     def describe(self) -> dict[str, str]:
         """Settings as strings for logs and ``covidtech status``, secrets masked."""
         out: dict[str, str] = {}
@@ -236,11 +241,13 @@ def parse_duration(value: str) -> timedelta:
 def parse_rules(raw: str) -> tuple[PresenceRules, ResultRules]:
     """``PresenceRules`` and ``ResultRules`` with the overrides in ``raw``
     (``name=value,...``; durations as ``45m``, ``72h``, ``21d``, ``-48h``)."""
-    presence, results, _ = parse_rule_sets(raw)
+    presence, results, *_ = parse_rule_sets(raw)
     return presence, results
 
 
-def parse_rule_sets(raw: str) -> tuple[PresenceRules, ResultRules, EpidemiologyRules]:
+def parse_rule_sets(
+    raw: str,
+) -> tuple[PresenceRules, ResultRules, EpidemiologyRules, StatusRules]:
     """Every rule set with the overrides in ``raw`` (see :func:`parse_rules`); a name
     belongs to exactly one set."""
     from dataclasses import replace
@@ -248,9 +255,10 @@ def parse_rule_sets(raw: str) -> tuple[PresenceRules, ResultRules, EpidemiologyR
     from domain.epidemiology import DEFAULT_RULES as EPI_RULES
     from domain.results import DEFAULT_RULES as RESULT_RULES
     from domain.rules import DEFAULT_RULES as PRESENCE_RULES
+    from domain.status import DEFAULT_RULES as STATUS_RULES
 
-    changes: list[dict[str, Any]] = [{}, {}, {}]
-    defaults = (PRESENCE_RULES, RESULT_RULES, EPI_RULES)
+    changes: list[dict[str, Any]] = [{}, {}, {}, {}]
+    defaults = (PRESENCE_RULES, RESULT_RULES, EPI_RULES, STATUS_RULES)
     for item in (x.strip() for x in raw.split(",")):
         if not item:
             continue
@@ -283,6 +291,7 @@ def parse_rule_sets(raw: str) -> tuple[PresenceRules, ResultRules, EpidemiologyR
             replace(PRESENCE_RULES, **changes[0]),
             replace(RESULT_RULES, **changes[1]),
             replace(EPI_RULES, **changes[2]),
+            replace(STATUS_RULES, **changes[3]),
         )
     except ValueError as e:
         raise SettingsError(f"{PREFIX}RULES: {e}") from e
@@ -391,7 +400,7 @@ def _validate(s: Settings) -> None:
     _check_service_accounts(s)
     if s.production:
         _refuse_development_keys(s)
-    parse_rules(s.rules)  # a bad rule fails the start, naming it
+    parse_rule_sets(s.rules)  # a bad rule fails the start, naming it
     try:
         if parse_duration(s.token_max_ttl) <= timedelta(0):
             raise ValueError("must be positive")

@@ -57,6 +57,7 @@ __all__ = [
     "apply_delta",
     "area_metrics",
     "as_of",
+    "completed_at",
     "contributions",
     "cumulative",
     "cumulative_by_key",
@@ -261,6 +262,20 @@ def person_status(person_id: str, doses: Iterable[Dose]) -> PersonCoverage:
         completed_date=dates[primary - 1] if completed else None,
         booster_dates=dates[primary:] if completed else (),
     )
+
+
+def completed_at(doses: Iterable[Dose]) -> datetime | None:
+    """When the dose completing the primary series was administered (None: incomplete).
+
+    Why: the check-in status (``domain.status``) counts a person fully vaccinated from that
+    dose on; it is the dose :func:`person_status` dates ``completed_date`` by (same order,
+    same single-dose rule), so the two never disagree.
+    """
+    ordered = _ordered(doses)
+    if not ordered:
+        return None
+    primary = 1 if get_vaccine(ordered[0].vaccine).single_dose else 2
+    return ordered[primary - 1].administered_at if len(ordered) >= primary else None
 
 
 def latest_status(held: PersonCoverage | None, incoming: PersonCoverage) -> PersonCoverage:

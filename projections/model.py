@@ -392,6 +392,8 @@ TABLES: dict[str, TableSpec] = {
             ),
             ("read_at",),
         ),
+        # V007: the facts of the check-in status (streams/status.py, projections/status.py).
+        _t("status_facts_by_person", ("person_id",), ("kind", "ref"), ("at",)),
     )
 }
 

@@ -22,7 +22,10 @@ from domain.presence import Direction, Scan, Visit, diff_visits, pair_visits
 from domain.results import DEFAULT_RULES as RESULT_RULES
 from domain.results import CaseRecord, PersonCases, ResultRules, cases, record_positive
 from domain.rules import DEFAULT_RULES, PresenceRules
+from domain.status import DEFAULT_RULES as STATUS_RULES
+from domain.status import StatusRules
 from projections.model import Delete, Upsert
+from streams import status as facts
 from streams.context import BatchContext, Message
 from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
 
@@ -44,10 +47,14 @@ class PersonHandler:
     tables = (TABLE,)
 
     def __init__(
-        self, rules: PresenceRules = DEFAULT_RULES, results: ResultRules = RESULT_RULES
+        self,
+        rules: PresenceRules = DEFAULT_RULES,
+        results: ResultRules = RESULT_RULES,
+        status: StatusRules = STATUS_RULES,
     ) -> None:
         self.rules = rules
         self.results = results
+        self.status = status
         self.keep = rules.presence_retention + rules.lateness
         self._keep_ms = int(self.keep / _MS)
         self._results_ms = int(results.result_retention / _MS)
@@ -175,6 +182,12 @@ class PersonHandler:
             person, rec["sample_id"], rec["collected_at"], rec["symptom_onset"], rec["province"]
         )
         decision = record_positive(_person_cases(person, st), candidate)
+        assert decision.state is not None
+        # The positive as the person's cases keep it (of two copies of one sample id, the
+        # same one whatever their order): a fact of the check-in status, written even when it
+        # confirms no case, since RED and recovery count positive samples, not cases.
+        kept = next(p for p in decision.state.positives if p.sample_id == candidate.sample_id)
+        ctx.write([facts.positive(person, kept.sample_id, kept.collected_at, self.status)])
         if not decision.confirmed and not decision.retracted:
             return False  # a positive already known, or inside an existing case's 90 days
         for case in decision.retracted:

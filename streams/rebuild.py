@@ -378,7 +378,7 @@ def _run_stage(s: Settings, wiring: _Wiring, index: int, share: int) -> None:
     stages = wiring.stages
     stage = stages[index]
     partitions = s.topic_partitions
-    planned = plan(stages, all_handlers(*s.domain_rules()))
+    planned = plan(stages, all_handlers(*s.domain_rules(), s.status_rules()))
     read_by = [frozenset(t for h in hs for t in h.topics) for hs in planned]
     later = [(j, stages[j], read_by[j]) for j in range(index + 1, len(stages))]
     store = InMemoryStore()

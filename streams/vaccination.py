@@ -25,11 +25,13 @@ from domain.coverage import (
     Dose,
     InvalidDose,
     PersonCoverage,
+    completed_at,
     contributions,
     person_status,
     status_delta,
 )
 from projections.model import Delete, Upsert
+from streams import status as facts
 from streams.context import BatchContext, Message
 from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
 
@@ -73,7 +75,11 @@ class DoseHandler:
                 dose.province,
             ],
         ]
-        status = person_status(person, (Dose(d[0], from_ms(d[1]), d[2], d[3], d[4]) for d in doses))
+        history = [Dose(d[0], from_ms(d[1]), d[2], d[3], d[4]) for d in doses]
+        status = person_status(person, history)
+        completed = completed_at(history)
+        if completed is not None:  # the check-in status fact (streams/status.py)
+            ctx.write([facts.vaccinated(person, completed)])
         old = _status_from_state(person, st["status"]) if st["status"] else None
         if status != old:
             self._emit(ctx, status.province, status)

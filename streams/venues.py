@@ -33,7 +33,10 @@ from domain.exposure import (
 )
 from domain.presence import Visit
 from domain.rules import DEFAULT_RULES, PresenceRules
+from domain.status import DEFAULT_RULES as STATUS_RULES
+from domain.status import StatusRules
 from projections.model import Delete, Query, Upsert
+from streams import status as facts
 from streams.context import BatchContext, Message
 from streams.ids import derived_id, from_ms, to_ms
 
@@ -52,8 +55,11 @@ class VenueHandler:
     topics = ("visits", "exposure-windows")
     tables = (TABLE,)
 
-    def __init__(self, rules: PresenceRules = DEFAULT_RULES) -> None:
+    def __init__(
+        self, rules: PresenceRules = DEFAULT_RULES, status: StatusRules = STATUS_RULES
+    ) -> None:
         self.rules = rules
+        self.status = status
         self._windows_ms = int((rules.presence_retention + rules.lateness) / _MS)
         self._alerts_ms = int(rules.presence_retention / _MS)
         self._cluster_ms = int(CLUSTER_RETENTION / _MS)
@@ -251,8 +257,22 @@ class VenueHandler:
     ) -> bool:
         changed = False
         for a in alerts:
-            version = st["alerts"].get(a.alert_id, [None] * 8)[7] or 0
-            version += 1
+            held = st["alerts"].get(a.alert_id, [None] * 8)
+            version = (held[7] or 0) + 1
+            was_high = held[5] == Risk.HIGH.value and held[6] == AlertStatus.ACTIVE.value
+            is_high = a.risk is Risk.HIGH and a.status is AlertStatus.ACTIVE
+            if is_high or was_high:  # the contact's check-in status fact (streams/status.py)
+                ctx.write(
+                    [
+                        facts.exposure(
+                            a.contact_person_id,
+                            a.alert_id,
+                            a.contact_visit.end,
+                            is_high,
+                            self.status,
+                        )
+                    ]
+                )
             st["alerts"][a.alert_id] = _alert_to_state(a, version)
             province = st["province"]
             start, end = a.contact_visit.start, a.contact_visit.end

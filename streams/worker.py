@@ -352,7 +352,7 @@ def build_app(
     runtime = Runtime(settings, store)
     # Records reach the agents in batches; offsets are committed from their commit records.
     app.transport.Consumer = type("BatchConsumer", (BatchConsumer,), {"runtime": runtime})
-    for handler in all_handlers(*settings.domain_rules()):
+    for handler in all_handlers(*settings.domain_rules(), settings.status_rules()):
         _register(app, runtime, handler, batch_size or settings.worker_batch)
 
     @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]

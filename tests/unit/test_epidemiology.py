@@ -104,7 +104,7 @@ def test_rules_validate_and_override_from_settings() -> None:
         EpidemiologyRules(si_mean=1.0)
     with pytest.raises(ValueError, match="rt_window_days"):
         EpidemiologyRules(rt_window_days=0)
-    presence, _, epi = parse_rule_sets("si_mean=5.2,rt_window_days=5,cluster_min_cases=4")
+    presence, _, epi, _ = parse_rule_sets("si_mean=5.2,rt_window_days=5,cluster_min_cases=4")
     assert epi == EpidemiologyRules(si_mean=5.2, rt_window_days=5)
     assert presence.cluster_min_cases == 4
     assert parse_rules("si_mean=5.2") == parse_rule_sets("")[:2]
