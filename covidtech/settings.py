@@ -7,6 +7,8 @@ part of ``repr`` (see :meth:`Settings.describe`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from covidtech.tokens import KeySet, TokenSigner
+    from domain.certificate import CertificateKeys
     from domain.epidemiology import EpidemiologyRules
     from domain.results import ResultRules
     from domain.rules import PresenceRules
@@ -29,6 +32,16 @@ DEV_SECRET = "dev-only-secret-change-me-in-production"
 #: The development token key: its secret is public (it is in this file), so the production
 #: profile refuses it, as it refuses ``DEV_SECRET``.
 DEV_TOKEN_KEYS = "dev:dev-only-token-key-change-me-in-production"
+#: The development certificate key: its seed is derived from a public label (anyone can
+#: recompute it), so certificates it signs prove nothing and the production profile refuses it.
+DEV_CERT_KEYS = (
+    "dev:"
+    + base64.b64encode(
+        hashlib.sha256(
+            b"covidtech/development-certificate-key/v1 (public: never in production)"
+        ).digest()
+    ).decode()
+)
 PROFILES = ("development", "production")
 #: Shortest secret the production profile accepts (256 bits of base64 text is 43 characters).
 PRODUCTION_SECRET_MIN = 32
@@ -137,6 +150,16 @@ class Settings:
             "doc": "longest lifetime of a token issued from the CLI (`covidtech token issue`)"
         },
     )
+    cert_keys: str = field(
+        default=DEV_CERT_KEYS,
+        metadata={
+            "doc": "vaccination certificate keys as kid:base64(32-byte Ed25519 seed) pairs, "
+            "comma-separated; the first signs, all are published and verify"
+        },
+    )
+    cert_validity: str = field(
+        default="365d", metadata={"doc": "how long a vaccination certificate is valid"}
+    )
 
     # domain rules (DESIGN's numbers): overrides as name=value, comma-separated
     rules: str = field(
@@ -170,6 +193,9 @@ class Settings:
                 out[f.name] = (
                     f"{kids} (dev default)" if value == DEV_TOKEN_KEYS else f"{kids} (***)"
                 )
+            elif f.name == "cert_keys":
+                kids = ",".join(self.certificate_keys().ids)
+                out[f.name] = f"{kids} (dev default)" if value == DEV_CERT_KEYS else f"{kids} (***)"
             elif isinstance(value, tuple):
                 out[f.name] = ",".join(value)
             else:
@@ -182,6 +208,7 @@ class Settings:
         env = {f"{PREFIX}{k.upper()}": v for k, v in self.describe().items()}
         env[f"{PREFIX}SECRET"] = self.secret
         env[f"{PREFIX}TOKEN_KEYS"] = self.token_keys
+        env[f"{PREFIX}CERT_KEYS"] = self.cert_keys
         for name in SERVICE_PASSWORDS:
             env[f"{PREFIX}{name.upper()}"] = getattr(self, name)
         return env
@@ -197,6 +224,16 @@ class Settings:
         from covidtech.tokens import TokenSigner
 
         return TokenSigner(self.token_keyset())
+
+    def certificate_keys(self) -> CertificateKeys:
+        """The certificate keys (``cert_keys``) parsed: the first signs, every one's public
+        key is published and verifies."""
+        from domain.certificate import CertificateKeys
+
+        return CertificateKeys.parse(self.cert_keys)
+
+    def certificate_validity(self) -> timedelta:
+        return parse_duration(self.cert_validity)
 
     @property
     def production(self) -> bool:
@@ -395,6 +432,15 @@ def _validate(s: Settings) -> None:
         s.token_keyset()
     except ValueError as e:
         raise SettingsError(f"{PREFIX}TOKEN_KEYS: {e}") from None
+    try:
+        s.certificate_keys()
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}CERT_KEYS: {e}") from None
+    try:
+        if parse_duration(s.cert_validity) < timedelta(hours=1):
+            raise ValueError("must be at least 1h")
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}CERT_VALIDITY={s.cert_validity!r}: {e}") from None
     if s.profile not in PROFILES:
         raise SettingsError(f"{PREFIX}PROFILE={s.profile!r} must be one of {', '.join(PROFILES)}")
     _check_service_accounts(s)
@@ -430,6 +476,19 @@ def _refuse_development_keys(s: Settings) -> None:
         )
     if any(secret == s.secret for _, _, secret in pairs):
         raise SettingsError(f"{PREFIX}TOKEN_KEYS must not reuse {PREFIX}SECRET (the QR key)")
+    if _public_keys(DEV_CERT_KEYS) & _public_keys(s.cert_keys):
+        raise SettingsError(
+            f"{PREFIX}PROFILE=production refuses the development certificate key: set "
+            f"{PREFIX}CERT_KEYS to kid:base64(32 random bytes) of your own"
+        )
+
+
+def _public_keys(cert_keys: str) -> set[str]:
+    """The public keys of a ``cert_keys`` text (however its seeds are spelt in base64)."""
+    from domain.certificate import CertificateKeys
+
+    document = CertificateKeys.parse(cert_keys).public.document()
+    return {k["public_key"] for k in document["keys"]}
 
 
 def _check_service_accounts(s: Settings) -> None:

@@ -26,7 +26,11 @@ from tests.support import isolated_env, unique
 
 pytestmark = pytest.mark.integration
 
-OWN: dict[str, Any] = {"secret": "q" * 40, "token_keys": "2026-12:" + "t" * 40}
+OWN: dict[str, Any] = {
+    "secret": "q" * 40,
+    "token_keys": "2026-12:" + "t" * 40,
+    "cert_keys": "2026-12:" + "c" * 43 + "=",
+}
 CONFIG = ReadApiConfig(catchup_timeout_seconds=5)
 
 

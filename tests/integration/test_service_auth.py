@@ -58,6 +58,7 @@ def secured() -> Iterator[Settings]:
             "COVIDTECH_PROFILE": "production",
             "COVIDTECH_SECRET": "q" * 40,
             "COVIDTECH_TOKEN_KEYS": "2026-12:" + "t" * 40,
+            "COVIDTECH_CERT_KEYS": "2026-12:" + "c" * 43 + "=",
             "COVIDTECH_KAFKA_PORT": str(kafka_port),
             "COVIDTECH_KAFKA_CONTROLLER_PORT": str(free_port()),
             "COVIDTECH_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka_port}",

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from covidtech.settings import DEV_SECRET, DEV_TOKEN_KEYS, SettingsError, load
+from covidtech.settings import DEV_CERT_KEYS, DEV_SECRET, DEV_TOKEN_KEYS, SettingsError, load
 
 OWN_QR = "q" * 40
 OWN_KEYS = "2026-12:" + "t" * 40 + ",2026-06:" + "u" * 40
+#: Two certificate keys: base64 of 32-byte seeds.
+OWN_CERT = "2026-12:" + "c" * 43 + "=,2025-12:" + "d" * 43 + "="
 ACCOUNTS = {
     "KAFKA_USERNAME": "covidtech-svc",
     "KAFKA_PASSWORD": "k-pass.word+/=@#%^*!?:~",
@@ -19,7 +21,7 @@ ACCOUNTS = {
 
 def production(**env: str) -> dict[str, str]:
     """A production environment with the service accounts (``KAFKA_USERNAME=""`` drops one)."""
-    merged = {**ACCOUNTS, **env}
+    merged = {**ACCOUNTS, "CERT_KEYS": OWN_CERT, **env}
     return {
         "COVIDTECH_PROFILE": "production",
         **{f"COVIDTECH_{k}": v for k, v in merged.items()},
@@ -30,6 +32,7 @@ def test_development_is_the_default_and_runs_on_the_public_keys() -> None:
     s = load({})
     assert (s.profile, s.secret, s.token_keys) == ("development", DEV_SECRET, DEV_TOKEN_KEYS)
     assert s.describe()["token_keys"] == "dev (dev default)"
+    assert s.cert_keys == DEV_CERT_KEYS and s.describe()["cert_keys"] == "dev (dev default)"
 
 
 def test_production_starts_with_keys_of_its_own_and_never_shows_them() -> None:
@@ -39,6 +42,9 @@ def test_production_starts_with_keys_of_its_own_and_never_shows_them() -> None:
     shown = s.describe()
     assert shown["token_keys"] == "2026-12,2026-06 (***)" and shown["secret"] == "***"
     assert "t" * 40 not in str(shown)
+    assert s.certificate_keys().ids == ("2026-12", "2025-12")
+    assert shown["cert_keys"] == "2026-12,2025-12 (***)" and "c" * 43 not in str(shown)
+    assert load(s.as_env()) == s
 
 
 @pytest.mark.parametrize(
@@ -51,7 +57,22 @@ def test_production_starts_with_keys_of_its_own_and_never_shows_them() -> None:
         (production(SECRET="q" * 20, TOKEN_KEYS=OWN_KEYS), "SECRET is shorter"),
         (production(SECRET=OWN_QR, TOKEN_KEYS="k:" + "t" * 20), "key 'k'"),
         (production(SECRET=OWN_QR, TOKEN_KEYS="k:" + OWN_QR), "must not reuse"),
+        (production(SECRET=OWN_QR, TOKEN_KEYS=OWN_KEYS, CERT_KEYS=DEV_CERT_KEYS), "certificate"),
+        # the development seed however it is spelt (URL-safe, unpadded), beside a key of its own
+        (
+            production(
+                SECRET=OWN_QR,
+                TOKEN_KEYS=OWN_KEYS,
+                CERT_KEYS=f"{OWN_CERT},old:"
+                + DEV_CERT_KEYS[4:].replace("+", "-").replace("/", "_").rstrip("="),
+            ),
+            "development certificate key",
+        ),
         ({"COVIDTECH_PROFILE": "staging"}, "development, production"),
+        ({"COVIDTECH_CERT_KEYS": "no-seed-here"}, "CERT_KEYS: key 1 must look like"),
+        ({"COVIDTECH_CERT_KEYS": "k:c2hvcnQ="}, "32 bytes"),
+        ({"COVIDTECH_CERT_KEYS": "k:not base64!"}, "not base64"),
+        ({"COVIDTECH_CERT_VALIDITY": "10m"}, "CERT_VALIDITY"),
         ({"COVIDTECH_TOKEN_KEYS": "no-secret-here"}, "TOKEN_KEYS"),
         ({"COVIDTECH_TOKEN_KEYS": "a:x,a:y"}, "twice"),
         # service accounts: production needs both; a name and a password go together

@@ -95,7 +95,7 @@ def test_bad_key_sets_are_refused(text: str) -> None:
 def test_the_none_algorithm_and_other_audiences_are_refused() -> None:
     signer = TokenSigner(SECRET)
     claims = {"sub": "x", "scopes": ["moh"], "iat": 1, "exp": 2**31, "jti": "j"}
-    unsigned = jwt.encode({"aud": AUDIENCE, **claims}, None, algorithm="none")
+    unsigned = jwt.encode({"aud": AUDIENCE, **claims}, "", algorithm="none")  # "": no key
     payload = unsigned.split(".")[1]
     kid_header = base64.urlsafe_b64encode(b'{"alg":"none","kid":"default"}').rstrip(b"=")
     for token in (unsigned, f"{kid_header.decode()}.{payload}."):
@@ -205,6 +205,7 @@ def test_authentic_but_bad_claims_are_malformed(claims: object) -> None:
 def test_authentic_claims_that_are_not_an_object_are_malformed() -> None:
     signer = TokenSigner(SECRET)
     key = signer.keys.key("default")
+    assert key is not None
     token = jwt.api_jws.encode(b'["not", "an", "object"]', key, headers={"kid": "default"})
     with pytest.raises(MalformedToken):
         signer.verify(token, NOW)
