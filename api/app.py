@@ -123,6 +123,12 @@ def create_app(
                     cfg.lookup_code_burst,
                     max_clients=cfg.rate_limit_clients,
                 ),
+                certificates=settings.certificate_keys(),
+                certificate_limiter=TokenBuckets(
+                    cfg.certificate_rate_per_second,
+                    cfg.certificate_burst,
+                    max_clients=cfg.rate_limit_clients,
+                ),
                 cache=AggregateCache(cfg.aggregate_cache_seconds),
                 metrics=metrics,
                 auditor=Auditor(

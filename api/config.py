@@ -35,6 +35,15 @@ class ReadApiConfig:
     lookup_code_burst: int = field(
         default=10, metadata={"doc": "lookups of one code allowed at once, whatever the address"}
     )
+    certificate_rate_per_second: float = field(
+        default=20.0,
+        metadata={
+            "doc": "certificate verifications and key reads refilled per second, per address"
+        },
+    )
+    certificate_burst: int = field(
+        default=200, metadata={"doc": "certificate verifications a client may make at once"}
+    )
     rate_limit_clients: int = field(
         default=100_000, metadata={"doc": "client addresses tracked by the rate limiter"}
     )
@@ -71,11 +80,14 @@ class ReadApiConfig:
         problems = []
         if self.lookup_rate_per_second <= 0:
             problems.append("LOOKUP_RATE_PER_SECOND must be positive")
+        if self.certificate_rate_per_second <= 0:
+            problems.append("CERTIFICATE_RATE_PER_SECOND must be positive")
         if self.lookup_code_rate_per_second <= 0:
             problems.append("LOOKUP_CODE_RATE_PER_SECOND must be positive")
         for name in (
             "lookup_burst",
             "lookup_code_burst",
+            "certificate_burst",
             "rate_limit_clients",
             "page_size",
             "max_page_size",

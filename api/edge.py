@@ -30,6 +30,7 @@ from api.params import Param, int_param, text_param
 from api.problems import LogUnavailable, Problem, exception_handlers
 from api.render import aggregate_response
 from api.services import Services
+from covidtech.jsonbody import BodyError, parse_json
 from covidtech.tokens import Claims, ScopeKind
 from domain import reference
 from domain.coverage import NATION
@@ -40,6 +41,7 @@ from projections.queries import Cursor, Segment
 
 __all__ = [
     "AGGREGATE_ERRORS",
+    "MAX_BODY_BYTES",
     "PERSONAL_ERRORS",
     "Ctx",
     "Handler",
@@ -49,6 +51,8 @@ __all__ = [
     "day_range",
     "dispatch",
     "from_ms",
+    "invalid_body",
+    "json_body",
     "malformed_page",
     "ms",
     "newest_page",
@@ -261,6 +265,35 @@ def day_range(ctx: Ctx, default_days: int) -> tuple[date, date]:
             extra={"parameter": "from"},
         )
     return start, end
+
+
+# ------------------------------------------------------------------------------ bodies
+
+#: Largest JSON body a route reads (a grant request, a certificate to verify).
+MAX_BODY_BYTES = 16 * 1024
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body: 415 unless ``application/json``, 413 past
+    :data:`MAX_BODY_BYTES`, 400 ``malformed-json`` (:func:`covidtech.jsonbody.parse_json`)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise Problem("unsupported-media-type", "send the body as application/json")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise Problem("body-too-large", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    try:
+        return parse_json(body)
+    except BodyError as e:
+        raise Problem("malformed-json", f"the body is not valid JSON: {e}") from None
+
+
+def invalid_body(errors: list[dict[str, str]]) -> Problem:
+    """422 ``validation-failed`` listing ``errors`` (``field``, ``message``)."""
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return Problem("validation-failed", detail, extra={"errors": errors})
 
 
 # ------------------------------------------------------------------------------ scope

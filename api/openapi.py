@@ -325,6 +325,57 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Grant": _obj(_GRANT),
     "IssuedGrant": _obj({**_GRANT, "token": STR}),
     "GrantPage": _page("Grant"),
+    "CertificateKeys": _obj(
+        {
+            "keys": _array(
+                _obj(
+                    {
+                        "kid": STR,
+                        "alg": {"type": "string", "enum": ["Ed25519"]},
+                        "public_key": {**STR, "description": "base64 of the 32 raw bytes"},
+                    }
+                )
+            )
+        }
+    ),
+    "CertificateToVerify": {
+        **_obj({"payload": {**STR, "description": "The QR payload, CT1:..."}}),
+        "example": {"payload": "CT1:NLG*AE2EC7SG/ICGJBNF6OF63W5+/6746R80/ICGJBNF6OF63W5Q4"},
+    },
+    "CertificateVerification": _obj(
+        {
+            "valid": {"type": "boolean"},
+            "reason": {
+                "type": ["string", "null"],
+                "enum": [
+                    "malformed",
+                    "unknown-version",
+                    "unknown-key",
+                    "bad-signature",
+                    "not-yet-valid",
+                    "expired",
+                    None,
+                ],
+            },
+            "detail": _null(STR),
+            "claims": {"oneOf": [_ref("CertificateClaims"), {"type": "null"}]},
+        }
+    ),
+    "CertificateClaims": _obj(
+        {
+            "version": INT,
+            "kid": STR,
+            "issued_at": TIME,
+            "expires_at": TIME,
+            "subject": {**STR, "description": "The person's pseudonym"},
+            "birth_year": INT,
+            "doses": _array(
+                _obj({"number": INT, "vaccine": STR, "vaccine_name": _null(STR), "date": DAY})
+            ),
+            "doses_to_complete": INT,
+            "fully_vaccinated": {"type": "boolean"},
+        }
+    ),
     "Health": _obj({"status": STR}),
     "Ready": _obj(
         {"status": STR, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}

@@ -20,6 +20,7 @@ from api.ratelimit import TokenBuckets
 from api.stream import AlertBroadcaster
 from covidtech.settings import Settings
 from covidtech.tokens import Claims, TokenSigner
+from domain.certificate import CertificateKeys
 from infra.kafka_topics import TopicCheck
 from projections.model import ProjectionStore
 
@@ -65,6 +66,8 @@ class Services:
     broadcaster: AlertBroadcaster
     limiter: TokenBuckets  # citizen lookups per client address
     code_limiter: TokenBuckets  # citizen lookups per lookup code
+    certificates: CertificateKeys  # signs certificates; its public keys verify them
+    certificate_limiter: TokenBuckets  # certificate verifications and key reads per address
     cache: AggregateCache
     metrics: ApiMetrics
     auditor: Auditor

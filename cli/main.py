@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from covidtech import settings as settings_mod
 from covidtech.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from domain.certificate import PublicKeys
 
 
 def _settings() -> Settings:
@@ -362,6 +368,86 @@ def venue_register(
     click.echo(f"venue_id  {body['venue_id']}")
     click.echo(f"venue_qr  {body['venue_qr']}")
     click.echo(f"poster    {target}")
+
+
+class _CannotVerify(click.ClickException):
+    """The keys could not be had: neither valid nor refused (exit code 2)."""
+
+    exit_code = 2
+
+
+def _public_keys(source: str | None) -> PublicKeys:
+    """The public keys: from the read API's key endpoint (a URL), a file holding its answer,
+    or the local settings (``COVIDTECH_CERT_KEYS``)."""
+    from domain.certificate import PublicKeys
+
+    if source is None:
+        return _settings().certificate_keys().public
+    if source.startswith(("http://", "https://")):
+        import httpx
+
+        url = (
+            source
+            if source.rstrip("/").endswith("/keys")
+            else (source.rstrip("/") + "/v1/certificates/keys")
+        )
+        try:
+            r = httpx.get(url, timeout=10)
+            r.raise_for_status()
+            document = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            raise _CannotVerify(f"cannot fetch the public keys from {url}: {e}") from e
+    else:
+        try:
+            document = json.loads(Path(source).read_text())
+        except (OSError, ValueError) as e:
+            raise _CannotVerify(f"cannot read the public keys from {source}: {e}") from e
+    try:
+        return PublicKeys.from_document(document)
+    except ValueError as e:
+        raise _CannotVerify(f"not a public key document: {e}") from e
+
+
+@main.command("verify")
+@click.argument("payload")
+@click.option(
+    "--keys",
+    "keys_from",
+    default=None,
+    metavar="URL_OR_FILE",
+    help="Public keys: the read API (http://host:8002, or its /v1/certificates/keys URL), or "
+    "a file holding that answer. Default: the local settings' COVIDTECH_CERT_KEYS.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def verify_cmd(payload: str, keys_from: str | None, as_json: bool) -> None:
+    """Verify a vaccination certificate offline (PAYLOAD: CT1:..., or - to read stdin).
+
+    Exit code 0: valid; 1: refused (the reason is printed); 2: the keys could not be had.
+    """
+    from api.routes.certificates import verification_answer
+    from domain.certificate import verify
+
+    text = sys.stdin.read().strip() if payload == "-" else payload
+    keys = _public_keys(keys_from)
+    v = verify(text, keys, datetime.now(UTC))
+    answer = verification_answer(v)
+    if as_json:
+        click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+    elif v.claims is not None:
+        c = answer["claims"]
+        complete = "fully vaccinated" if c["fully_vaccinated"] else "not fully vaccinated"
+        n = len(c["doses"])
+        doses = f"{n} dose{'s' if n > 1 else ''}, primary series of {c['doses_to_complete']}"
+        click.echo(f"valid: {complete} ({doses})")
+        click.echo(f"person      {c['subject']} (born {c['birth_year']})")
+        for d in c["doses"]:
+            name = d["vaccine_name"] or "unknown product"
+            click.echo(f"dose {d['number']:<6} {d['date']}  {d['vaccine']} - {name}")
+        click.echo(f"issued      {c['issued_at']} (key {c['kid']})")
+        click.echo(f"expires     {c['expires_at']}")
+    else:
+        click.echo(f"refused: {answer['reason']}: {answer['detail']}")
+    sys.exit(0 if v.valid else 1)
 
 
 @main.command("settings")

@@ -1,6 +1,8 @@
 """Every operation of the read API, by area; each area declares its own next to its handlers.
 
 - :mod:`~api.routes.citizen` (no token): a test result by its lookup code;
+- :mod:`~api.routes.certificates` (public; the person's token to issue): vaccination
+  certificates, their public keys and verification;
 - :mod:`~api.routes.testing` (health staff): a sample, testing turnaround;
 - :mod:`~api.routes.coverage` (MOH, provinces): coverage, its series, daily doses, a person's
   vaccinations;
@@ -20,7 +22,17 @@ from __future__ import annotations
 
 from api.edge import Operation, page_params
 from api.rates import OffsetReader
-from api.routes import access, citizen, coverage, dashboard, exposure, ops, testing, vaccination
+from api.routes import (
+    access,
+    certificates,
+    citizen,
+    coverage,
+    dashboard,
+    exposure,
+    ops,
+    testing,
+    vaccination,
+)
 
 __all__ = ["all_operations", "build_operations"]
 
@@ -32,6 +44,7 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
     sample, turnaround = testing.operations()
     return (
         *citizen.operations(),
+        *certificates.operations(),
         sample,
         *coverage.operations(),
         turnaround,

@@ -14,15 +14,17 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from api import auth
 from api.edge import (
+    MAX_BODY_BYTES,
     PERSONAL_ERRORS,
     Ctx,
     Operation,
     day_range,
+    invalid_body,
+    json_body,
     malformed_page,
     newest_page,
     page,
@@ -31,7 +33,6 @@ from api.edge import (
 from api.params import Param, date_param, id_path, parse_datetime, text_param
 from api.problems import Problem
 from api.render import iso, iso_or_none, json_response
-from covidtech.jsonbody import BodyError, parse_json
 from covidtech.revocations import GRANT_ISSUED, GRANT_REVOKED
 from covidtech.tokens import Claims, InvalidScope, Scope, ScopeKind
 from covidtech.topics import GRANTS
@@ -55,9 +56,6 @@ __all__ = [
 
 #: Longest audit query (one partition per day).
 MAX_AUDIT_DAYS = 31
-
-
-MAX_BODY_BYTES = 16 * 1024
 
 
 def _grant(r: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -137,33 +135,13 @@ def _covers(issuer: Claims, scope: Scope) -> bool:
     return issuer.has(ScopeKind.MOH) or scope in issuer.scopes
 
 
-async def _json_body(request: Request) -> Any:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise Problem("unsupported-media-type", "send the body as application/json")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise Problem("body-too-large", f"the body must be at most {MAX_BODY_BYTES} bytes")
-    try:
-        return parse_json(body)
-    except BodyError as e:
-        raise Problem("malformed-json", f"the body is not valid JSON: {e}") from None
-
-
-def _invalid(errors: list[dict[str, str]]) -> Problem:
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return Problem("validation-failed", detail, extra={"errors": errors})
-
-
 async def create_grant(ctx: Ctx) -> Response:
     services = ctx.services
     issuer = ctx.claims
     assert issuer is not None
-    body = await _json_body(ctx.request)
+    body = await json_body(ctx.request)
     if not isinstance(body, dict):
-        raise _invalid([{"field": "", "message": "the body must be a JSON object"}])
+        raise invalid_body([{"field": "", "message": "the body must be a JSON object"}])
     errors: list[dict[str, str]] = []
     for name in sorted(set(body) - _GRANT_FIELDS):
         errors.append({"field": name, "message": "unknown field"})
@@ -215,7 +193,7 @@ async def create_grant(ctx: Ctx) -> Response:
     except ValueError as e:
         errors.append({"field": "expires_at", "message": str(e)})
     if errors:
-        raise _invalid(errors)
+        raise invalid_body(errors)
     assert isinstance(agency, str) and isinstance(purpose, str) and expires_at is not None
     grant_id = uuid.uuid4().hex
     token_id = secrets.token_urlsafe(12)
@@ -229,7 +207,7 @@ async def create_grant(ctx: Ctx) -> Response:
             token_id=token_id,
         )
     except (ValueError, InvalidScope) as e:
-        raise _invalid([{"field": "agency", "message": str(e)}]) from e
+        raise invalid_body([{"field": "agency", "message": str(e)}]) from e
     event = {
         "event_id": f"{grant_id}:issued",
         "grant_id": grant_id,

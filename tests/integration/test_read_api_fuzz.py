@@ -70,6 +70,8 @@ def base_url(env: Settings) -> Iterator[str]:
         lookup_burst=10_000,
         lookup_code_rate_per_second=10_000,
         lookup_code_burst=10_000,
+        certificate_rate_per_second=10_000,
+        certificate_burst=10_000,
     )
     app = create_app(env, config=config)
     yield from served_in_thread(app, "read-api-fuzz")

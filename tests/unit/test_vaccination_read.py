@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import bearer, client, running
 from covidtech.settings import Settings
-from covidtech.tokens import Claims
 from projections.memory import InMemoryStore
 from projections.programme_queries import PUBLIC_FIELDS
 from streams.local import LocalPipeline
@@ -27,56 +25,10 @@ from tests.programme_scenarios import (
     programme_scenario,
     registration,
 )
+from tests.unit.read_support import IdleAlerts, MemoryLog, NoRevocations
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789")
 CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50)
-
-
-class MemoryLog:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, str, bytes]] = []
-
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
-        self.published.append((topic, key, value))
-
-    async def ping(self) -> bool:
-        return True
-
-
-class NoRevocations:
-    healthy = True
-
-    def is_revoked(self, ident: str) -> bool:
-        return False
-
-    def claims_revoked(self, claims: Claims) -> bool:
-        return False
-
-    def revoke(self, ids: Iterable[str]) -> None:
-        pass
-
-    def issued(self, grant_id: str, under: str | None) -> None:
-        pass
-
-    def __len__(self) -> int:
-        return 0
-
-
-class IdleAlerts:
-    async def open(self) -> dict[int, int]:
-        return {}
-
-    async def fetch(self, timeout_ms: int) -> list[Any]:
-        await asyncio.sleep(timeout_ms / 1000)
-        return []
-
-    async def close(self) -> None:
-        pass
-
-    async def read_range(
-        self, ranges: Mapping[int, tuple[int, int]], timeout_s: float
-    ) -> list[Any]:
-        return []
 
 
 def scenario() -> list[Any]:

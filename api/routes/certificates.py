@@ -1,0 +1,121 @@
+"""Vaccination certificates (docs/certificates.md): the public keys and a verification route,
+both public (no token) and rate limited per client address; and the issuing route.
+
+- ``GET /v1/certificates/keys``: the Ed25519 public keys by key id, cacheable by anyone
+  (``public, max-age``, ETag): a verifier fetches them once and checks certificates offline.
+- ``POST /v1/certificates/verify`` with ``{"payload": "CT1:..."}``: 200 with ``valid`` and the
+  claims, or ``valid: false`` with the refusal reason; a well-formed request about a bad
+  certificate is answered, not refused (4xx only for a bad request: not JSON, no payload).
+
+Verification needs no database: only the keys of :attr:`api.services.Services.certificates`
+and the clock, as any offline verifier would.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from api.edge import Ctx, Operation, invalid_body, json_body
+from api.problems import Problem
+from api.render import conditional_response, json_response
+from domain.certificate import MAX_PAYLOAD_LENGTH, Verification, verify
+
+__all__ = ["KEYS_MAX_AGE", "operations", "verification_answer"]
+
+#: How long anyone (browsers, CDNs, verifier apps) may keep the public keys, in seconds. A new
+#: key is added well before it signs (rotation, docs/certificates.md), so an hour is safe.
+KEYS_MAX_AGE = 3600
+
+
+def _take(ctx: Ctx) -> None:
+    """429 ``rate-limited`` (with Retry-After) unless the client's address may ask now."""
+    limiter = ctx.services.certificate_limiter
+    wait = limiter.take(ctx.client_address or "unknown")
+    if wait > 0:
+        ctx.services.metrics.rate_limited.inc()
+        raise Problem(
+            "rate-limited",
+            "too many certificate requests from your address; retry later",
+            headers={"Retry-After": str(limiter.retry_after(wait))},
+        )
+
+
+async def get_keys(ctx: Ctx) -> Response:
+    _take(ctx)
+    document = ctx.services.certificates.public.document()
+    body = json.dumps(document, separators=(",", ":")).encode()
+    return conditional_response(
+        ctx.request, body, "application/json", f"public, max-age={KEYS_MAX_AGE}"
+    )
+
+
+def verification_answer(v: Verification) -> dict[str, Any]:
+    """The verification route's answer (the CLI prints the same)."""
+    return {
+        "valid": v.valid,
+        "reason": None if v.reason is None else v.reason.value,
+        "detail": v.detail or None,
+        "claims": None if v.claims is None else v.claims.as_dict(),
+    }
+
+
+async def verify_certificate(ctx: Ctx) -> Response:
+    _take(ctx)
+    body = await json_body(ctx.request)
+    if not isinstance(body, dict):
+        raise invalid_body([{"field": "", "message": "the body must be a JSON object"}])
+    errors = [
+        {"field": name, "message": "unknown field"} for name in sorted(set(body) - {"payload"})
+    ]
+    payload = body.get("payload")
+    if not isinstance(payload, str):
+        errors.append({"field": "payload", "message": "the certificate payload, a string"})
+    if errors:
+        raise invalid_body(errors)
+    assert isinstance(payload, str)
+    answer = verification_answer(verify(payload, ctx.services.certificates.public, ctx.now))
+    return json_response(answer, cache_control="no-store")
+
+
+def operations() -> tuple[Operation, ...]:
+    """The certificate routes (public ones; the issuing route is added with person tokens)."""
+    return (
+        Operation(
+            method="GET",
+            path="/v1/certificates/keys",
+            op_id="getCertificateKeys",
+            summary="The public keys that verify vaccination certificates",
+            tag="certificates",
+            handler=get_keys,
+            scopes=None,
+            response="CertificateKeys",
+            caching="aggregate",
+            errors=(304, 429),
+            description="No token. Ed25519 public keys by key id (base64 of the 32 raw "
+            "bytes); every listed key verifies, the first signs new certificates. Cacheable "
+            f"by anyone for {KEYS_MAX_AGE} s. Rate limited per client address.",
+        ),
+        Operation(
+            method="POST",
+            path="/v1/certificates/verify",
+            op_id="verifyCertificate",
+            summary="Verify a vaccination certificate",
+            tag="certificates",
+            handler=verify_certificate,
+            scopes=None,
+            body="CertificateToVerify",
+            response="CertificateVerification",
+            caching="none",
+            errors=(400, 413, 415, 422, 429),
+            description="No token. 200 for any payload: valid with its claims, or "
+            "valid=false with the reason (malformed, unknown-version, unknown-key, "
+            "bad-signature, not-yet-valid, expired). 4xx only for a request that is not "
+            '{"payload": string}; a payload over '
+            f"{MAX_PAYLOAD_LENGTH} characters is malformed. Checked with the public keys "
+            "alone, as an offline verifier would (docs/certificates.md). Rate limited per "
+            "client address.",
+        ),
+    )
