@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypedDict
@@ -54,6 +54,8 @@ from producers.routes import (
     venues,
 )
 from producers.service import IngestConfig, IngestService
+from producers.status import StatusLookup
+from projections.model import ProjectionStore
 from schemas.codec import Registry, default_registry
 
 __all__ = ["IngestConfig", "State", "app_from_env", "create_app"]
@@ -176,11 +178,14 @@ def create_app(
     config: IngestConfig | None = None,
     clock: Callable[[], datetime] = _utc_now,
     is_revoked: Callable[[str], bool] | None = None,
+    facts_store: Callable[[], Awaitable[ProjectionStore]] | None = None,
 ) -> Starlette:
     """The ingest API for ``settings``.
 
     ``producer`` replaces the Kafka producer (the app starts and stops it); ``clock`` and
     ``is_revoked`` are injected for tests and for the revocation set of the read API.
+    ``facts_store`` connects the store of the check-in status facts (default: Cassandra with a
+    real broker, none with an injected producer: every status is then UNKNOWN).
     """
     cfg = config or IngestConfig(limits=limits_of(settings))
     metrics = IngestMetrics()
@@ -223,6 +228,16 @@ def create_app(
             revocations = RevocationList(settings)
             await revocations.start()
             check_revoked = revocations.is_revoked
+        connect_facts = facts_store
+        if connect_facts is None and producer is None:
+            connect_facts = _cassandra_facts(settings)
+        status = StatusLookup(
+            connect_facts,
+            rules=settings.status_rules(),
+            timeout_s=cfg.status_timeout_s,
+            on_outcome=lambda s, n: metrics.scan_statuses.labels(status=s.value).inc(n),
+        )
+        status.start()  # in the background: Cassandra down never delays or fails start-up
         await event_log.start()
         venue_feed.start()
         sample_feed.start()
@@ -242,6 +257,7 @@ def create_app(
             metrics=metrics,
             clock=clock,
             is_revoked=check_revoked,
+            status=status,
         )
         freeze_startup_heap()  # start-up's objects stay: keep them out of collections
         try:
@@ -251,6 +267,7 @@ def create_app(
             await service.guard.close()
             await venue_feed.stop()
             await sample_feed.stop()
+            await status.stop()
             if revocations is not None:
                 await revocations.stop()
 
@@ -260,6 +277,25 @@ def create_app(
         exception_handlers=_handlers(metrics),
         lifespan=lifespan,
     )
+
+
+def _cassandra_facts(settings: Settings) -> Callable[[], Awaitable[ProjectionStore]]:
+    """Connects the facts store: Cassandra at LOCAL_ONE (a colour is best effort; a replica
+    that is behind shows a fact a moment later), the driver's own timeout a second (the
+    answer never waits that long: ``IngestConfig.status_timeout_s``)."""
+
+    async def connect() -> ProjectionStore:
+        from cassandra import ConsistencyLevel
+
+        from projections.cassandra import CassandraStore, connect
+
+        def build() -> CassandraStore:
+            session = connect(settings, request_timeout=1.0, consistency=ConsistencyLevel.LOCAL_ONE)
+            return CassandraStore(session, settings.keyspace)
+
+        return await asyncio.to_thread(build)
+
+    return connect
 
 
 def app_from_env() -> Starlette:

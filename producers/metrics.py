@@ -61,6 +61,12 @@ class IngestMetrics:
             "Requests answered 503 because the event log was unavailable.",
             registry=self.registry,
         )
+        self.scan_statuses = Counter(
+            "covidtech_ingest_scan_statuses_total",
+            "Check-in statuses answered to scans (UNKNOWN: the facts were not read in time).",
+            ["status"],
+            registry=self.registry,
+        )
         self.writes_in_flight = Gauge(
             "covidtech_ingest_writes_in_flight",
             "Writes handed to the producer and not yet acknowledged.",

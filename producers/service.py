@@ -40,6 +40,7 @@ from producers.idempotency import Claim, IdConflict, IdempotencyGuard, Outcome
 from producers.metrics import IngestMetrics
 from producers.ports import BrokerUnavailable, Delivery, EventLog, Feed
 from producers.requests.common import CachedQrSigner, IngestLimits
+from producers.status import StatusLookup
 from producers.validation import FieldError
 from schemas.codec import Registry
 
@@ -69,6 +70,9 @@ class IngestConfig:
     startup_wait_s: float = 10.0
     shutdown_grace_s: float = 5.0
     idempotency_capacity: int = 200_000
+    #: How long a scan's answer may wait for the person's status facts beyond the broker's
+    #: acknowledgement (counted from the request's validation); UNKNOWN after it.
+    status_timeout_s: float = 0.02
     poster_cache: int = 256
 
 
@@ -188,6 +192,7 @@ class IngestService:
         metrics: IngestMetrics,
         clock: Callable[[], datetime],
         is_revoked: Callable[[str], bool] | None,
+        status: StatusLookup | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -201,6 +206,7 @@ class IngestService:
         self.metrics = metrics
         self.clock = clock
         self.is_revoked = is_revoked
+        self.status = status if status is not None else StatusLookup(None)
         self.tokens = settings.token_signer()
         self._verified: dict[str, Claims] = {}
         self.qr = CachedQrSigner(settings.secret)

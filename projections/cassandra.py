@@ -106,9 +106,15 @@ def build_cluster(
     )
 
 
-def connect(s: Settings, *, request_timeout: float = 10.0) -> Any:
-    """A driver session (token-aware, local DC, LOCAL_QUORUM); statements name keyspaces."""
-    cluster = build_cluster(s, request_timeout=request_timeout)
+def connect(
+    s: Settings,
+    *,
+    request_timeout: float = 10.0,
+    consistency: int = ConsistencyLevel.LOCAL_QUORUM,
+) -> Any:
+    """A driver session (token-aware, local DC, ``consistency``: LOCAL_QUORUM); statements
+    name keyspaces."""
+    cluster = build_cluster(s, request_timeout=request_timeout, consistency=consistency)
     try:
         return cluster.connect()
     except (NoHostAvailable, DriverException, OSError) as e:

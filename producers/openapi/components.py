@@ -6,6 +6,7 @@ testing and dose routes, problem details and batch results. Field limits mirror
 from __future__ import annotations
 
 from covidtech.web.problems import PROBLEM_TYPES, type_uri
+from domain.status import CheckInStatus
 from domain.vaccines import VACCINES
 from producers.openapi.parts import (
     ONE_PERSON,
@@ -40,6 +41,14 @@ def schemas() -> dict[str, Schema]:
             "problem": ref("Problem"),
         },
         "additionalProperties": True,
+    }
+    person_status: Schema = {
+        "enum": [s.value for s in CheckInStatus],
+        "description": "The scanned person's check-in status at scanned_at, for the scanner to "
+        "show (PC-Covid's colour; no reason is given): RED a positive sample in the last 14 "
+        "days; YELLOW a HIGH exposure in the last 14 days, or neither fully vaccinated nor "
+        "recovered; GREEN otherwise; UNKNOWN when it could not be read in time (the scan is "
+        "written all the same).",
     }
     return {
         "Problem": {
@@ -263,6 +272,39 @@ def schemas() -> dict[str, Schema]:
             "required": ["status"],
             "properties": {"status": {"enum": ["accepted", "duplicate"]}},
             "additionalProperties": True,
+        },
+        "ScanAccepted": {
+            "type": "object",
+            "required": ["scan_id", "status", "person_status"],
+            "properties": {
+                "scan_id": {"type": "string"},
+                "status": {"enum": ["accepted", "duplicate"]},
+                "person_status": person_status,
+            },
+        },
+        "ScanBatchResult": {
+            "type": "object",
+            "required": ["accepted", "duplicate", "rejected", "results"],
+            "properties": {
+                "accepted": {"type": "integer"},
+                "duplicate": {"type": "integer"},
+                "rejected": {"type": "integer"},
+                "results": {
+                    "type": "array",
+                    "items": {
+                        **item_result,
+                        "properties": {
+                            **item_result["properties"],
+                            "scan_id": {"type": ["string", "null"]},
+                            "person_status": {
+                                **person_status,
+                                "description": person_status["description"]
+                                + " Present on accepted and duplicate items.",
+                            },
+                        },
+                    },
+                },
+            },
         },
         "BatchResult": {
             "type": "object",

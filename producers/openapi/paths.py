@@ -118,10 +118,12 @@ def paths() -> dict[str, Any]:
                 "app (person scans the venue), venue-admin:<province> (staff scan the person)",
                 _single_or_batch("Scan", "ScanBatch"),
                 {
-                    "202": json_content("Scan written.", ref("Accepted")),
+                    "202": json_content(
+                        "Scan written; the person's check-in status.", ref("ScanAccepted")
+                    ),
                     "200": json_content(
                         "Batch: one result per item; single: already written (duplicate).",
-                        {"oneOf": [ref("BatchResult"), ref("Accepted")]},
+                        {"oneOf": [ref("ScanBatchResult"), ref("ScanAccepted")]},
                     ),
                 },
                 kinds=(ScopeKind.APP, ScopeKind.VENUE_ADMIN),
@@ -199,7 +201,10 @@ def paths() -> dict[str, Any]:
             }
         },
         "/healthz": _simple("Liveness"),
-        "/readyz": _simple("Readiness: broker answers, its topics exist, topic views caught up"),
+        "/readyz": _simple(
+            "Readiness: broker answers, its topics exist, topic views caught up "
+            "(the check-in status store is reported under optional, never required)"
+        ),
         "/metrics": _simple("Prometheus metrics", "text/plain"),
         "/openapi.json": _simple("This document"),
     }

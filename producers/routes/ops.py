@@ -18,7 +18,9 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """200 when the broker answers a metadata request, lists every topic this API writes,
-    and both topic views have caught up."""
+    and both topic views have caught up. ``status_store`` (whether the check-in status facts
+    store is connected) is reported beside them but never makes the API unready: without it
+    scans are still written, their status is UNKNOWN."""
     svc = service(request)
     topics = getattr(request.app.state, "topics", None)  # None: an injected log (tests)
     checks = {
@@ -30,7 +32,11 @@ async def readyz(request: Request) -> Response:
     ready = all(checks.values())
     return json_response(
         200 if ready else 503,
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        {
+            "status": "ready" if ready else "not ready",
+            "checks": checks,
+            "optional": {"status_store": svc.status.connected},
+        },
         headers=None if ready else {"Retry-After": str(svc.config.retry_after_s)},
     )
 

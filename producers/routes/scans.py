@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,11 +15,13 @@ from producers.requests.checkins import ScanMethod, ScanRequest, parse_scan
 from producers.routes.common import (
     BatchItem,
     Write,
+    batch_response,
     id_conflict,
     raw_id,
     service,
+    settle,
     single_or_batch,
-    write_batch,
+    single_response,
 )
 from producers.service import fingerprint, read_json, require_any, scope_problem
 from producers.validation import FieldError, field_path
@@ -54,9 +58,12 @@ def scan_method(claims: Claims, scan: ScanRequest, venue: VenueEntry, path: str)
 async def record_scans(request: Request) -> Response:
     """Validate, then write every acceptable scan concurrently; answer per item for batches.
 
-    Single scan: 202 ``{scan_id, status: accepted}`` (200 ``duplicate`` for a known scan_id), or
-    a problem. Batch ``{"scans": [...]}``: 200 ``{accepted, duplicate, rejected, results}``,
-    only accepted items written; 503 if any acceptable item could not be written.
+    Single scan: 202 ``{scan_id, status: accepted, person_status}`` (200 ``duplicate`` for a
+    known scan_id), or a problem. Batch ``{"scans": [...]}``: 200 ``{accepted, duplicate,
+    rejected, results}``, only accepted items written; 503 if any acceptable item could not be
+    written. ``person_status`` is the scanned person's check-in colour at ``scanned_at``
+    (GREEN, YELLOW, RED, or UNKNOWN when it could not be read in time: producers/status.py),
+    without its reason; its facts are read while the scans are written.
     """
     svc = service(request)
     claims = svc.authenticate(request)
@@ -78,6 +85,7 @@ async def record_scans(request: Request) -> Response:
 
     venues = await svc.venues_for({s.venue_id for s in scans if s is not None})
     writes: list[tuple[BatchItem, Write]] = []
+    scanned: list[tuple[str, datetime]] = []
     for item, scan, (path, _) in zip(items, scans, raw_items, strict=True):
         if scan is None:
             continue
@@ -108,4 +116,14 @@ async def record_scans(request: Request) -> Response:
         writes.append(
             (item, (f"checkins/{scan.scan_id}", fingerprint(scan, method), out, conflict))
         )
-    return await write_batch(svc, ROUTE, "scan_id", items, writes, is_batch=is_batch)
+        scanned.append((scan.person_id, scan.scanned_at))
+    statuses = svc.status.begin(scanned)
+    results = await svc.write_many([write for _, write in writes])
+    for (item, _), result in zip(writes, results, strict=True):
+        settle(item, result)
+    for (item, _), status in zip(writes, await statuses.result(), strict=True):
+        if item.problem is None and item.unavailable is None:
+            item.extra["person_status"] = status.value
+    if not is_batch:
+        return single_response(items[0], "scan_id", svc.config.retry_after_s)
+    return batch_response(svc, ROUTE, items, "scan_id")
