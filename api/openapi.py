@@ -376,6 +376,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "fully_vaccinated": {"type": "boolean"},
         }
     ),
+    "Certificate": _obj(
+        {
+            "payload": {**STR, "description": "The QR payload, CT1:... (docs/certificates.md)"},
+            "qr_png": {**STR, "description": "The payload's QR code, a PNG in base64"},
+            "claims": _ref("CertificateClaims"),
+        }
+    ),
     "Health": _obj({"status": STR}),
     "Ready": _obj(
         {"status": STR, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}

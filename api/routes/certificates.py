@@ -1,5 +1,5 @@
 """Vaccination certificates (docs/certificates.md): the public keys and a verification route,
-both public (no token) and rate limited per client address; and the issuing route.
+both public (no token) and rate limited per client address; and the issuing routes.
 
 - ``GET /v1/certificates/keys``: the Ed25519 public keys by key id, cacheable by anyone
   (``public, max-age``, ETag): a verifier fetches them once and checks certificates offline.
@@ -7,21 +7,41 @@ both public (no token) and rate limited per client address; and the issuing rout
   claims, or ``valid: false`` with the refusal reason; a well-formed request about a bad
   certificate is answered, not refused (4xx only for a bad request: not JSON, no payload).
 
+- ``GET /v1/people/{person_id}/certificate`` (``moh``): a certificate issued now from the
+  person's doses (``doses_by_person``), with its QR code as a PNG; audited like every read of a
+  person's record.
+
 Verification needs no database: only the keys of :attr:`api.services.Services.certificates`
 and the clock, as any offline verifier would.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import io
 import json
 from typing import Any
 
+import qrcode
+import qrcode.constants
 from starlette.responses import Response
 
-from api.edge import Ctx, Operation, invalid_body, json_body
+from api import auth
+from api.edge import PERSONAL_ERRORS, Ctx, Operation, invalid_body, json_body
+from api.params import id_path
 from api.problems import Problem
 from api.render import conditional_response, json_response
-from domain.certificate import MAX_PAYLOAD_LENGTH, Verification, verify
+from domain.certificate import (
+    MAX_DOSES,
+    MAX_PAYLOAD_LENGTH,
+    Verification,
+    certificate_doses,
+    issue,
+    pseudonym,
+    verify,
+)
+from projections import queries
 
 __all__ = ["KEYS_MAX_AGE", "operations", "verification_answer"]
 
@@ -80,8 +100,56 @@ async def verify_certificate(ctx: Ctx) -> Response:
     return json_response(answer, cache_control="no-store")
 
 
+# ------------------------------------------------------------------------------ issuing
+
+
+def qr_png(payload: str) -> bytes:
+    """The payload as a QR code PNG (error correction M; alphanumeric mode, as base45 is)."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=4, border=4)
+    code.add_data(payload)
+    code.make(fit=True)
+    out = io.BytesIO()
+    code.make_image().get_image().save(out, format="PNG")
+    return out.getvalue()
+
+
+async def certificate_of(ctx: Ctx, person_id: str) -> Response:
+    """A certificate issued now from ``person_id``'s doses (404 without any), audited."""
+    services = ctx.services
+    rows = await queries.vaccinations(services.store, person_id)
+    if not rows:
+        raise Problem("not-found", "no dose is recorded for this person")
+    await ctx.audit(f"certificate:{person_id}", (person_id,))
+    first = min(rows, key=lambda r: (r["administered_at"], r["dose_id"]))
+    doses = certificate_doses((r["dose_id"], r["administered_at"], r["vaccine"]) for r in rows)
+    now = ctx.now
+    payload = issue(
+        services.certificates,
+        subject=pseudonym(services.settings.secret, person_id),
+        birth_year=first["birth_year"],
+        doses=doses[:MAX_DOSES],
+        now=now,
+        validity=services.settings.certificate_validity(),
+    )
+    verified = verify(payload, services.certificates.public, now)
+    assert verified.claims is not None, verified  # what was just issued verifies
+    png = await asyncio.to_thread(qr_png, payload)
+    return json_response(
+        {
+            "payload": payload,
+            "qr_png": base64.b64encode(png).decode(),
+            "claims": verified.claims.as_dict(),
+        },
+        cache_control="private, no-store",
+    )
+
+
+async def person_certificate(ctx: Ctx) -> Response:
+    return await certificate_of(ctx, ctx.params["person_id"])
+
+
 def operations() -> tuple[Operation, ...]:
-    """The certificate routes (public ones; the issuing route is added with person tokens)."""
+    """The certificate routes: the public keys, verification, issuing."""
     return (
         Operation(
             method="GET",
@@ -117,5 +185,21 @@ def operations() -> tuple[Operation, ...]:
             f"{MAX_PAYLOAD_LENGTH} characters is malformed. Checked with the public keys "
             "alone, as an offline verifier would (docs/certificates.md). Rate limited per "
             "client address.",
+        ),
+        Operation(
+            method="GET",
+            path="/v1/people/{person_id}/certificate",
+            op_id="getPersonCertificate",
+            summary="Issue a person's vaccination certificate (MOH)",
+            tag="certificates",
+            handler=person_certificate,
+            scopes=auth.MOH,
+            params=(id_path("person_id"),),
+            response="Certificate",
+            audited=True,
+            errors=PERSONAL_ERRORS,
+            description="A certificate signed now from the person's recorded doses (404 "
+            "without any): the payload, its QR code as a PNG (base64) and the claims it "
+            "carries. For a health worker printing one on paper. Audited.",
         ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from starlette.applications import Starlette
 
 from api.app import create_app
@@ -20,6 +22,9 @@ from api.testing import client, running
 from covidtech.settings import Settings
 from domain.certificate import CertificateKeys, certificate_doses, issue, pseudonym
 from projections.memory import InMemoryStore
+from schemas.codec import decode
+from streams.local import LocalPipeline
+from tests.scenarios import dose
 from tests.unit.read_support import IdleAlerts, MemoryLog, NoRevocations
 
 
@@ -57,6 +62,12 @@ class Clock:
         return self.now
 
 
+def auth(clock: Clock, *scopes: str) -> dict[str, str]:
+    """A token issued at the app's clock (the tests' 2021)."""
+    token = SETTINGS.token_signer().issue("test", scopes, timedelta(hours=1), now=clock.now)
+    return {"Authorization": f"Bearer {token}"}
+
+
 @dataclass
 class Http:
     c: httpx.AsyncClient
@@ -76,10 +87,20 @@ def config() -> Iterator[ReadApiConfig]:
 @pytest.fixture
 async def http(config: ReadApiConfig) -> AsyncIterator[Http]:
     log, clock = MemoryLog(), Clock()
+    store = InMemoryStore()
+    pipeline = LocalPipeline(store)  # the doses go through the stream handlers
+    for e in (
+        dose("p1", "d2", NOW - timedelta(days=30), "AZ", birth_year=1961, province="79"),
+        dose("p1", "d1", NOW - timedelta(days=90), "AZ", birth_year=1961, province="79"),
+        dose("p1", "d3", NOW - timedelta(hours=7), "PFIZER", birth_year=1961, province="79"),
+        dose("p1", "d1", NOW - timedelta(days=90), "AZ", birth_year=1961, province="79"),
+    ):
+        pipeline.publish(e.topic, e.key, e.name, e.record)
+    await pipeline.run_until_idle()
     app = create_app(
         SETTINGS,
         config=config,
-        store=InMemoryStore(),
+        store=store,
         event_log=log,
         revocations=NoRevocations(),
         alert_source=IdleAlerts(),
@@ -179,3 +200,46 @@ async def test_both_routes_are_rate_limited_per_address(http: Http) -> None:
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
     async with client(http.app, address="10.0.0.2") as other:
         assert (await verify(other, "x")).status_code == 200
+
+
+async def test_moh_issues_a_certificate_from_the_recorded_doses_and_the_read_is_audited(
+    http: Http,
+) -> None:
+    c, log, clock = http
+    r = await c.get("/v1/people/p1/certificate", headers=auth(clock, "moh"))
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "private, no-store"
+    body = r.json()
+    claims = body["claims"]
+    assert claims["subject"] == pseudonym(SETTINGS.secret, "p1") and "p1" not in body["payload"]
+    assert claims["birth_year"] == 1961 and claims["kid"] == "2021-10"
+    assert [(d["number"], d["vaccine"], d["date"]) for d in claims["doses"]] == [
+        (1, "AZ", (NOW - timedelta(days=90)).date().isoformat()),
+        (2, "AZ", (NOW - timedelta(days=30)).date().isoformat()),
+        (3, "PFIZER", "2021-10-01"),  # 30 Sep 20:00 UTC: 1 Oct in Vietnam
+    ]
+    assert claims["issued_at"] == "2021-10-02T03:00:00Z"
+    assert claims["expires_at"] == "2022-10-02T03:00:00Z"  # COVIDTECH_CERT_VALIDITY: 365d
+    # the QR code is the payload, as a PNG
+    png = base64.b64decode(body["qr_png"])
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size[0] == image.size[1] > 100
+    # audited: one PersonalDataRead naming the person
+    [(topic, key, value)] = log.published
+    assert topic.endswith("audit")
+    record = decode(value).record
+    assert key == "certificate:p1" and record["person_ids"] == ["p1"]
+    assert record["route"] == "/v1/people/{person_id}/certificate"
+    # and it verifies, through the route and against the published keys
+    v = await verify(c, body["payload"])
+    assert v.json()["valid"] is True and v.json()["claims"] == claims
+
+
+async def test_no_certificate_without_doses_nor_for_other_scopes(http: Http) -> None:
+    c, log, clock = http
+    r = await c.get("/v1/people/nobody/certificate", headers=auth(clock, "moh"))
+    assert r.status_code == 404 and log.published == []
+    for scope in ("province:79", "tracer:79", "app"):
+        r = await c.get("/v1/people/p1/certificate", headers=auth(clock, scope))
+        assert r.status_code == 403, scope
+    assert (await c.get("/v1/people/p1/certificate")).status_code == 401
