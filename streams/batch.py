@@ -87,7 +87,7 @@ async def process_batch(
         if raw.offset <= applied.get(raw.topic, -1):
             continue  # applied before a crash or a rebalance: its state is committed
         applied[raw.topic] = raw.offset
-        ctx.partition = raw.partition
+        ctx.begin(raw)
         try:
             event = registry.decode(raw.value)
         except CodecError as e:
@@ -95,8 +95,6 @@ async def process_batch(
                 ctx.dead_letter(raw, f"{type(e).__name__}: {e}")
             continue
         msg = Message(raw.topic, raw.partition, raw.offset, raw.key, raw.value, event)
-        marks = (len(ctx.mutations), len(ctx.emits), len(ctx.dead_letters))
-        ctx.journal = []
         try:
             await handler.handle(ctx, msg)
         except (StoreUnavailable, OSError):
@@ -105,15 +103,10 @@ async def process_batch(
             declared = isinstance(e, (ValueError, KeyError, TypeError, CodecError))
             if not (declared or dead_letter_unexpected):
                 raise
-            del ctx.mutations[marks[0] :]
-            del ctx.origins[marks[0] :]
-            del ctx.emits[marks[1] :]
-            del ctx.dead_letters[marks[2] :]
-            ctx.undo_states()
+            ctx.rollback()
             ctx.dead_letter(msg, f"{type(e).__name__}: {e}")
             log.warning("dead-lettered %s: %r", msg.position, e)
-    ctx.partition = None
-    ctx.journal = None
+    ctx.end()
     for partition, record in commits.items():
         ctx.set_state(COMMITS, commit_key(handler, partition), record, last[partition])
     return ctx

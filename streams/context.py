@@ -2,8 +2,13 @@
 
 Handlers never touch Faust, Kafka or Cassandra themselves. They read and stage state, stage
 row mutations and derived events, and dead-letter bad input through a :class:`BatchContext`.
-The runtime (``streams.runtime`` under Faust, ``streams.local`` in tests) then commits the
-batch in this order, which is what makes at-least-once delivery safe:
+The batch owns its transaction, as a partition transaction does in Kafka Streams or
+Quix Streams: :meth:`BatchContext.begin` opens one message's savepoint,
+:meth:`BatchContext.rollback` undoes everything that message staged (a poison message is
+dead-lettered with nothing of it kept), and :meth:`BatchContext.commit` hands the effects to
+the runtime's :class:`CommitSink` (the Faust worker's in ``streams.worker``, the in-process
+pipeline's in ``streams.local``) in this order, which is what makes at-least-once delivery
+safe:
 
 1. row mutations are written to the projection store (idempotent upserts and deletes);
 2. derived events are produced and acknowledged by Kafka (deterministic ids, so a repeat is
@@ -25,7 +30,7 @@ lost its partitions never overwrites its successor's newer rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -89,6 +94,45 @@ class BatchContext:
     # While a message is handled: what each set_state replaced (None: nothing staged), so
     # a message that fails can be undone without copying ``staged`` for every message.
     journal: list[tuple[tuple[str, str], tuple[Any, int] | None]] | None = None
+    # Lengths of mutations, emits and dead letters when the current message began.
+    savepoint: tuple[int, int, int] = (0, 0, 0)
+
+    def begin(self, msg: Message) -> None:
+        """Open ``msg``'s savepoint: what it stages from now on can be rolled back alone."""
+        self.partition = msg.partition
+        self.savepoint = (len(self.mutations), len(self.emits), len(self.dead_letters))
+        self.journal = []
+
+    def rollback(self) -> None:
+        """Undo everything staged since :meth:`begin`: rows, events, dead letters, state."""
+        rows, emits, dead = self.savepoint
+        del self.mutations[rows:]
+        del self.origins[rows:]
+        del self.emits[emits:]
+        del self.dead_letters[dead:]
+        for k, previous in reversed(self.journal or ()):
+            if previous is None:
+                del self.staged[k]
+            else:
+                self.staged[k] = previous
+        self.journal = []
+
+    def end(self) -> None:
+        """Close the last message's savepoint; what follows belongs to no message."""
+        self.partition = None
+        self.journal = None
+
+    async def commit(self, sink: CommitSink) -> None:
+        """Hand the batch's effects to ``sink`` in the commit order of the module docstring:
+        rows, then derived events and dead letters (acknowledged), then state. The caller
+        acknowledges the source messages only after this returns; if it raises, nothing of
+        the batch counts as done and the batch is processed again."""
+        await self.read_your_writes()
+        await sink.produce(self.emits, self.dead_letters)
+        by_partition: dict[int, list[tuple[str, str, Any]]] = {}
+        for (table, key), (value, partition) in self.staged.items():
+            by_partition.setdefault(partition, []).append((table, key, value))
+        await sink.save_state(by_partition)
 
     def state(self, table: str, key: str) -> Any:
         """The state under ``key``: staged in this batch, else as committed."""
@@ -99,17 +143,14 @@ class BatchContext:
 
     def set_state(self, table: str, key: str, value: Any, msg: Message) -> None:
         """Stage new state for ``key``; it belongs to the partition of ``msg``."""
+        self.restate(table, key, value, msg.partition)
+
+    def restate(self, table: str, key: str, value: Any, partition: int) -> None:
+        """Stage new state (None: delete) for ``key`` of ``partition`` without a message
+        (retention trims committed state this way)."""
         if self.journal is not None:
             self.journal.append(((table, key), self.staged.get((table, key))))
-        self.staged[(table, key)] = (value, msg.partition)
-
-    def undo_states(self) -> None:
-        """Put back the staged state the current message's ``set_state`` calls replaced."""
-        for k, previous in reversed(self.journal or ()):
-            if previous is None:
-                del self.staged[k]
-            else:
-                self.staged[k] = previous
+        self.staged[(table, key)] = (value, partition)
 
     def write(self, mutations: Sequence[Mutation]) -> None:
         self.mutations.extend(mutations)
@@ -144,6 +185,19 @@ class BatchContext:
         if tick is None:
             return m
         return stamped(m, tick * 1000 + min(self.flushes, 999))
+
+
+class CommitSink(Protocol):
+    """Where a runtime puts a batch's effects (:meth:`BatchContext.commit`)."""
+
+    async def produce(
+        self, emits: Sequence[Emit], dead_letters: Sequence[tuple[Message, str]]
+    ) -> None:
+        """Produce the derived events and dead letters; return once all are acknowledged."""
+
+    async def save_state(self, by_partition: Mapping[int, list[tuple[str, str, Any]]]) -> None:
+        """Write the staged state, (table, key, value or None) per source partition, each
+        partition's atomically; the local copy changes only once it is durable."""
 
 
 class Handler(Protocol):

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from projections.model import ProjectionStore
 from schemas.codec import Registry, default_registry
 from streams.batch import COMMITS, dead_letter_record, expired_states, process_batch
-from streams.context import Handler, Message
+from streams.context import Emit, Handler, Message
 from streams.handlers import all_handlers
 
 
@@ -130,15 +130,27 @@ class LocalPipeline:
 
     async def _commit(self, handler: Handler, batch: list[Message]) -> None:
         ctx = await process_batch(handler, batch, self.store, self.tables, self.registry)
-        await ctx.read_your_writes()
-        for e in ctx.emits:
+        await ctx.commit(self)
+
+    async def produce(
+        self, emits: Sequence[Emit], dead_letters: Sequence[tuple[Message, str]]
+    ) -> None:
+        """:class:`streams.context.CommitSink`: derived events and dead letters to the logs."""
+        for e in emits:
             self.publish(e.topic, e.key, e.name, e.record)
-        for msg, error in ctx.dead_letters:
+        for msg, error in dead_letters:
             self.publish(
                 f"{msg.topic}.dlq",
                 (msg.key or b"").decode(errors="replace"),
                 "covidtech.ops.DeadLetter",
                 dead_letter_record(msg, error),
             )
-        for (table, key), (value, _partition) in ctx.staged.items():
-            self.tables[table][key] = value
+
+    async def save_state(self, by_partition: Mapping[int, list[tuple[str, str, Any]]]) -> None:
+        """:class:`streams.context.CommitSink`: staged state into the tables (None deletes)."""
+        for items in by_partition.values():
+            for table, key, value in items:
+                if value is None:
+                    self.tables[table].pop(key, None)
+                else:
+                    self.tables[table][key] = value

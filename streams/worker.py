@@ -30,7 +30,7 @@ import logging
 import time
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -59,7 +59,7 @@ from streams.batch import (
     process_batch,
     wall_clock_ms,
 )
-from streams.context import BatchContext, Handler, Message
+from streams.context import BatchContext, Emit, Handler, Message
 from streams.handlers import all_handlers
 
 log = logging.getLogger(__name__)
@@ -524,7 +524,7 @@ def _steady(app: faust.App) -> bool:
 
 def _key_partitions(state: Any) -> dict[str, int]:
     """The partition of every key in an agent's table (Faust's in-memory store records it
-    for the keys it recovers; ``_commit`` for the keys it writes). Keys of partitions no
+    for the keys it recovers; the changelog sink for the keys it writes). Keys of partitions no
     longer assigned are dropped by the store once a rebalance's recovery completes."""
     index: dict[str, int] = state.data._key_partition
     return index
@@ -538,11 +538,12 @@ async def _prune_lanes(
     to this worker; returns (keys trimmed, keys deleted).
 
     Each lane's keys are decided and committed in chunks of ``PRUNE_CHUNK`` under the lane's
-    lock, through ``_commit`` like a batch (the changed keys of a partition as one record
-    batch on its changelog, a deleted key as a tombstone, then the local table): a pass never
-    races a batch of the same partition, a revocation waits for the chunk in flight, and a
-    crash leaves each partition's state before or after a chunk, never half of one (the next
-    pass does what is left). A rebalance ends the pass; the next timer tick starts anew."""
+    lock, through the batch commit (``BatchContext.commit``: the changed keys of a partition
+    as one record batch on its changelog, a deleted key as a tombstone, then the local
+    table): a pass never races a batch of the same partition, a revocation waits for the
+    chunk in flight, and a crash leaves each partition's state before or after a chunk,
+    never half of one (the next pass does what is left). A rebalance ends the pass; the next
+    timer tick starts anew."""
     handler = reader.handler
     agent_name = type(handler).__name__
     started = time.perf_counter()
@@ -602,9 +603,9 @@ async def _commit_pruned(
     halves that do not fit in one record batch per partition are committed on their own."""
     ctx = BatchContext(store=rt.store, tables={})
     for name, key, value, partition in changes:
-        ctx.staged[(name, key)] = (value, partition)
+        ctx.restate(name, key, value, partition)
     try:
-        await _until_done(type(handler).__name__, partial(_commit, rt, ctx, state))
+        await _until_done(type(handler).__name__, partial(ctx.commit, _ChangelogSink(rt, state)))
     except StateTooLarge:
         if len(changes) == 1:
             raise
@@ -858,7 +859,7 @@ async def _process_until_committed(
             UNEXPECTED.labels(type(handler).__name__).inc()
             log.exception("%s: unexpected error (attempt %d)", type(handler).__name__, failures)
             raise HandlerFailed(repr(e)) from e
-        await _commit(rt, ctx, state)
+        await ctx.commit(_ChangelogSink(rt, state))
 
     try:
         await _until_done(type(handler).__name__, attempt)
@@ -875,61 +876,77 @@ async def _process_until_committed(
             await _process_until_committed(rt, handler, state, tables, part)
 
 
-async def _commit(rt: Runtime, ctx: BatchContext, state: Any) -> None:
-    await ctx.read_your_writes()
-    producer = await rt.producer()
-    # Derived events: one record batch per partition (the partition Kafka's default
-    # partitioner gives the key, as the ingest API's), not one send and one future each.
-    events: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
-    for e in ctx.emits:
-        topic = rt.settings.topic(e.topic)
-        key_bytes = e.key.encode()
-        partition = partition_of(key_bytes, await rt.partitions(topic))
-        events.setdefault((topic, partition), []).append(
-            (key_bytes, rt.registry.encode(e.name, e.record))
-        )
-    sent = [
-        future
-        for (topic, partition), records in events.items()
-        for future in await _send(producer, topic, partition, records)
-    ]
-    for msg, error in ctx.dead_letters:
-        DEAD.labels(msg.topic).inc()
-        log.warning("dead letter %s: %s", msg.position, error)
-        sent.append(
-            await producer.send(
-                rt.settings.topic(f"{msg.topic}.dlq"),
-                rt.registry.encode("covidtech.ops.DeadLetter", dead_letter_record(msg, error)),
-                key=msg.key,
+class _ChangelogSink:
+    """A batch's commit under Faust (:class:`streams.context.CommitSink`): derived events and
+    dead letters produced as record batches, then each partition's state and commit record
+    as one record batch of the changelog, then Faust's local copy of the table."""
+
+    def __init__(self, rt: Runtime, state: Any) -> None:
+        self.rt = rt
+        self.state = state
+
+    async def produce(
+        self, emits: Sequence[Emit], dead_letters: Sequence[tuple[Message, str]]
+    ) -> None:
+        rt = self.rt
+        producer = await rt.producer()
+        # Derived events: one record batch per partition (the partition Kafka's default
+        # partitioner gives the key, as the ingest API's), not one send and one future each.
+        events: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        for e in emits:
+            topic = rt.settings.topic(e.topic)
+            key_bytes = e.key.encode()
+            partition = partition_of(key_bytes, await rt.partitions(topic))
+            events.setdefault((topic, partition), []).append(
+                (key_bytes, rt.registry.encode(e.name, e.record))
             )
-        )
-    if sent:
-        await asyncio.gather(*sent)
-    # State: per partition, every staged key and the commit record in one record batch,
-    # JSON as Faust's table codec reads it back on recovery. The local copy changes only
-    # after Kafka has it.
-    staged: dict[int, list[tuple[str, Any]]] = {}
-    for (name, key), (value, partition) in ctx.staged.items():
-        staged.setdefault(partition, []).append((f"{name}|{key}", value))
-    topic = state.changelog_topic.get_topic_name()
-    sent = []
-    for partition, items in staged.items():
-        records = [
-            (json.dumps(key).encode(), None if value is None else json.dumps(value).encode())
-            for key, value in items
+        sent = [
+            future
+            for (topic, partition), records in events.items()
+            for future in await _send(producer, topic, partition, records)
         ]
-        sent += await _send(producer, topic, partition, records, whole=True)
-    if sent:
-        await asyncio.gather(*sent)
-    index = _key_partitions(state)
-    for partition, items in staged.items():
-        for key, value in items:
-            if value is None:
-                state.data.pop(key, None)
-                index.pop(key, None)
-            else:
-                state.data[key] = value
-                index[key] = partition
+        for msg, error in dead_letters:
+            DEAD.labels(msg.topic).inc()
+            log.warning("dead letter %s: %s", msg.position, error)
+            sent.append(
+                await producer.send(
+                    rt.settings.topic(f"{msg.topic}.dlq"),
+                    rt.registry.encode("covidtech.ops.DeadLetter", dead_letter_record(msg, error)),
+                    key=msg.key,
+                )
+            )
+        if sent:
+            await asyncio.gather(*sent)
+
+    async def save_state(self, by_partition: Mapping[int, list[tuple[str, str, Any]]]) -> None:
+        # Per partition, every staged key and the commit record in one record batch, JSON as
+        # Faust's table codec reads it back on recovery. The local copy changes only after
+        # Kafka has it.
+        state = self.state
+        producer = await self.rt.producer()
+        topic = state.changelog_topic.get_topic_name()
+        sent = []
+        for partition, items in by_partition.items():
+            records = [
+                (
+                    json.dumps(f"{table}|{key}").encode(),
+                    None if value is None else json.dumps(value).encode(),
+                )
+                for table, key, value in items
+            ]
+            sent += await _send(producer, topic, partition, records, whole=True)
+        if sent:
+            await asyncio.gather(*sent)
+        index = _key_partitions(state)
+        for partition, items in by_partition.items():
+            for table, key, value in items:
+                name = f"{table}|{key}"
+                if value is None:
+                    state.data.pop(name, None)
+                    index.pop(name, None)
+                else:
+                    state.data[name] = value
+                    index[name] = partition
 
 
 async def _send(

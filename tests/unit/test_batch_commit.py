@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from projections.memory import InMemoryStore
 from projections.model import Upsert
 from schemas.codec import default_registry
@@ -159,3 +161,60 @@ async def test_an_unexpected_error_is_raised_then_dead_letters_only_its_message(
     assert ctx.state("seen", "a") == 1 and ctx.state("seen", "b") == 1
     assert ctx.state("seen", "bug") is None and ctx.state("totals", "all") == 2
     assert ctx.state(COMMITS, commit_key(handler, 0))["o"] == {"people": 2}
+
+
+class RecordingSink:
+    """A :class:`streams.context.CommitSink` that notes the order of the commit's steps."""
+
+    def __init__(self, store: InMemoryStore, fail_produce: bool = False) -> None:
+        self.store = store
+        self.fail_produce = fail_produce
+        self.steps: list[str] = []
+        self.state: dict[int, list[tuple[str, str, Any]]] = {}
+
+    async def produce(self, emits: Any, dead_letters: Any) -> None:
+        rows = len(await self.store.scan("people"))
+        self.steps.append(f"produce after {rows} rows")
+        if self.fail_produce:
+            raise OSError("broker gone")
+
+    async def save_state(self, by_partition: Any) -> None:
+        self.steps.append("state")
+        self.state = dict(by_partition)
+
+
+async def test_the_commit_writes_rows_then_events_then_state_and_stops_at_a_failure() -> None:
+    tables: dict[str, dict[str, Any]] = {"seen": {}, "totals": {}, COMMITS: {}}
+    batch = [person(0, "a", partition=0), person(0, "b", partition=1)]
+    store = InMemoryStore()
+    ctx = await process_batch(Counting(), batch, store, tables, REGISTRY, clock=lambda: 5)
+    sink = RecordingSink(store)
+    await ctx.commit(sink)
+    assert sink.steps == ["produce after 2 rows", "state"]
+    # State comes per source partition, each with its own commit record.
+    assert sorted(sink.state) == [0, 1]
+    assert ("seen", "a", 1) in sink.state[0] and ("seen", "b", 1) in sink.state[1]
+
+    failing = RecordingSink(InMemoryStore(), fail_produce=True)
+    again = await process_batch(Counting(), batch, failing.store, tables, REGISTRY)
+    with pytest.raises(OSError):
+        await again.commit(failing)
+    assert failing.steps == ["produce after 2 rows"]  # no state: the batch is not done
+
+
+async def test_a_rollback_keeps_what_earlier_messages_staged() -> None:
+    ctx = BatchContext(store=InMemoryStore(), tables={"seen": {}})
+    first, second = person(0, "a"), person(1, "b")
+    ctx.begin(first)
+    ctx.set_state("seen", "a", 1, first)
+    ctx.write([Upsert("people", {"person_id": "a", "province": "1"})])
+    ctx.begin(second)
+    ctx.set_state("seen", "a", 2, second)
+    ctx.set_state("seen", "b", 1, second)
+    ctx.write([Upsert("people", {"person_id": "b", "province": "1"})])
+    ctx.emit("visits", "b", "x", {})
+    ctx.rollback()
+    ctx.end()
+    assert ctx.staged == {("seen", "a"): (1, 0)}
+    assert [m.row["person_id"] for m in ctx.mutations if isinstance(m, Upsert)] == ["a"]
+    assert ctx.emits == []
