@@ -469,6 +469,7 @@ class CaseRecord:
     collected_at: datetime
     symptom_onset: date | None
     province: str
+    resulted_at: datetime | None = None  # of the sample (None in events before it was carried)
 
     @property
     def case_id(self) -> str:
@@ -481,10 +482,11 @@ def _order(record: CaseRecord) -> tuple[datetime, str]:
     return (record.collected_at, record.sample_id)
 
 
-def _total_order(record: CaseRecord) -> tuple[datetime, str, str, int]:
+def _total_order(record: CaseRecord) -> tuple[datetime, str, str, int, float]:
     # Picks one record among conflicting copies of a sample id, whatever their arrival order.
     onset = record.symptom_onset.toordinal() if record.symptom_onset else 0
-    return (record.collected_at, record.sample_id, record.province, onset)
+    resulted = record.resulted_at.timestamp() if record.resulted_at else 0.0
+    return (record.collected_at, record.sample_id, record.province, onset, resulted)
 
 
 def positive_of(sample: Sample) -> CaseRecord | None:
@@ -503,6 +505,7 @@ def positive_of(sample: Sample) -> CaseRecord | None:
         collected_at=sample.collected_at,
         symptom_onset=member.symptom_onset,
         province=sample.province,
+        resulted_at=sample.resulted_at,
     )
 
 

@@ -242,6 +242,19 @@ TABLES: dict[str, TableSpec] = {
             ("day", "source_partition"),
             ("declarations", "symptomatic"),
         ),
+        # V008: epidemic curve (streams/epidemiology.py).
+        _t(
+            "cases_by_province",
+            ("province",),
+            ("day", "source_partition"),
+            ("by_sampling_date", "by_result_date"),
+        ),
+        _t(
+            "tests_by_province",
+            ("province",),
+            ("day", "source_partition"),
+            ("tests", "positives"),
+        ),
         _t(
             "doses_by_person",
             ("person_id",),

@@ -9,11 +9,11 @@ properties through the real Kafka, Faust and Cassandra.
 from __future__ import annotations
 
 import random
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from covidtech.topics import partition_of
 from projections.model import ProjectionStore
 from schemas.codec import Registry, default_registry
 from streams.batch import COMMITS, dead_letter_record, expired_states, process_batch
@@ -60,7 +60,9 @@ class LocalPipeline:
                 "not in the partition it was read from, or it was routed to the wrong share"
             )
         log = self.logs.setdefault(topic, [])
-        partition = zlib.crc32(kb or b"") % self.partitions
+        # Kafka's partition of the key (murmur2), so a rebuild's shares own whole partitions
+        # and rows keyed by source partition (daily counts) match the live worker's.
+        partition = partition_of(kb, self.partitions) if kb is not None else 0
         log.append(Message(topic, partition, self._end(topic), kb, value))
 
     def _end(self, topic: str) -> int:

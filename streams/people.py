@@ -27,6 +27,7 @@ from domain.status import StatusRules
 from projections.model import Delete, Upsert
 from streams import status as facts
 from streams.context import BatchContext, Message
+from streams.epidemiology import CASE_COUNTS, add_to_day_count, prune_day_count
 from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
 
 _MS = timedelta(milliseconds=1)
@@ -44,7 +45,7 @@ class PersonHandler:
     """Visits, cases and exposure windows of one person (see the module docstring)."""
 
     topics = ("checkins", "cases")
-    tables = (TABLE,)
+    tables = (TABLE, CASE_COUNTS)
 
     def __init__(
         self,
@@ -68,7 +69,7 @@ class PersonHandler:
         if msg.event.name == SCAN:
             changed = self._on_scan(ctx, person, state, rec)
         elif msg.event.name == CASE:
-            changed = self._on_case(ctx, person, state, rec)
+            changed = self._on_case(ctx, person, state, rec, msg)
         else:
             ctx.dead_letter(msg, f"unexpected event {msg.event.name} on {msg.topic}")
             return
@@ -106,7 +107,10 @@ class PersonHandler:
         """The person's state without what is past retention at ``now_ms`` (wall clock):
         presence (scans, visits, windows) older than retention + lateness, and the
         positives of cases whose every positive is older than the result retention. The
-        same ``value`` when nothing is; None when nothing is left (the key is deleted)."""
+        same ``value`` when nothing is; None when nothing is left (the key is deleted).
+        Case counts: their day's retention (``streams.epidemiology``)."""
+        if table == CASE_COUNTS:
+            return prune_day_count(key, value, now_ms, self.rules.zone)
         return prune_person(value, now_ms - self._keep_ms, now_ms - self._results_ms)
 
     def _republish_venue(
@@ -176,12 +180,23 @@ class PersonHandler:
     # ------------------------------------------------------------------ cases
 
     def _on_case(
-        self, ctx: BatchContext, person: str, st: dict[str, Any], rec: dict[str, Any]
+        self,
+        ctx: BatchContext,
+        person: str,
+        st: dict[str, Any],
+        rec: dict[str, Any],
+        msg: Message,
     ) -> bool:
         candidate = CaseRecord(
-            person, rec["sample_id"], rec["collected_at"], rec["symptom_onset"], rec["province"]
+            person,
+            rec["sample_id"],
+            rec["collected_at"],
+            rec["symptom_onset"],
+            rec["province"],
+            rec.get("resulted_at"),
         )
-        decision = record_positive(_person_cases(person, st), candidate)
+        known = _person_cases(person, st)
+        decision = record_positive(known, candidate)
         assert decision.state is not None
         # The positive as the person's cases keep it (of two copies of one sample id, the
         # same one whatever their order): a fact of the check-in status, written even when it
@@ -190,6 +205,7 @@ class PersonHandler:
         ctx.write([facts.positive(person, kept.sample_id, kept.collected_at, self.status)])
         if not decision.confirmed and not decision.retracted:
             return False  # a positive already known, or inside an existing case's 90 days
+        self._count_cases(ctx, msg, cases(known), cases(decision.state))
         for case in decision.retracted:
             ctx.write([Delete("cases_by_person", {"person_id": person, "case_id": case.case_id})])
         for case in decision.confirmed:
@@ -212,13 +228,13 @@ class PersonHandler:
                     )
                 ]
             )
-        assert decision.state is not None
         st["positives"] = [
             [
                 p.sample_id,
                 to_ms(p.collected_at),
                 to_days(p.symptom_onset) if p.symptom_onset else None,
                 p.province,
+                to_ms(p.resulted_at) if p.resulted_at else None,
             ]
             for p in decision.state.positives
         ]
@@ -226,6 +242,26 @@ class PersonHandler:
             province = max(st["scans"][venue], key=lambda s: (s[1], s[0]))[4]
             self._republish_windows(ctx, person, st, venue, province)
         return True
+
+    def _count_cases(
+        self,
+        ctx: BatchContext,
+        msg: Message,
+        before: tuple[CaseRecord, ...],
+        after: tuple[CaseRecord, ...],
+    ) -> None:
+        """Move the person's cases in the daily counts from ``before`` to ``after``: a case
+        counts on its sampling day and, when known, on its result day."""
+        zone = self.rules.zone
+        changes = [(c, -1) for c in before if c not in after]
+        changes += [(c, 1) for c in after if c not in before]
+        for case, delta in changes:
+            days = [(case.collected_at, 0)]
+            if case.resulted_at is not None:
+                days.append((case.resulted_at, 1))
+            for at, column in days:
+                day = at.astimezone(zone).date()
+                add_to_day_count(ctx, msg, CASE_COUNTS, case.province, day, column, delta, zone)
 
     def _republish_windows(
         self, ctx: BatchContext, person: str, st: dict[str, Any], venue: str, province: str
@@ -348,7 +384,12 @@ def _person_cases(person: str, st: dict[str, Any]) -> PersonCases:
         person,
         tuple(
             CaseRecord(
-                person, p[0], from_ms(p[1]), from_days(p[2]) if p[2] is not None else None, p[3]
+                person,
+                p[0],
+                from_ms(p[1]),
+                from_days(p[2]) if p[2] is not None else None,
+                p[3],
+                from_ms(p[4]) if len(p) > 4 and p[4] is not None else None,
             )
             for p in st["positives"]
         ),

@@ -385,6 +385,7 @@ def _run_stage(s: Settings, wiring: _Wiring, index: int, share: int) -> None:
     pipeline = LocalPipeline(
         store,
         handlers=planned[index],
+        partitions=partitions,
         registry=fold_registry(),
         batch_size=2_000,
         outbox=[],

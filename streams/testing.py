@@ -35,6 +35,7 @@ from domain.results import (
 from domain.rules import DEFAULT_RULES, PresenceRules
 from projections.model import Delete, Upsert
 from streams.context import BatchContext, Message
+from streams.epidemiology import TEST_COUNTS, add_to_day_count, prune_day_count
 from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
 
 SAMPLES = "samples_state"
@@ -50,7 +51,7 @@ class SampleHandler:
     """Result projections per sample and per person; case candidates."""
 
     topics = ("samples",)
-    tables = (SAMPLES,)
+    tables = (SAMPLES, TEST_COUNTS)
 
     def __init__(
         self, rules: PresenceRules = DEFAULT_RULES, results: ResultRules = RESULT_RULES
@@ -62,7 +63,10 @@ class SampleHandler:
     def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
         """None (delete the key) once the sample was collected more than the result
         retention before ``now_ms`` (wall clock): its rows have expired by then, and a
-        result arriving later is dead-lettered as one for an unknown sample."""
+        result arriving later is dead-lettered as one for an unknown sample. Test counts: their
+        day's retention (``streams.epidemiology``)."""
+        if table == TEST_COUNTS:
+            return prune_day_count(key, value, now_ms, self.rules.zone)
         return None if value[4] + self._retention_ms <= now_ms else value
 
     async def handle(self, ctx: BatchContext, msg: Message) -> None:
@@ -109,6 +113,7 @@ class SampleHandler:
                 ctx, decision.sample, codes=[m.lookup_code_sha256 for m in decision.sample.members]
             )
             self._emit_case(ctx, decision.sample)
+            self._count_test(ctx, msg, decision.sample)
             ctx.set_state(SAMPLES, sid, _sample_to_state(decision.sample), msg)
         else:
             ctx.dead_letter(msg, f"unexpected event {msg.event.name} on {msg.topic}")
@@ -197,6 +202,13 @@ class SampleHandler:
                 ]
             )
 
+    def _count_test(self, ctx: BatchContext, msg: Message, s: Sample) -> None:
+        """One more test (and positive) on the result's local day (positivity)."""
+        assert s.resulted_at is not None
+        day = s.resulted_at.astimezone(self.rules.zone).date()
+        for column in (0, 1) if s.result is TestResult.POSITIVE else (0,):
+            add_to_day_count(ctx, msg, TEST_COUNTS, s.province, day, column, 1, self.rules.zone)
+
     def _emit_case(self, ctx: BatchContext, s: Sample) -> None:
         candidate = positive_of(s)
         if candidate is None:
@@ -215,6 +227,7 @@ class SampleHandler:
                 "symptom_onset": candidate.symptom_onset,
                 "infectious_from": window.start,
                 "infectious_until": window.end,
+                "resulted_at": candidate.resulted_at,
             },
         )
 

@@ -133,6 +133,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "symptom_onset": dt.date(2021, 8, 1),
         "infectious_from": dt.datetime(2021, 7, 29, 17, 0, tzinfo=UTC),
         "infectious_until": dt.datetime(2021, 8, 11, 17, 0, tzinfo=UTC),
+        "resulted_at": dt.datetime(2021, 8, 3, 9, 15, tzinfo=UTC),
     },
     "covidtech.exposure.VisitChanged": {
         "event_id": "visit:p-2b9c:v-0042:1627866930250",

@@ -293,7 +293,7 @@ def test_an_individual_positive_confirms_the_person() -> None:
     sample = positive("s1", T0)
     decision = r.confirm_case(None, sample, RULES)
     (case,) = decision.confirmed
-    assert case == CaseRecord("p1", "s1", T0, None, "79")
+    assert case == CaseRecord("p1", "s1", T0, None, "79", sample.resulted_at)
     assert case.case_id == r.case_id("p1", "s1")
     assert decision.retracted == ()
     assert r.current_case(decision.state, RULES) == case  # type: ignore[arg-type]

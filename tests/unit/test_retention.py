@@ -221,12 +221,14 @@ async def test_the_pipeline_prunes_by_wall_clock_and_keeps_vaccination_records()
     assert p.tables["venue_exposure"] == {}
     assert set(p.tables["samples_state"]) == {"tube"}
 
-    # Day 100: results are past as well; doses and coverage are records, kept.
+    # Day 100: results and the day's case and test counts are past as well; doses and
+    # coverage are records, kept.
     assert p.prune(to_ms(T0 + timedelta(days=100))) == {
-        "PersonHandler": (0, 1),
-        "SampleHandler": (0, 1),
+        "PersonHandler": (0, 2),
+        "SampleHandler": (0, 2),
     }
     assert p.tables["persons"] == {} and p.tables["samples_state"] == {}
+    assert p.tables["case_counts"] == {} and p.tables["test_counts"] == {}
     for table in ("dose_histories", "coverage_people", "coverage_series"):
         assert p.tables[table] == kept[table]
     assert p.prune(to_ms(T0 + timedelta(days=400))) == {}

@@ -105,6 +105,7 @@ EXPECTED_FIELDS: dict[str, list[str]] = {
         "symptom_onset",
         "infectious_from",
         "infectious_until",
+        "resulted_at",
     ],
     "covidtech.exposure.VisitChanged": [
         "event_id",
@@ -285,6 +286,7 @@ NULLABLE = {
     ("covidtech.testing.SampleMember", "symptom_onset"),
     ("covidtech.testing.SampleCollected", "lab_id"),
     ("covidtech.testing.CaseConfirmed", "symptom_onset"),
+    ("covidtech.testing.CaseConfirmed", "resulted_at"),
     ("covidtech.vaccination.PersonCoverageStatus", "first_dose_date"),
     ("covidtech.vaccination.PersonCoverageStatus", "completed_date"),
     ("covidtech.ops.DeadLetter", "key"),
