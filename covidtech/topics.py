@@ -58,6 +58,9 @@ VISITS = TopicSpec("visits", "venue_id", 21 * DAY_MS, derived=True)
 EXPOSURE_WINDOWS = TopicSpec("exposure-windows", "venue_id", 21 * DAY_MS, derived=True)
 EXPOSURE_ALERTS = TopicSpec("exposure-alerts", "province", 21 * DAY_MS, derived=True)
 CLUSTERS = TopicSpec("clusters", "province", 90 * DAY_MS, derived=True)
+# Chains of transmission (streams/chains.py): HIGH-risk alerts keyed by contact person and the
+# claims of infected cases keyed by source person, so each side meets the person's cases.
+TRANSMISSION = TopicSpec("transmission", "person_id", 21 * DAY_MS, derived=True)
 COVERAGE_STATUS = TopicSpec("coverage-status", "province", 90 * DAY_MS, derived=True)
 # Vaccination programme (streams/programme.py): a registered person's status facts and each
 # administered dose drawn from stock, both for the per-province aggregator.
@@ -85,6 +88,7 @@ DERIVED_TOPICS: tuple[TopicSpec, ...] = (
     EXPOSURE_WINDOWS,
     EXPOSURE_ALERTS,
     CLUSTERS,
+    TRANSMISSION,
     COVERAGE_STATUS,
     REGISTRATION_STATUS,
     STOCK_MOVEMENTS,

@@ -56,6 +56,11 @@ class PresenceRules:
     cluster_span: timedelta = timedelta(days=7)
     """Their exposure windows must start within this span of one another (inclusive)."""
 
+    # Chains of transmission
+    incubation_period: timedelta = timedelta(days=14)
+    """A case is linked to an earlier case it had a HIGH exposure to when its positive sample
+    was taken after the exposure and at most this long after it (domain/chains.py)."""
+
     timezone: str = "Asia/Ho_Chi_Minh"
     """IANA zone of local dates ("day") and local midnights."""
 
@@ -67,6 +72,7 @@ class PresenceRules:
             "out_pairing_limit": self.out_pairing_limit,
             "presence_retention": self.presence_retention,
             "high_risk_threshold": self.high_risk_threshold,
+            "incubation_period": self.incubation_period,
         }
         for name, value in positive.items():
             if value <= timedelta(0):

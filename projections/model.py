@@ -195,6 +195,21 @@ TABLES: dict[str, TableSpec] = {
             ("venue_id",),
             ("case_person_ids", "first_window_start", "last_window_start"),
         ),
+        # V009: chains of transmission (streams/chains.py).
+        _t(
+            "transmission_links_by_province",
+            ("province", "day"),
+            ("case_collected_at", "alert_id"),
+            (
+                "case_person_id",
+                "case_sample_id",
+                "source_person_id",
+                "source_sample_id",
+                "source_collected_at",
+                "venue_id",
+                "exposure_at",
+            ),
+        ),
         _t(
             "samples_by_id",
             ("sample_id",),

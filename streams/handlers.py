@@ -8,6 +8,7 @@ from domain.results import ResultRules
 from domain.rules import DEFAULT_RULES, PresenceRules
 from domain.status import DEFAULT_RULES as STATUS_RULES
 from domain.status import StatusRules
+from streams.chains import ChainHandler
 from streams.context import Handler
 from streams.directory import DirectoryHandler
 from streams.people import PersonHandler
@@ -27,6 +28,7 @@ def all_handlers(
         DirectoryHandler(),
         PersonHandler(rules, results, status),
         VenueHandler(rules, status),
+        ChainHandler(rules, results),
         SampleHandler(rules, results),
         DeclarationHandler(rules),
         DoseHandler(),

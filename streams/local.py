@@ -33,8 +33,9 @@ class LocalPipeline:
     positions: dict[tuple[int, str], int] = field(default_factory=dict)  # handler, topic
     trimmed: dict[str, int] = field(default_factory=dict)  # messages dropped per topic
     # A stage of a larger fold (``streams.rebuild``): messages for topics none of these
-    # handlers reads go to ``outbox`` (for later stages) instead of a log; a message for a
-    # topic in ``upstream`` (read by an earlier stage), or for a key this share does not
+    # handlers reads go to ``outbox`` (for later stages) instead of a log; a derived event
+    # for a topic in ``upstream`` (read by an earlier stage: this stage may read it too, as
+    # events routed from the earlier stage), or a message for a key this share does not
     # ``own`` on a topic it reads (another share's), is a data-flow error.
     outbox: list[tuple[str, bytes | None, bytes]] | None = None
     upstream: frozenset[str] = frozenset()
@@ -49,8 +50,6 @@ class LocalPipeline:
     def append(self, topic: str, key: str | bytes | None, value: bytes) -> None:
         """Append raw bytes to a topic's log (as a producer would)."""
         kb = key.encode() if isinstance(key, str) else key
-        if topic in self.upstream:
-            raise RuntimeError(f"{topic} is read by an earlier stage; the stages form a cycle")
         if self.outbox is not None and topic not in self._read:
             self.outbox.append((topic, kb, value))
             return
@@ -139,6 +138,10 @@ class LocalPipeline:
     ) -> None:
         """:class:`streams.context.CommitSink`: derived events and dead letters to the logs."""
         for e in emits:
+            if e.topic in self.upstream:  # a derived event, not an input routed here
+                raise RuntimeError(
+                    f"{e.topic} is read by an earlier stage; the stages form a cycle"
+                )
             self.publish(e.topic, e.key, e.name, e.record)
         for msg, error in dead_letters:
             self.publish(

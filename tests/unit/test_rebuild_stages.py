@@ -8,11 +8,13 @@ between them over queues (``streams.rebuild``); here the same pipelines, ``share
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from projections.memory import InMemoryStore
+from streams.context import BatchContext, Message
 from streams.handlers import all_handlers
 from streams.local import LocalPipeline
 from streams.rebuild import STAGES, Stage, plan, route, share_of
@@ -94,10 +96,51 @@ async def test_the_staged_fold_gives_the_rows_of_one_pipeline() -> None:
     assert len(await staged.scan("alerts_by_person")) > 0  # the scenario does raise alerts
 
 
-def test_a_derived_event_flowing_back_upstream_is_refused() -> None:
-    pipeline = LocalPipeline(InMemoryStore(), handlers=[], outbox=[], upstream=frozenset({"cases"}))
+class _EmitsCases:
+    """A handler of a later stage that emits to ``cases``, which an earlier stage reads."""
+
+    topics = ("people",)
+    tables: tuple[str, ...] = ()
+
+    async def handle(self, ctx: BatchContext, msg: Message) -> None:
+        t = datetime(2021, 8, 1, tzinfo=UTC)
+        ctx.emit(
+            "cases",
+            "p1",
+            "covidtech.testing.CaseConfirmed",
+            {
+                "event_id": "c1",
+                "person_id": "p1",
+                "sample_id": "s1",
+                "province": "79",
+                "collected_at": t,
+                "symptom_onset": None,
+                "infectious_from": t,
+                "infectious_until": t,
+            },
+        )
+
+
+async def test_a_derived_event_flowing_back_upstream_is_refused() -> None:
+    pipeline = LocalPipeline(
+        InMemoryStore(), handlers=[_EmitsCases()], outbox=[], upstream=frozenset({"cases"})
+    )
+    pipeline.append("cases", "p1", b"")  # routed from the earlier stage: an input, allowed
+    pipeline.publish(
+        "people",
+        "p1",
+        "covidtech.people.PersonRegistered",
+        {
+            "event_id": "r1",
+            "occurred_at": datetime(2021, 8, 1, tzinfo=UTC),
+            "person_id": "p1",
+            "province": "79",
+            "district": "760",
+            "birth_year": None,
+        },
+    )
     with pytest.raises(RuntimeError, match="earlier stage"):
-        pipeline.append("cases", "p1", b"")
+        await pipeline.run_until_idle()
 
 
 def test_an_event_for_another_share_is_refused() -> None:

@@ -215,8 +215,10 @@ async def test_the_pipeline_prunes_by_wall_clock_and_keeps_vaccination_records()
     assert p.prune(to_ms(T0 + timedelta(days=25))) == {
         "PersonHandler": (1, 3),  # the case keeps its positive; a, b and d go
         "VenueHandler": (0, 1),
+        "ChainHandler": (0, 1),  # a's HIGH alert goes; the case's positive stays
     }
     assert set(p.tables["persons"]) == {"case"}
+    assert set(p.tables["chains"]) == {"case"}
     assert p.tables["persons"]["case"]["scans"] == {}
     assert p.tables["venue_exposure"] == {}
     assert set(p.tables["samples_state"]) == {"tube"}
@@ -225,6 +227,7 @@ async def test_the_pipeline_prunes_by_wall_clock_and_keeps_vaccination_records()
     # coverage are records, kept.
     assert p.prune(to_ms(T0 + timedelta(days=100))) == {
         "PersonHandler": (0, 2),
+        "ChainHandler": (0, 1),
         "SampleHandler": (0, 2),
     }
     assert p.tables["persons"] == {} and p.tables["samples_state"] == {}
