@@ -6,13 +6,16 @@ Scopes of the read API:
 - ``province:<P>``: province P's coverage, doses, turnaround, exposure sites and windows,
   alerts, clusters, results of samples collected in P, vaccination records of P's people;
 - ``tracer:<P>``: alerts, exposure sites and windows, clusters, and the exposures and visits
-  of people registered in P, and the live alert stream.
+  of people registered in P, and the live alert stream;
+- ``person:<id>``: the citizen's own record (``/v1/me...``): that person's visits, results,
+  doses and exposure notices, and nothing of anyone else.
 
 Each route names the scope kinds it accepts (:data:`api.routes` declares them). A caller
 holding none of them gets 403 before anything is read; a caller holding one gets a
 :class:`Reach`: every province (``moh``) or the values of its accepted scopes. Rows of other
-provinces are then never read or returned. Write scopes of the ingest API (``app``,
-``venue-admin``, ``site``, ``lab``, ``institution``) reach nothing here.
+provinces are then never read or returned; a person token's reach is its person
+(:attr:`Reach.person`). Write scopes of the ingest API (``app``, ``venue-admin``, ``venue``,
+``site``, ``lab``, ``institution``) reach nothing here.
 
 This module is pure (the token library and the clock are passed in).
 """
@@ -42,6 +45,7 @@ __all__ = [
     "MOH_PROVINCE",
     "MOH_PROVINCE_TRACER",
     "MOH_TRACER",
+    "PERSON",
     "Reach",
     "authenticate",
     "reach_of",
@@ -54,6 +58,8 @@ MOH_TRACER: frozenset[ScopeKind] = frozenset({ScopeKind.MOH, ScopeKind.TRACER})
 MOH_PROVINCE_TRACER: frozenset[ScopeKind] = frozenset(
     {ScopeKind.MOH, ScopeKind.PROVINCE, ScopeKind.TRACER}
 )
+#: The citizen's own routes (``/v1/me...``): a token bound to one person.
+PERSON: frozenset[ScopeKind] = frozenset({ScopeKind.PERSON})
 
 #: The 63 province codes, sorted (a national list walks them in this order).
 ALL_PROVINCES: tuple[str, ...] = tuple(sorted(reference.PROVINCES))
@@ -61,10 +67,12 @@ ALL_PROVINCES: tuple[str, ...] = tuple(sorted(reference.PROVINCES))
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """The provinces whose rows a caller may see on one route."""
+    """The provinces whose rows a caller may see on one route; on a citizen's route, the
+    one person whose rows they may see."""
 
     everything: bool
     provinces: frozenset[str]
+    person: str | None = None
 
     def allows(self, province: str | None) -> bool:
         """Whether a row of ``province`` may be shown (a row without province: MOH only)."""
@@ -97,6 +105,8 @@ def reach_of(claims: Claims, kinds: Iterable[ScopeKind]) -> Reach:
     accepted = frozenset(kinds)
     if ScopeKind.MOH in accepted and claims.has(ScopeKind.MOH):
         return Reach(True, frozenset())
+    if ScopeKind.PERSON in accepted and claims.person is not None:
+        return Reach(False, frozenset(), person=claims.person)
     provinces: set[str] = set()
     for kind in accepted & {ScopeKind.PROVINCE, ScopeKind.TRACER}:
         provinces |= claims.values(kind)

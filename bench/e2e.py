@@ -69,8 +69,19 @@ class Api:
         return dict(r.json())
 
     async def person(self) -> str:
+        return (await self.register())["person_qr"]
+
+    async def register(self) -> dict[str, str]:
+        """A person registered from their app: id, QR and the person's own token."""
         body = await self.post("app", "/v1/people", {"province": "79", "district": "760"})
-        return str(body["person_qr"])
+        return {k: str(body[k]) for k in ("person_id", "person_qr", "token")}
+
+    async def post_as(self, token: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with a token of the caller's (a person's own)."""
+        r = await self.client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+        if r.status_code >= 300:
+            raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+        return dict(r.json())
 
     async def venue(self, dwell: int = 60) -> str:
         body = await self.post(
@@ -165,7 +176,7 @@ async def alert_latency(
             at = datetime.now(UTC)
             with contextlib.suppress(RuntimeError, httpx.HTTPError):
                 await api.post(
-                    "app",
+                    "venue-admin:79",  # the venue's staff scan people's QR
                     "/v1/scans",
                     scan(load_venue, load_people[n % 50], at, "IN" if n % 2 else "OUT"),
                 )
@@ -176,14 +187,15 @@ async def alert_latency(
     latencies = []
     try:
         for i in range(trials):
-            case, contact = await api.person(), await api.person()
+            case, contact = await api.register(), await api.register()
             now = datetime.now(UTC)
             for who, offset in ((case, 0), (contact, 5)):
                 for direction, at in (
                     ("IN", now - timedelta(minutes=90 - offset)),
                     ("OUT", now - timedelta(minutes=40)),
                 ):
-                    await api.post("app", "/v1/scans", scan(venues[i], who, at, direction))
+                    body = scan(venues[i], who["person_qr"], at, direction)
+                    await api.post_as(who["token"], "/v1/scans", body)
             tube = f"BENCH-{uuid.uuid4().hex[:12]}"
             sample = await api.post(
                 "site:bench@79",
@@ -193,10 +205,10 @@ async def alert_latency(
                     "province": "79",
                     "test_type": "PCR",
                     "collected_at": iso(now - timedelta(minutes=30)),
-                    "members": [{"person_qr": case}],
+                    "members": [{"person_qr": case["person_qr"]}],
                 },
             )
-            contact_id = contact.split(":")[3]
+            contact_id = contact["person_id"]
             del sample
             await api.post("lab:bench@79", f"/v1/samples/{tube}/result", {"result": "POSITIVE"})
             t0 = time.monotonic()

@@ -237,6 +237,10 @@ async def main(args: argparse.Namespace) -> None:
                 f"{ingest_base}/v1/venues", json=venue_body, headers=admin
             ) as r:
                 venue = await r.json()
+            # The venue's gate scans each person's QR (staff scan): one token for every
+            # person; a person's own token places that person only.
+            gate = signer.issue("bench", [f"venue:{venue['venue_id']}@01"], timedelta(hours=2))
+            scans_auth = {**auth, "Authorization": f"Bearer {gate}"}
             person_qrs = []
             for _ in range(args.people):
                 async with session.post(
@@ -253,9 +257,9 @@ async def main(args: argparse.Namespace) -> None:
                 for name, base in (("bare starlette", bare_base), ("ingest api", ingest_base)):
                     # A short warm-up at the same rate, not measured.
                     bodies = _scan_bodies(venue["venue_qr"], person_qrs)
-                    await open_loop(session, f"{base}/v1/scans", auth, bodies, rate, 1.0)
+                    await open_loop(session, f"{base}/v1/scans", scans_auth, bodies, rate, 1.0)
                     run = await open_loop(
-                        session, f"{base}/v1/scans", auth, bodies, rate, args.seconds
+                        session, f"{base}/v1/scans", scans_auth, bodies, rate, args.seconds
                     )
                     print(
                         f"{name:>14} {run.offered:>10.0f} {run.achieved:>11.0f} "
@@ -269,7 +273,7 @@ async def main(args: argparse.Namespace) -> None:
                 run = await closed_batches(
                     session,
                     f"{base}/v1/scans",
-                    auth,
+                    scans_auth,
                     bodies,
                     args.batch,
                     args.concurrency,

@@ -238,7 +238,10 @@ async def ingest_load(
             "category": "market",
         },
     ) as r:
-        venue_qr = (await r.json())["venue_qr"]
+        venue = await r.json()
+    venue_qr = venue["venue_qr"]
+    # The venue's gate scans each person's QR (a person's own token places that person only).
+    gate = signer.issue("bench", [f"venue:{venue['venue_id']}@79"], timedelta(hours=2))
     people = []
     for _ in range(50):
         async with session.post(
@@ -255,7 +258,8 @@ async def ingest_load(
             f'"person_qr":"{people[i % len(people)]}","scanned_at":"{at}",'
             f'"direction":"{"IN" if i % 2 == 0 else "OUT"}"}}'
         ).encode()
-        return "POST", f"{base}/v1/scans", {**app, "Content-Type": "application/json"}, body
+        headers = {"Authorization": f"Bearer {gate}", "Content-Type": "application/json"}
+        return "POST", f"{base}/v1/scans", headers, body
 
     stop = asyncio.Event()
     results: list[Step] = []

@@ -81,7 +81,7 @@ def user_tokens(s: Settings, province: str = "79") -> dict[str, tuple[str, str]]
         f"province {province} health department": f"province:{province}",
         f"contact tracer, province {province}": f"tracer:{province}",
         f"venue owner, province {province}": f"venue-admin:{province}",
-        "citizen app": "app",
+        "citizen app (registers people; each gets a person token)": "app",
         f"sample site, province {province}": f"site:demo-site-{province}@{province}",
         f"lab, province {province}": f"lab:demo-lab-{province}@{province}",
     }

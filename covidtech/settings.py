@@ -160,6 +160,13 @@ class Settings:
     cert_validity: str = field(
         default="365d", metadata={"doc": "how long a vaccination certificate is valid"}
     )
+    person_token_ttl: str = field(
+        default="30d",
+        metadata={
+            "doc": "lifetime of a citizen's person token (registration, sign-in with the "
+            "person QR); the app signs in again with the QR it holds"
+        },
+    )
 
     # domain rules (DESIGN's numbers): overrides as name=value, comma-separated
     rules: str = field(
@@ -452,6 +459,11 @@ def _validate(s: Settings) -> None:
             raise ValueError("must be positive")
     except ValueError as e:
         raise SettingsError(f"{PREFIX}TOKEN_MAX_TTL={s.token_max_ttl!r}: {e}") from None
+    try:
+        if parse_duration(s.person_token_ttl) <= timedelta(0):
+            raise ValueError("must be positive")
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}PERSON_TOKEN_TTL={s.person_token_ttl!r}: {e}") from None
     for heap_name in ("kafka_heap", "cassandra_heap"):
         heap = getattr(s, heap_name)
         if not (heap[:-1].isdigit() and heap[-1] in "mgMG"):

@@ -19,9 +19,11 @@ and finally revocation through the ``is_revoked`` hook (called with the token's 
 when present, its ``grant_id``). The read API's revocation set plugs in there.
 
 Scopes (docs/design.md "Scopes"): ``moh``, ``app``, ``<kind>:<value>`` for ``province``,
-``tracer``, ``venue-admin`` (a province code) and ``institution`` (an id), and
-``<kind>:<id>@<province code>`` for ``site`` and ``lab`` (the province they work in). This
-module checks their shape only; whether a province code exists is the caller's business.
+``tracer``, ``venue-admin`` (a province code), ``institution`` (an id) and ``person`` (a
+pseudonymous person id: the citizen's own token), and ``<kind>:<id>@<province code>`` for
+``site``, ``lab`` and ``venue`` (the province they work in). A token binds at most one person
+(:attr:`Claims.person`); one naming two is refused as malformed. This module checks their
+shape only; whether a province code exists is the caller's business.
 
 Pure: no I/O, the clock is passed in.
 """
@@ -112,6 +114,11 @@ class ScopeKind(StrEnum):
     SITE = "site"
     LAB = "lab"
     INSTITUTION = "institution"
+    #: The citizen's own token: ``person:<person id>`` (issued by ``POST /v1/people`` and
+    #: ``POST /v1/people/sessions``), acting for and reading about that person only.
+    PERSON = "person"
+    #: A venue's own staff: ``venue:<venue id>@<province>``, scanning people's QR there only.
+    VENUE = "venue"
 
     @property
     def takes_value(self) -> bool:
@@ -122,14 +129,14 @@ class ScopeKind(StrEnum):
     def bound_to_province(self) -> bool:
         """Whether scopes of this kind name the province they act in (``site:<id>@<code>``):
         a sample site writes for its own province, a lab results that province's samples
-        (and samples addressed to it)."""
-        return self in (ScopeKind.SITE, ScopeKind.LAB)
+        (and samples addressed to it), a venue's staff scan at that venue of that province."""
+        return self in (ScopeKind.SITE, ScopeKind.LAB, ScopeKind.VENUE)
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Scope:
-    """One scope: a kind; for every kind but ``moh`` and ``app``, a value; for ``site`` and
-    ``lab``, also the province the site or lab works in."""
+    """One scope: a kind; for every kind but ``moh`` and ``app``, a value; for ``site``,
+    ``lab`` and ``venue``, also the province the site, lab or venue is in."""
 
     kind: ScopeKind
     value: str | None = None
@@ -173,7 +180,8 @@ class Scope:
     @property
     def province_code(self) -> str | None:
         """The province code this scope names, if any: the value of ``province``, ``tracer``
-        and ``venue-admin``, the ``@`` part of ``site`` and ``lab``. Whether the code exists
+        and ``venue-admin``, the ``@`` part of ``site``, ``lab`` and ``venue`` (none for
+        ``person`` and ``institution``). Whether the code exists
         is the caller's check (``domain.reference.is_province``)."""
         if self.kind in (ScopeKind.PROVINCE, ScopeKind.TRACER, ScopeKind.VENUE_ADMIN):
             return self.value
@@ -208,6 +216,17 @@ class Claims:
         if value is None:
             return any(s.kind is kind for s in self.scopes)
         return any(s.kind is kind and s.value == value for s in self.scopes)
+
+    @property
+    def person(self) -> str | None:
+        """The person this token is bound to (its ``person:<id>`` scope), or None.
+
+        A token binds at most one person: :meth:`TokenSigner.issue` refuses two and
+        :meth:`TokenSigner.verify` refuses a token naming two as malformed."""
+        for s in self.scopes:
+            if s.kind is ScopeKind.PERSON:
+                return s.value
+        return None
 
     def values(self, kind: ScopeKind | str) -> frozenset[str]:
         """The values of every held scope of ``kind`` (e.g. the site ids of ``site:*``)."""
@@ -288,6 +307,8 @@ class TokenSigner:
         parsed = sorted({s if isinstance(s, Scope) else Scope.parse(s) for s in scopes})
         if not parsed:
             raise InvalidScope("a token needs at least one scope")
+        if _people(parsed) > 1:
+            raise InvalidScope("a token binds at most one person (one person:<id> scope)")
         if ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
         if grant_id is not None and not _VALUE.fullmatch(grant_id):
@@ -420,6 +441,10 @@ def is_scope_value(text: str) -> bool:
     return _VALUE.fullmatch(text) is not None
 
 
+def _people(scopes: Iterable[Scope]) -> int:
+    return sum(1 for s in scopes if s.kind is ScopeKind.PERSON)
+
+
 def _epoch_seconds(value: datetime) -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("times must be timezone-aware")
@@ -441,6 +466,8 @@ def _parse_claims(raw: dict[str, Any]) -> Claims:
         parsed = frozenset(Scope.parse(s) for s in scopes)
     except InvalidScope as e:
         raise MalformedToken(f"bad scope: {e}") from e
+    if _people(parsed) > 1:
+        raise MalformedToken("a token binds at most one person")
     assert isinstance(iat, int) and isinstance(exp, int)
     if not (0 <= iat <= MAX_EPOCH and 0 <= exp <= MAX_EPOCH):
         raise MalformedToken("iat and exp must fall in the years 1970-2999")

@@ -91,6 +91,7 @@ ROUTES = [
     Route("/v1/venues/{venue_id}/poster.png", venues.venue_poster_png, methods=["GET"]),
     Route("/v1/venues/{venue_id}/poster.svg", venues.venue_poster_svg, methods=["GET"]),
     Route("/v1/people", people.register_person, methods=["POST"]),
+    Route("/v1/people/sessions", people.sign_in, methods=["POST"]),
     Route("/v1/scans", scans.record_scans, methods=["POST"]),
     Route("/v1/declarations", declarations.submit_declaration, methods=["POST"]),
     Route("/v1/samples", samples.collect_sample, methods=["POST"]),

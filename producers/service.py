@@ -44,7 +44,14 @@ from producers.status import StatusLookup
 from producers.validation import FieldError
 from schemas.codec import Registry
 
-__all__ = ["IngestConfig", "IngestService", "fingerprint", "read_json", "require_any"]
+__all__ = [
+    "IngestConfig",
+    "IngestService",
+    "fingerprint",
+    "read_json",
+    "require_any",
+    "require_own_person",
+]
 
 R = TypeVar("R")
 
@@ -116,6 +123,19 @@ def scope_problem(scope: str, field_path: str, detail: str | None = None) -> Pro
             "WWW-Authenticate": _bearer_challenge("insufficient_scope") + f', scope="{scope}"'
         },
     )
+
+
+def require_own_person(claims: Claims, person_id: str, field_path: str) -> None:
+    """403 when a token bound to a person (``person:<id>``) names another person: a
+    citizen's token acts for that citizen only. Tokens bound to nobody are the caller's
+    business."""
+    bound = claims.person
+    if bound is not None and bound != person_id:
+        raise scope_problem(
+            f"person:{person_id}",
+            field_path,
+            "this token acts for its own person only; this QR names another person",
+        )
 
 
 def require_province(

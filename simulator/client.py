@@ -25,7 +25,7 @@ import httpx
 
 from covidtech.progress import bar
 from covidtech.settings import Settings
-from simulator.model import Issued, Outbreak, Request, Simulation, stable_id
+from simulator.model import Issued, Outbreak, Request, Simulation, own_token, stable_id
 
 Progress = Callable[[str], None]
 
@@ -43,7 +43,8 @@ class Stats:
 
 
 class Sender:
-    """An HTTP client with one token per scope and a steady request rate."""
+    """An HTTP client with one token per scope (or space-separated scopes: a person's own
+    ``app person:<id>``) and a steady request rate."""
 
     def __init__(
         self, s: Settings, base_url: str, rate: float, record: TextIO | None = None
@@ -62,7 +63,7 @@ class Sender:
     def token(self, scope: str) -> str:
         if scope not in self.tokens:
             self.tokens[scope] = self.s.token_signer().issue(
-                "simulator", [scope], timedelta(days=2)
+                "simulator", scope.split(), timedelta(days=2)
             )
         return self.tokens[scope]
 
@@ -224,7 +225,7 @@ async def live_checkins(
                 at,
                 "POST",
                 "/v1/scans",
-                "app",
+                own_token(issued[person.ref].id),
                 {
                     **body,
                     "scan_id": stable_id("live", sim.seed, n, "IN"),
@@ -241,7 +242,7 @@ async def live_checkins(
                         at,
                         "POST",
                         "/v1/scans",
-                        "app",
+                        own_token(issued[person.ref].id),
                         {
                             **body,
                             "scan_id": stable_id("live", sim.seed, n, "OUT"),

@@ -66,6 +66,12 @@ class Request:
     body: dict[str, Any]
 
 
+def own_token(person_id: str) -> str:
+    """The scopes of a person's own app token (``app person:<id>``, space-separated): a self
+    check-in places that person only (docs/security.md, "Citizens")."""
+    return f"app person:{person_id}"
+
+
 @dataclass(frozen=True)
 class Person:
     ref: str  # the simulator's own name; the API issues the person_id
@@ -234,7 +240,7 @@ class Simulation:
         out: list[Request] = []
         offline: dict[str, list[dict[str, Any]]] = {}
         for person, venue, start, end in visits:
-            pq = self.issued[person.ref].qr
+            pq, pid = self.issued[person.ref].qr, self.issued[person.ref].id
             scans = [("IN", start)]
             if self.rng.random() < self.p.repeated_in:
                 scans.append(("IN", start + timedelta(minutes=self.rng.randint(1, 5))))
@@ -253,7 +259,7 @@ class Simulation:
                 if self.rng.random() < self.p.offline_share:
                     offline.setdefault(venue.ref, []).append(body)
                 else:
-                    out.append(Request(at, "POST", "/v1/scans", "app", body))
+                    out.append(Request(at, "POST", "/v1/scans", own_token(pid), body))
         venue_of = {v.ref: v for _, v, _, _ in visits}
         for vid, bodies in offline.items():
             bodies.sort(key=lambda b: b["scanned_at"])
@@ -282,7 +288,7 @@ class Simulation:
                         at,
                         "POST",
                         "/v1/declarations",
-                        "app",
+                        own_token(self.issued[person.ref].id),
                         {
                             "declaration_id": stable_id(
                                 "sim-d", self.seed, person.ref, at.isoformat()

@@ -163,6 +163,15 @@ async def create_grant(ctx: Ctx) -> Response:
             except InvalidScope as e:
                 errors.append({"field": f"scopes[{i}]", "message": str(e)})
                 continue
+            if scope.kind is ScopeKind.PERSON:
+                errors.append(
+                    {
+                        "field": f"scopes[{i}]",
+                        "message": "a person's token comes from registration or sign-in "
+                        "(POST /v1/people, POST /v1/people/sessions), never from a grant",
+                    }
+                )
+                continue
             province = scope.province_code
             if province is not None and not reference.is_province(province):
                 errors.append({"field": f"scopes[{i}]", "message": "unknown province code"})

@@ -24,6 +24,13 @@ from producers.requests.common import CLIENT_ID, PERSON_ID, SAMPLE_ID, SCOPE_ID
 
 __all__ = ["schemas"]
 
+#: The person's own token (``POST /v1/people`` with an app token, ``POST /v1/people/sessions``).
+PERSON_TOKEN: dict[str, Schema] = {
+    "token": {"type": "string", "description": "Bearer token: scopes app and person:<id>."},
+    "token_expires_at": {"type": "string", "format": "date-time"},
+    "scopes": {"type": "array", "items": {"type": "string"}},
+}
+
 
 def schemas() -> dict[str, Schema]:
     """The named schemas (``#/components/schemas/<name>``)."""
@@ -131,7 +138,16 @@ def schemas() -> dict[str, Schema]:
                 "person_id": {"type": "string"},
                 "person_qr": {"type": "string"},
                 "person_qr_png": {"type": "string", "contentEncoding": "base64"},
+                **PERSON_TOKEN,
             },
+            "description": "token, token_expires_at and scopes only for an app token "
+            "(self-registration): the person's own token.",
+        },
+        "SignIn": obj(["person_qr"], {"person_qr": {"type": "string", "maxLength": 256}}),
+        "PersonSession": {
+            "type": "object",
+            "required": ["person_id", "token", "token_expires_at", "scopes"],
+            "properties": {"person_id": {"type": "string"}, **PERSON_TOKEN},
         },
         "Scan": obj(
             ["scan_id", "venue_qr", "person_qr", "scanned_at", "direction"],
@@ -146,7 +162,8 @@ def schemas() -> dict[str, Schema]:
                 "direction": {"enum": ["IN", "OUT"]},
                 "method": {
                     "enum": [m.value for m in ScanMethod],
-                    "description": "Default: PERSON_SCANNED_VENUE for app tokens, else staff.",
+                    "description": "Default: PERSON_SCANNED_VENUE for the person's own token "
+                    "(person:<id>), else staff (venue:<id>@<code>, venue-admin:<code>).",
                 },
                 "device_id": id_schema(SCOPE_ID.pattern, "Scanning device."),
             },

@@ -97,7 +97,7 @@ def paths() -> dict[str, Any]:
         "/v1/venues/{venue_id}/poster.svg": _poster("SVG", "image/svg+xml"),
         "/v1/people": {
             "post": write_operation(
-                "Issue a person id and personal QR",
+                "Issue a person id and personal QR (and, to an app, the person's own token)",
                 "app, site:<id>@<code> or institution:<id>",
                 ref("PersonRequest"),
                 {
@@ -112,10 +112,20 @@ def paths() -> dict[str, Any]:
                 extra_errors=(409,),
             )
         },
+        "/v1/people/sessions": {
+            "post": write_operation(
+                "Sign a person's app in with the person's QR: a fresh person token",
+                "app (the QR is the credential, as on a printed PC-Covid QR)",
+                ref("SignIn"),
+                {"201": json_content("Signed in.", ref("PersonSession"))},
+                kinds=(ScopeKind.APP,),
+            )
+        },
         "/v1/scans": {
             "post": write_operation(
                 "Record a check-in scan, or a batch of up to 500",
-                "app (person scans the venue), venue-admin:<province> (staff scan the person)",
+                "person:<id> (the person's own app scans the venue: that person only), "
+                "venue:<venue id>@<province> or venue-admin:<province> (staff scan the person)",
                 _single_or_batch("Scan", "ScanBatch"),
                 {
                     "202": json_content(
@@ -126,14 +136,14 @@ def paths() -> dict[str, Any]:
                         {"oneOf": [ref("ScanBatchResult"), ref("ScanAccepted")]},
                     ),
                 },
-                kinds=(ScopeKind.APP, ScopeKind.VENUE_ADMIN),
+                kinds=(ScopeKind.PERSON, ScopeKind.VENUE, ScopeKind.VENUE_ADMIN),
                 extra_errors=(409,),
             )
         },
         "/v1/declarations": {
             "post": write_operation(
                 "Submit a health declaration",
-                "app",
+                "app (a person's own token: that person only)",
                 ref("Declaration"),
                 {
                     "202": json_content("Written.", ref("Accepted")),

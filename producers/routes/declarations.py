@@ -10,15 +10,17 @@ from covidtech.web.problems import validation_problem
 from producers.events import declaration_submitted, new_id
 from producers.requests.checkins import parse_declaration
 from producers.routes.common import accepted, id_conflict, service, write_one
-from producers.service import fingerprint, read_json, require_any
+from producers.service import fingerprint, read_json, require_any, require_own_person
 from producers.validation import FieldError
 
 
 async def submit_declaration(request: Request) -> Response:
     """202 once HealthDeclarationSubmitted is acknowledged (scope ``app``).
 
-    The person is identified by their signed ``person_qr``. A client ``declaration_id`` makes
-    retries idempotent (200 ``duplicate``); without one, every request is a new declaration.
+    The person is identified by their signed ``person_qr``; a person's own token
+    (``person:<id>``) declares for that person only (403 otherwise). A client
+    ``declaration_id`` makes retries idempotent (200 ``duplicate``); without one, every
+    request is a new declaration.
     """
     svc = service(request)
     claims = svc.authenticate(request)
@@ -28,6 +30,7 @@ async def submit_declaration(request: Request) -> Response:
     declaration = parse_declaration(body, errors, svc.qr)
     if declaration is None:
         raise validation_problem(errors)
+    require_own_person(claims, declaration.person_id, "person_qr")
     event_id = declaration.declaration_id or new_id("d")
     duplicate = await write_one(
         svc,

@@ -1,29 +1,52 @@
-"""``POST /v1/people``: issue a pseudonymous person id and its personal QR code."""
+"""``POST /v1/people``: issue a pseudonymous person id, its personal QR code and, for the
+person's own app, a token bound to that person; ``POST /v1/people/sessions``: sign the app in
+again with the person's QR (docs/security.md, "Citizens")."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import timedelta
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from covidtech.tokens import ScopeKind
+from covidtech.settings import parse_duration
+from covidtech.tokens import Scope, ScopeKind
 from covidtech.web.problems import Problem, validation_problem
 from domain.qr import QrKind
 from producers.events import new_id, person_registered
 from producers.posters import person_qr_png
 from producers.requests.checkins import parse_person
+from producers.requests.common import ok, qr_subject
 from producers.routes.common import json_response, service
-from producers.service import fingerprint, read_json, require_any
-from producers.validation import FieldError
+from producers.service import IngestService, fingerprint, read_json, require_any
+from producers.validation import FieldError, Fields
+
+
+def person_token(svc: IngestService, person_id: str) -> dict[str, Any]:
+    """A token for the person's own app: subject the person, scopes ``app`` and
+    ``person:<id>``, valid ``COVIDTECH_PERSON_TOKEN_TTL`` (30 days by default)."""
+    now = svc.now()
+    ttl: timedelta = parse_duration(svc.settings.person_token_ttl)
+    scopes = [Scope(ScopeKind.APP), Scope(ScopeKind.PERSON, person_id)]
+    token = svc.tokens.issue(person_id, scopes, ttl, now=now)
+    return {
+        "token": token,
+        "token_expires_at": (now.replace(microsecond=0) + ttl).isoformat().replace("+00:00", "Z"),
+        "scopes": [str(s) for s in scopes],
+    }
 
 
 async def register_person(request: Request) -> Response:
-    """201 with ``person_id``, the signed ``person_qr`` payload and its PNG (base64).
+    """201 with ``person_id``, the signed ``person_qr`` payload and its PNG (base64); with an
+    ``app`` token (self-registration), also the person's own token (:func:`person_token`).
 
     Scopes: ``app`` (self-registration), ``site:<id>`` or ``institution:<id>`` (on someone's
-    behalf). No name, phone or national id is taken: the id is pseudonymous.
+    behalf: no token is returned, the staff must not hold the person's credential; the
+    person's app signs in with the printed QR). No name, phone or national id is taken: the
+    id is pseudonymous.
     """
     svc = service(request)
     claims = svc.authenticate(request)
@@ -49,11 +72,32 @@ async def register_person(request: Request) -> Response:
     person_id = outcome.value
     payload = svc.qr.payload(QrKind.PERSON, person_id)
     png = await asyncio.to_thread(person_qr_png, payload)
-    return json_response(
-        200 if outcome.duplicate else 201,
-        {
-            "person_id": person_id,
-            "person_qr": payload,
-            "person_qr_png": base64.b64encode(png).decode("ascii"),
-        },
-    )
+    answer: dict[str, Any] = {
+        "person_id": person_id,
+        "person_qr": payload,
+        "person_qr_png": base64.b64encode(png).decode("ascii"),
+    }
+    if claims.has(ScopeKind.APP):
+        answer.update(person_token(svc, person_id))
+    return json_response(200 if outcome.duplicate else 201, answer)
+
+
+async def sign_in(request: Request) -> Response:
+    """201 with a fresh person token for the person whose signed ``person_qr`` is sent.
+
+    Scope ``app``. The QR is the credential, as on PC-Covid's printed QR: whoever holds it
+    may act as that person (docs/security.md, "Citizens"). Nothing is written.
+    """
+    svc = service(request)
+    claims = svc.authenticate(request)
+    require_any(claims, ScopeKind.APP)
+    body = await read_json(request, svc.config.max_body_bytes)
+    errors: list[FieldError] = []
+    f = Fields.of(body, "", errors)
+    person_id = None
+    if f is not None:
+        person_id = qr_subject(f, "person_qr", svc.qr, QrKind.PERSON)
+        f.finish()
+    if f is None or not ok(errors, 0) or person_id is None:
+        raise validation_problem(errors)
+    return json_response(201, {"person_id": person_id, **person_token(svc, person_id)})

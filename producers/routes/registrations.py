@@ -24,7 +24,14 @@ from producers.routes.common import (
     write_batch,
     write_one,
 )
-from producers.service import IngestService, fingerprint, read_json, require_any, scope_problem
+from producers.service import (
+    IngestService,
+    fingerprint,
+    read_json,
+    require_any,
+    require_own_person,
+    scope_problem,
+)
 from producers.service import scoped_id as scoped_value
 from producers.validation import FieldError, field_path
 
@@ -52,6 +59,8 @@ async def register(request: Request) -> Response:
     reg = parse_registration(body, "", errors, svc.qr, now, allow_person_id=allow_id)
     if reg is None:
         raise validation_problem(errors)
+    if institution is None:  # a person's own token registers that person only
+        require_own_person(claims, reg.person_id, "person_qr")
     duplicate = await write_one(
         svc,
         f"vaccination-registrations/{reg.registration_id}",

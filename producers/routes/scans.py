@@ -30,27 +30,47 @@ ROUTE = "/v1/scans"
 
 
 def scan_method(claims: Claims, scan: ScanRequest, venue: VenueEntry, path: str) -> ScanMethod:
-    """Who scanned whom, and whether this token may say so.
+    """Who scanned whom, and whether this token may say so (docs/security.md, "Citizens").
 
-    A person's app (``app``) scans the venue's poster; venue staff (``venue-admin:<province>``
-    of the venue's province) scan the person's QR. Without ``method`` in the body the token
-    decides (``app`` first).
+    A person's app scans the venue's poster with that person's own token (``person:<id>``):
+    it places that person only. Venue staff scan the person's QR with a token bound to their
+    venue (``venue:<venue id>@<province>``) or as the province's venue administrator
+    (``venue-admin:<province>``). An ``app`` token bound to nobody places nobody. Without
+    ``method`` in the body the token decides: its own person's scan is a self check-in, else
+    a staff scan if the token is staff at this venue.
     """
+    staff = claims.has(ScopeKind.VENUE_ADMIN, venue.province) or venue.province in (
+        claims.provinces(ScopeKind.VENUE, scan.venue_id)
+    )
     method = scan.method
     if method is None:
+        own = claims.person is not None and claims.person == scan.person_id
+        mobile = claims.has(ScopeKind.PERSON) or claims.has(ScopeKind.APP)
         method = (
             ScanMethod.PERSON_SCANNED_VENUE
-            if claims.has(ScopeKind.APP)
+            if own or (mobile and not staff)
             else ScanMethod.STAFF_SCANNED_PERSON
         )
     if method is ScanMethod.PERSON_SCANNED_VENUE:
-        if not claims.has(ScopeKind.APP):
-            raise scope_problem("app", field_path(path, "method"))
-    elif not claims.has(ScopeKind.VENUE_ADMIN, venue.province):
+        if claims.person is None:
+            raise scope_problem(
+                "person:<id>",
+                field_path(path, "method"),
+                "a self check-in needs the person's own token (person:<id>, from registration "
+                "or sign-in); an app token bound to nobody places nobody",
+            )
+        if claims.person != scan.person_id:
+            raise scope_problem(
+                f"person:{scan.person_id}",
+                field_path(path, "person_qr"),
+                "a self check-in places the token's own person only; this QR names another",
+            )
+    elif not staff:
         raise scope_problem(
-            f"venue-admin:{venue.province}",
+            f"venue:{scan.venue_id}@{venue.province}",
             field_path(path, "venue_qr"),
-            f"staff scans at this venue need a venue-admin:{venue.province} scope",
+            f"staff scans at this venue need a venue:{scan.venue_id}@{venue.province} or "
+            f"venue-admin:{venue.province} scope",
         )
     return method
 
@@ -67,7 +87,7 @@ async def record_scans(request: Request) -> Response:
     """
     svc = service(request)
     claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.APP, ScopeKind.VENUE_ADMIN)
+    require_any(claims, ScopeKind.PERSON, ScopeKind.VENUE, ScopeKind.VENUE_ADMIN)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
     is_batch, raw_items = single_or_batch(body, "scans", svc.limits.max_batch)

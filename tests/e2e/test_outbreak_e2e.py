@@ -85,7 +85,7 @@ async def test_a_positive_result_reaches_tracers_citizens_and_the_audit(
                 for direction, at in (("IN", now - start), ("OUT", now - end)):
                     r = await ingest.post(
                         "/v1/scans",
-                        headers=app,
+                        headers={"Authorization": f"Bearer {people[name]['token']}"},
                         json={
                             "scan_id": client_id(),
                             "venue_qr": venue_qr,

@@ -67,6 +67,11 @@ async def register_person(api: httpx.AsyncClient, s: Settings) -> dict[str, Any]
     return dict(r.json())
 
 
+def own(person: dict[str, Any]) -> dict[str, str]:
+    """The person's own token, as registration answered it to the app."""
+    return {"Authorization": f"Bearer {person['token']}"}
+
+
 def scan(venue: dict[str, Any], person: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {
         "scan_id": client_id(),
@@ -155,16 +160,14 @@ async def test_person_scans_venue_once_even_when_retried(
     person = await register_person(api, isolated)
     body = scan(venue, person)
     before = datetime.now(UTC)
-    first = await api.post("/v1/scans", json=body, headers=bearer(isolated, "app"))
+    first = await api.post("/v1/scans", json=body, headers=own(person))
     assert first.status_code == 202, first.text
     answer = first.json()
     assert answer.pop("person_status") in {"YELLOW", "UNKNOWN"}  # no facts: not vaccinated
     assert answer == {"scan_id": body["scan_id"], "status": "accepted"}
-    retry = await api.post("/v1/scans", json=body, headers=bearer(isolated, "app"))
+    retry = await api.post("/v1/scans", json=body, headers=own(person))
     assert retry.status_code == 200 and retry.json()["status"] == "duplicate"
-    changed = await api.post(
-        "/v1/scans", json={**body, "direction": "OUT"}, headers=bearer(isolated, "app")
-    )
+    changed = await api.post("/v1/scans", json={**body, "direction": "OUT"}, headers=own(person))
     assert changed.status_code == 409 and changed.json()["field"] == "scan_id"
 
     [(key, event)] = await read_topic(isolated, isolated.topic("checkins"))
@@ -193,6 +196,113 @@ async def test_staff_scan_the_person(api: httpx.AsyncClient, isolated: Settings)
     )
 
 
+async def test_registration_gives_the_app_a_token_bound_to_that_person(
+    api: httpx.AsyncClient, isolated: Settings
+) -> None:
+    person = await register_person(api, isolated)
+    claims = isolated.token_signer().verify(person["token"], datetime.now(UTC))
+    assert claims.subject == person["person_id"] and claims.person == person["person_id"]
+    assert sorted(str(s) for s in claims.scopes) == sorted(person["scopes"])
+    assert person["scopes"] == ["app", f"person:{person['person_id']}"]
+    lifetime = claims.expires_at - claims.issued_at
+    assert lifetime == timedelta(days=30)  # COVIDTECH_PERSON_TOKEN_TTL's default
+    assert person["token_expires_at"] == rfc3339(claims.expires_at).replace(".000", "")
+
+    # On someone's behalf (a sample site): no token; the person's app signs in with the QR.
+    by_site = await api.post(
+        "/v1/people",
+        json={"province": "79", "district": "760"},
+        headers=bearer(isolated, "site:s1@79"),
+    )
+    assert by_site.status_code == 201 and "token" not in by_site.json()
+    signed_in = await api.post(
+        "/v1/people/sessions",
+        json={"person_qr": by_site.json()["person_qr"]},
+        headers=bearer(isolated, "app"),
+    )
+    assert signed_in.status_code == 201, signed_in.text
+    fresh = isolated.token_signer().verify(signed_in.json()["token"], datetime.now(UTC))
+    assert fresh.person == by_site.json()["person_id"] == signed_in.json()["person_id"]
+    # A forged QR signs nobody in; a venue's QR is not a person's.
+    forged = await api.post(
+        "/v1/people/sessions",
+        json={"person_qr": person["person_qr"][:-2] + "aa"},
+        headers=bearer(isolated, "app"),
+    )
+    assert forged.status_code == 422 and forged.json()["errors"][0]["code"] == "forged-qr"
+    venue = await register_venue(api, isolated)
+    wrong = await api.post(
+        "/v1/people/sessions",
+        json={"person_qr": venue["venue_qr"]},
+        headers=bearer(isolated, "app"),
+    )
+    assert wrong.status_code == 422 and wrong.json()["field"] == "person_qr"
+
+
+async def test_a_person_token_places_its_person_only_and_staff_their_venue_only(
+    api: httpx.AsyncClient, isolated: Settings
+) -> None:
+    venue, elsewhere = await register_venue(api, isolated), await register_venue(api, isolated)
+    alice, bob = await register_person(api, isolated), await register_person(api, isolated)
+
+    # Alice's token checks Alice in, and nobody else.
+    assert (
+        await api.post("/v1/scans", json=scan(venue, alice), headers=own(alice))
+    ).status_code == 202
+    r = await api.post("/v1/scans", json=scan(venue, bob), headers=own(alice))
+    assert r.status_code == 403 and r.json()["type"].endswith(":insufficient-scope")
+    assert r.json()["field"] == "person_qr"
+    assert f'scope="person:{bob["person_id"]}"' in r.headers["www-authenticate"]
+    explicit = scan(venue, bob, method="PERSON_SCANNED_VENUE")
+    assert (await api.post("/v1/scans", json=explicit, headers=own(alice))).status_code == 403
+    # ... nor as staff, nor in a batch (the item is refused, the others written).
+    staff = scan(venue, bob, method="STAFF_SCANNED_PERSON")
+    assert (await api.post("/v1/scans", json=staff, headers=own(alice))).status_code == 403
+    batch = {"scans": [scan(venue, alice), scan(venue, bob)]}
+    r = await api.post("/v1/scans", json=batch, headers=own(alice))
+    assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [
+        "accepted",
+        "rejected",
+    ]
+    # An app token bound to nobody places nobody.
+    r = await api.post("/v1/scans", json=scan(venue, alice), headers=bearer(isolated, "app"))
+    assert r.status_code == 403 and r.json()["type"].endswith(":insufficient-scope")
+    # Her token declares for her only.
+    declaration = {"person_qr": bob["person_qr"], "province": "79", "contact_with_case": False}
+    r = await api.post("/v1/declarations", json=declaration, headers=own(alice))
+    assert r.status_code == 403 and r.json()["field"] == "person_qr"
+
+    # The venue's staff scan anyone at their venue, not at another one.
+    gate = bearer(isolated, f"venue:{venue['venue_id']}@79")
+    r = await api.post("/v1/scans", json=scan(venue, bob), headers=gate)
+    assert r.status_code == 202, r.text
+    r = await api.post("/v1/scans", json=scan(elsewhere, bob), headers=gate)
+    assert r.status_code == 403 and r.json()["field"] == "venue_qr"
+    assert f'scope="venue:{elsewhere["venue_id"]}@79"' in r.headers["www-authenticate"]
+    # A venue scope naming the wrong province does not cover it either.
+    wrong_province = bearer(isolated, f"venue:{venue['venue_id']}@01")
+    r = await api.post("/v1/scans", json=scan(venue, bob), headers=wrong_province)
+    assert r.status_code == 403
+    # The province's venue administrator still scans at any venue of the province.
+    for v in (venue, elsewhere):
+        r = await api.post(
+            "/v1/scans", json=scan(v, bob), headers=bearer(isolated, "venue-admin:79")
+        )
+        assert r.status_code == 202, r.text
+
+    written = await read_topic(isolated, isolated.topic("checkins"))
+    methods = sorted(
+        (e.record["person_id"] == alice["person_id"], e.record["method"]) for _, e in written
+    )
+    assert methods == [
+        (False, "STAFF_SCANNED_PERSON"),
+        (False, "STAFF_SCANNED_PERSON"),
+        (False, "STAFF_SCANNED_PERSON"),
+        (True, "PERSON_SCANNED_VENUE"),
+        (True, "PERSON_SCANNED_VENUE"),
+    ]
+
+
 async def test_scan_batch_answers_per_item_and_writes_only_accepted(
     api: httpx.AsyncClient, isolated: Settings
 ) -> None:
@@ -206,7 +316,7 @@ async def test_scan_batch_answers_per_item_and_writes_only_accepted(
     too_late = scan(venue, person, scanned_at=rfc3339(now - timedelta(hours=73)))
     missing = {k: v for k, v in scan(venue, person).items() if k != "direction"}
     items = [good[0], forged, good[1], unknown_venue, too_late, missing, good[2], good[0]]
-    r = await api.post("/v1/scans", json={"scans": items}, headers=bearer(isolated, "app"))
+    r = await api.post("/v1/scans", json={"scans": items}, headers=own(person))
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (3, 1, 4)
@@ -240,12 +350,10 @@ async def test_scan_batch_answers_per_item_and_writes_only_accepted(
     written = await read_topic(isolated, isolated.topic("checkins"))
     assert sorted(e.record["event_id"] for _, e in written) == sorted(g["scan_id"] for g in good)
 
-    again = await api.post("/v1/scans", json={"scans": good}, headers=bearer(isolated, "app"))
+    again = await api.post("/v1/scans", json={"scans": good}, headers=own(person))
     assert again.status_code == 200 and again.json()["duplicate"] == 3
     # Nothing of a batch done (every item rejected): 422 with the same per-item results.
-    refused = await api.post(
-        "/v1/scans", json={"scans": [forged, too_late]}, headers=bearer(isolated, "app")
-    )
+    refused = await api.post("/v1/scans", json={"scans": [forged, too_late]}, headers=own(person))
     assert refused.status_code == 422 and refused.json()["type"].endswith(":validation-failed")
     assert refused.json()["rejected"] == 2
     assert [x["status"] for x in refused.json()["results"]] == ["rejected", "rejected"]
@@ -259,7 +367,7 @@ async def test_scan_at_a_venue_registered_by_another_instance(
         venue = await register_venue(other, isolated)
         person = await register_person(other, isolated)
     # This instance never saw the venue registered: the miss waits for its view of `venues`.
-    r = await api.post("/v1/scans", json=scan(venue, person), headers=bearer(isolated, "app"))
+    r = await api.post("/v1/scans", json=scan(venue, person), headers=own(person))
     assert r.status_code == 202, r.text
 
 

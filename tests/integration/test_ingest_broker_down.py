@@ -103,7 +103,7 @@ async def test_broker_down_then_up(private_kafka: Settings) -> None:
                 "direction": "IN",
             }
 
-        app, site = bearer(s, "app"), bearer(s, "site:s1@01")
+        app, site = {"Authorization": f"Bearer {person['token']}"}, bearer(s, "site:s1@01")
         before = scan()
         assert (await api.post("/v1/scans", json=before, headers=app)).status_code == 202
 

@@ -128,6 +128,15 @@ def dose(w: World, **changes: Any) -> dict[str, Any]:
     }
 
 
+#: The world person's own token (``{person}``: its id), as registration gives it to the app.
+OWN = ("app", "person:{person}")
+
+
+def resolve(w: World, scopes: tuple[str, ...] | list[str]) -> list[str]:
+    """Scopes with ``{person}`` and ``{venue}`` standing for the world's person and venue."""
+    return [s.format(person=w.person["person_id"], venue=w.venue["venue_id"]) for s in scopes]
+
+
 @dataclass(frozen=True)
 class Case:
     """One bad request and the problem it must get."""
@@ -151,7 +160,7 @@ CASES = [
     Case(
         "malformed json",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: b'{"scan_id": ',
         400,
         "malformed-json",
@@ -160,7 +169,7 @@ CASES = [
     Case(
         "json constant",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: b'{"x": NaN}',
         400,
         "malformed-json",
@@ -172,7 +181,7 @@ CASES = [
     Case(
         "wrong type",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, direction=5),
         422,
         "wrong-type",
@@ -190,7 +199,7 @@ CASES = [
     Case(
         "missing field",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, scan_id=...),
         422,
         "missing",
@@ -208,7 +217,7 @@ CASES = [
     Case(
         "unknown enum",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, direction="SIDEWAYS"),
         422,
         "unknown-enum",
@@ -249,7 +258,7 @@ CASES = [
     Case(
         "unknown field",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, colour="red"),
         422,
         "unknown-field",
@@ -258,7 +267,7 @@ CASES = [
     Case(
         "body over the limit",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: json.dumps({"scans": [scan(w, device_id="x" * 60)] * 4000}).encode(),
         413,
         "body-too-large",
@@ -267,7 +276,7 @@ CASES = [
     Case(
         "batch over 500",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: {"scans": [scan(w) for _ in range(501)]},
         422,
         "too-many-items",
@@ -276,7 +285,7 @@ CASES = [
     Case(
         "forged venue qr",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, venue_qr=w.venue["venue_qr"][:-3] + "aaa"),
         422,
         "forged-qr",
@@ -294,7 +303,7 @@ CASES = [
     Case(
         "foreign qr",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, person_qr="https://tokhaiyte.vn/q/123"),
         422,
         "malformed-qr",
@@ -303,7 +312,7 @@ CASES = [
     Case(
         "person qr as venue",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, venue_qr=w.person["person_qr"]),
         422,
         "wrong-qr-kind",
@@ -312,7 +321,7 @@ CASES = [
     Case(
         "unknown venue",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, venue_qr=_venue_qr_of(w, "v_zzzzzzzzzzzzzzzzzzzz")),
         422,
         "unknown-venue",
@@ -321,7 +330,7 @@ CASES = [
     Case(
         "scan too late",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, scanned_at=rfc3339(now() - timedelta(hours=72, minutes=1))),
         422,
         "scan-too-late",
@@ -330,7 +339,7 @@ CASES = [
     Case(
         "scan in the future",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, scanned_at=rfc3339(now() + timedelta(minutes=6))),
         422,
         "scan-in-future",
@@ -339,7 +348,7 @@ CASES = [
     Case(
         "naive timestamp",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: scan(w, scanned_at=now().replace(tzinfo=None).isoformat()),
         422,
         "invalid-value",
@@ -472,13 +481,13 @@ CASES = [
     Case(
         "form body",
         "/v1/scans",
-        ("app",),
+        OWN,
         lambda w: b"scan_id=1",
         415,
         "unsupported-media-type",
         raw=True,
         headers=lambda w: {
-            **bearer(w.s, "app"),
+            **bearer(w.s, *resolve(w, OWN)),
             "Content-Type": "application/x-www-form-urlencoded",
         },
     ),
@@ -490,7 +499,9 @@ async def test_bad_request_gets_a_problem_and_writes_nothing(world: World, case:
     w = world
     before = await written(w)
     headers = (
-        case.headers(w) if case.headers else (bearer(w.s, *case.scopes) if case.scopes else {})
+        case.headers(w)
+        if case.headers
+        else (bearer(w.s, *resolve(w, case.scopes)) if case.scopes else {})
     )
     body = case.body(w)
     path = case.path.replace("{sample}", w.sample_id)
@@ -544,6 +555,8 @@ SCOPES = [
     "site:s1@79",
     "lab:l1@79",
     "institution:i1",
+    "person:{person}",
+    "venue:{venue}@79",
 ]
 
 Builder = Callable[[World], Awaitable[tuple[str, Any]]]
@@ -595,7 +608,7 @@ async def _dose(w: World) -> tuple[str, Any]:
 ROUTES: dict[str, tuple[Builder, set[str]]] = {
     "venues": (_venue, {"venue-admin:79"}),
     "people": (_person, {"app", "site:s1@79", "institution:i1"}),
-    "scans": (_scan, {"app", "venue-admin:79"}),
+    "scans": (_scan, {"person:{person}", "venue:{venue}@79", "venue-admin:79"}),
     "declarations": (_declaration, {"app"}),
     "samples": (_sample, {"site:s1@79"}),
     "result": (_result, {"lab:l1@79"}),
@@ -612,7 +625,7 @@ async def test_scope_matrix(world: World, route: str) -> None:
     for scope in SCOPES:
         path, body = await build(w)
         before = await written(w)
-        r = await w.api.post(path, json=body, headers=bearer(w.s, scope))
+        r = await w.api.post(path, json=body, headers=bearer(w.s, *resolve(w, [scope])))
         outcomes[scope] = r.status_code
         if scope not in allowed:
             assert r.json()["type"] == "urn:covidtech:problem:insufficient-scope"

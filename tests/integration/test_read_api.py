@@ -84,8 +84,10 @@ SCOPES = [
     "site:s1@79",
     "lab:l1@79",
     "institution:i1",
+    "person:p79",
+    "venue:v79@79",
 ]
-MOH, PROV, TRACER = "moh", "province", "tracer"
+MOH, PROV, TRACER, PERSON = "moh", "province", "tracer", "person"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ def test_reach(
             ["app", "site:s1@79", "lab:l1@79", "venue-admin:79", "institution:i1"],
             auth.MOH_PROVINCE_TRACER,
         ),
+        (["person:p_a", "venue:v_a@79"], auth.MOH_PROVINCE_TRACER),
+        (["app", "moh", "province:79", "tracer:79", "venue:v_a@79"], auth.PERSON),
     ],
 )
 def test_scopes_a_route_does_not_accept_are_403(
@@ -60,6 +62,12 @@ def test_scopes_a_route_does_not_accept_are_403(
     with pytest.raises(Problem) as e:
         reach_of(claims(*scopes), route)
     assert slug(e) == "insufficient-scope" and e.value.status == 403
+
+
+def test_a_person_token_reaches_its_person_only() -> None:
+    reach = reach_of(claims("app", "person:p_a"), auth.PERSON)
+    assert (reach.person, reach.everything, reach.provinces) == ("p_a", False, frozenset())
+    assert not reach.allows("79") and not reach.allows(None)
 
 
 def test_a_reach_lists_only_its_provinces_and_refuses_others() -> None:

@@ -36,7 +36,8 @@ from tests.unit.ingest_support import MemoryLog
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
 SECRET = "unit-test-secret-0123456789"
 
-#: One token per scope kind, all acting in province 79.
+#: One token per scope kind, all acting in province 79; ``{person}`` and ``{venue}`` stand for
+#: the person and venue the fixture registers (a person's own token, the venue's staff).
 SCOPES = (
     "moh",
     "app",
@@ -46,6 +47,8 @@ SCOPES = (
     "site:s1@79",
     "lab:l1@79",
     "institution:i1",
+    "person:{person}",
+    "venue:{venue}@79",
 )
 
 
@@ -71,8 +74,12 @@ class Ingest:
     http: httpx.AsyncClient
     venue_id: str
     venue_qr: str
+    person_id: str
     person_qr: str
     ids: itertools.count[int]
+
+    def scope(self, template: str) -> str:
+        return template.format(person=self.person_id, venue=self.venue_id)
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}-{next(self.ids):08d}"
@@ -141,6 +148,7 @@ async def ingest() -> AsyncIterator[Ingest]:
             http,
             venue.json()["venue_id"],
             venue.json()["venue_qr"],
+            person.json()["person_id"],
             person.json()["person_qr"],
             itertools.count(),
         )
@@ -175,8 +183,13 @@ async def person(i: Ingest) -> tuple[str, dict[str, Any] | None]:
     return "/v1/people", {"province": "79", "district": "760", "birth_year": 1985}
 
 
+async def session(i: Ingest) -> tuple[str, dict[str, Any] | None]:
+    return "/v1/people/sessions", {"person_qr": i.person_qr}
+
+
 async def scan(i: Ingest) -> tuple[str, dict[str, Any] | None]:
-    # Without `method`, the token decides: the app scans the poster, staff scan the person.
+    # Without `method`, the token decides: the person's own token scans the poster, staff
+    # (of this venue, or of its province) scan the person.
     body = {
         "scan_id": i.fresh("scan"),
         "venue_qr": i.venue_qr,
@@ -285,6 +298,7 @@ REQUESTS: dict[tuple[str, str], Request] = {
     ("GET", "/v1/venues/{venue_id}/poster.png"): poster_png,
     ("GET", "/v1/venues/{venue_id}/poster.svg"): poster_svg,
     ("POST", "/v1/people"): person,
+    ("POST", "/v1/people/sessions"): session,
     ("POST", "/v1/scans"): scan,
     ("POST", "/v1/declarations"): declaration,
     ("POST", "/v1/samples"): sample,
@@ -332,7 +346,8 @@ async def test_each_route_answers_the_scopes_it_declares_and_refuses_the_others(
 ) -> None:
     allowed = declared()[(method, path)]
     got: dict[str, int] = {}
-    for scope in SCOPES:
+    for template in SCOPES:
+        scope = ingest.scope(template)
         url, body = await REQUESTS[(method, path)](ingest)
         r = await ingest.http.request(method, url, json=body, headers=auth(scope))
         if kind_of(scope) in allowed:
@@ -343,4 +358,4 @@ async def test_each_route_answers_the_scopes_it_declares_and_refuses_the_others(
             assert r.headers["www-authenticate"].startswith("Bearer"), r.headers
         got[scope] = r.status_code
     refused = {s for s, status in got.items() if status == 403}
-    assert refused == {s for s in SCOPES if kind_of(s) not in allowed}, got
+    assert refused == {ingest.scope(s) for s in SCOPES if kind_of(s) not in allowed}, got

@@ -290,6 +290,54 @@ def test_site_and_lab_scopes_name_their_province() -> None:
         Scope.parse("site:hn-042")
 
 
+def test_a_person_scope_binds_the_token_to_one_person() -> None:
+    signer = TokenSigner(SECRET)
+    token = signer.issue("p_abc", ["app", "person:p_abc"], timedelta(days=30), now=NOW)
+    claims = signer.verify(token, NOW)
+    assert claims.person == "p_abc"
+    assert claims.has(ScopeKind.APP) and claims.has(ScopeKind.PERSON, "p_abc")
+    assert (
+        signer.verify(signer.issue("x", ["app"], timedelta(hours=1), now=NOW), NOW).person is None
+    )
+    with pytest.raises(InvalidScope, match="at most one person"):
+        signer.issue("x", ["person:p_a", "person:p_b"], timedelta(hours=1), now=NOW)
+    with pytest.raises(InvalidScope, match="needs a value"):
+        Scope.parse("person")
+    with pytest.raises(InvalidScope, match="names no province"):
+        Scope.parse("person:p_abc@01")
+    # Signed by hand with two people: authentic, but refused as malformed.
+    two = _resign(
+        signer,
+        {
+            "sub": "x",
+            "scopes": ["person:p_a", "person:p_b"],
+            "iat": int(NOW.timestamp()),
+            "exp": int(NOW.timestamp()) + 60,
+            "jti": "j1",
+        },
+    )
+    with pytest.raises(MalformedToken, match="at most one person"):
+        signer.verify(two, NOW)
+
+
+def test_a_venue_scope_names_its_venue_and_province() -> None:
+    scope = Scope.parse("venue:v_abc@79")
+    assert (scope.kind, scope.value, scope.province, scope.province_code) == (
+        ScopeKind.VENUE,
+        "v_abc",
+        "79",
+        "79",
+    )
+    assert str(scope) == "venue:v_abc@79"
+    with pytest.raises(InvalidScope, match=r"venue:<id>@<two-digit province code>"):
+        Scope.parse("venue:v_abc")
+    claims = TokenSigner(SECRET).verify(
+        TokenSigner(SECRET).issue("staff", ["venue:v_abc@79"], timedelta(hours=1), now=NOW), NOW
+    )
+    assert claims.provinces(ScopeKind.VENUE, "v_abc") == {"79"}
+    assert claims.person is None
+
+
 def test_issue_refuses_nonsense() -> None:
     signer = TokenSigner(SECRET)
     with pytest.raises(InvalidScope):
