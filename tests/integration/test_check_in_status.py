@@ -46,6 +46,11 @@ async def _person(api: httpx.AsyncClient, s: Settings) -> dict[str, Any]:
     return dict(r.json())
 
 
+def gate(s: Settings, venue: dict[str, Any]) -> dict[str, str]:
+    """The venue's scanner: its staff scan each person's QR and see the colour."""
+    return bearer(s, f"venue:{venue['venue_id']}@{venue['province']}")
+
+
 def _body(venue: dict[str, Any], person: dict[str, Any]) -> dict[str, Any]:
     return {
         "scan_id": client_id(),
@@ -88,7 +93,7 @@ async def test_a_scan_answers_the_colour_the_worker_facts_give(isolated: Setting
 
                 async def shows(person: dict[str, Any] = person, colour: str = colour) -> bool:
                     r = await api.post(
-                        "/v1/scans", json=_body(venue, person), headers=bearer(isolated, "app")
+                        "/v1/scans", json=_body(venue, person), headers=gate(isolated, venue)
                     )
                     assert r.status_code == 202, r.text
                     return bool(r.json()["person_status"] == colour)
@@ -98,7 +103,7 @@ async def test_a_scan_answers_the_colour_the_worker_facts_give(isolated: Setting
         r = await api.post(
             "/v1/scans",
             json={"scans": [_body(venue, nobody), _body(venue, case), {"scan_id": "bad"}]},
-            headers=bearer(isolated, "app"),
+            headers=gate(isolated, venue),
         )
         assert r.status_code == 200, r.text
         results = r.json()["results"]
@@ -114,7 +119,7 @@ async def test_without_the_store_a_scan_is_written_and_its_status_is_unknown(
         venue = await _venue(api, closed)
         person = await _person(api, closed)
         body = _body(venue, person)
-        r = await api.post("/v1/scans", json=body, headers=bearer(closed, "app"))
+        r = await api.post("/v1/scans", json=body, headers=gate(closed, venue))
         assert r.status_code == 202, r.text
         assert r.json() == {
             "scan_id": body["scan_id"],
