@@ -6,6 +6,8 @@
 - :mod:`~api.routes.testing` (health staff): a sample, testing turnaround;
 - :mod:`~api.routes.coverage` (MOH, provinces): coverage, its series, daily doses, a person's
   vaccinations;
+- :mod:`~api.routes.epidemiology` (MOH, provinces): cases, positivity, syndromic counts and Rt
+  per province and day, JSON and CSV;
 - :mod:`~api.routes.exposure` (tracers): alerts and their live stream, a person's exposures and
   visits, a venue's exposure windows, exposure sites, clusters;
 - :mod:`~api.routes.access` (MOH): the audit log, grants;
@@ -28,6 +30,7 @@ from api.routes import (
     citizen,
     coverage,
     dashboard,
+    epidemiology,
     exposure,
     ops,
     testing,
@@ -48,6 +51,7 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
         sample,
         *coverage.operations(),
         turnaround,
+        *epidemiology.operations(),
         *exposure.operations(paging),
         *access.operations(paging),
         *ops.operations(),

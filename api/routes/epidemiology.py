@@ -1,0 +1,262 @@
+"""The epidemic for MOH and provinces: cases, positivity, syndromic counts and Rt per day.
+
+Aggregates scoped like coverage (``moh`` any area, ``province:<P>`` its own), each as JSON and
+as CSV (the same rows; ``.csv`` routes). Counts are the stream processor's daily rows
+(``streams.epidemiology``, summed over source partitions); Rt is computed here, at read
+time, from the daily cases by sampling date with Cori's method (``domain.epidemiology``,
+rules from ``COVIDTECH_RULES``): a pure function of replayable counts, so rules can change
+without a replay.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+from typing import Any
+
+from starlette.responses import Response
+
+from api import auth
+from api.edge import AGGREGATE_ERRORS, Ctx, Handler, Operation, area_name, check_area, day_range
+from api.params import area_param, date_param
+from api.render import aggregate_response, conditional_response
+from domain.epidemiology import estimate_rt, positivity
+from domain.reference import NATION
+from projections import queries
+from projections.epidemiology_queries import daily_counts
+
+__all__ = ["operations"]
+
+Rows = list[dict[str, Any]]
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _ratio(a: int, b: int) -> float | None:
+    r = positivity(b, a)
+    return None if r is None else round(r, 6)
+
+
+async def _series(ctx: Ctx, table: str, start: date, end: date) -> dict[str, list[tuple[int, ...]]]:
+    """Per province with any row in ``[start, end]`` (and the nation for ``VN``): the
+    summed columns of every day, zero-filled."""
+    area = ctx.params["area"]
+    counts = await daily_counts(ctx.services.store, table, queries.provinces_of(area), start, end)
+    days = _days(start, end)
+    width = len(next(iter(next(iter(counts.values())).values()))) if counts else 0
+    zero = (0,) * width
+    out = {p: [by_day.get(d, zero) for d in days] for p, by_day in sorted(counts.items())}
+    if area == NATION and out:
+        out = {
+            NATION: [
+                tuple(map(sum, zip(*col, strict=True))) for col in zip(*out.values(), strict=True)
+            ],
+            **out,
+        }
+    return out
+
+
+async def _cases(ctx: Ctx, start: date, end: date) -> Rows:
+    series = await _series(ctx, "cases_by_province", start, end)
+    return [
+        {"province": p, "date": d.isoformat(), "by_sampling_date": c[0], "by_result_date": c[1]}
+        for p, values in series.items()
+        for d, c in zip(_days(start, end), values, strict=True)
+    ]
+
+
+async def _positivity(ctx: Ctx, start: date, end: date) -> Rows:
+    series = await _series(ctx, "tests_by_province", start, end)
+    return [
+        {
+            "province": p,
+            "date": d.isoformat(),
+            "tests": c[0],
+            "positives": c[1],
+            "positivity": _ratio(c[1], c[0]),
+        }
+        for p, values in series.items()
+        for d, c in zip(_days(start, end), values, strict=True)
+    ]
+
+
+async def _syndromic(ctx: Ctx, start: date, end: date) -> Rows:
+    series = await _series(ctx, "syndromic_by_province", start, end)
+    return [
+        {
+            "province": p,
+            "date": d.isoformat(),
+            "declarations": c[0],
+            "symptomatic": c[1],
+            "symptomatic_share": _ratio(c[1], c[0]),
+        }
+        for p, values in series.items()
+        for d, c in zip(_days(start, end), values, strict=True)
+    ]
+
+
+async def _rt(ctx: Ctx, start: date, end: date) -> Rows:
+    rules = ctx.services.settings.epidemiology_rules()
+    # The infectiousness of the first day reported needs the serial interval's support before
+    # it, and its window the days before that.
+    history = start - timedelta(days=rules.si_max_days + rules.rt_window_days)
+    series = await _series(ctx, "cases_by_province", history, end)
+    days = _days(history, end)
+    skip = (start - history).days
+    rows: Rows = []
+    for p, values in series.items():
+        incidence = [c[0] for c in values]
+        for d, cases, est in list(zip(days, incidence, estimate_rt(incidence, rules), strict=True))[
+            skip:
+        ]:
+            rows.append(
+                {
+                    "province": p,
+                    "date": d.isoformat(),
+                    "cases": cases,
+                    "window_cases": est.cases if est else None,
+                    "rt": round(est.mean, 4) if est else None,
+                    "rt_lower": round(est.lower, 4) if est else None,
+                    "rt_upper": round(est.upper, 4) if est else None,
+                }
+            )
+    return rows
+
+
+def _method(ctx: Ctx) -> dict[str, Any]:
+    r = ctx.services.settings.epidemiology_rules()
+    return {
+        "method": "Cori et al. 2013, cases by sampling date",
+        "si_mean": r.si_mean,
+        "si_sd": r.si_sd,
+        "window_days": r.rt_window_days,
+        "prior_shape": r.rt_prior_shape,
+        "prior_scale": r.rt_prior_scale,
+        "min_cases": r.rt_min_cases,
+        "interval": 0.95,
+    }
+
+
+Compute = Callable[[Ctx, date, date], Awaitable[Rows]]
+
+
+def _pair(name: str, compute: Compute, fields: list[str]) -> tuple[Handler, Handler]:
+    async def data(ctx: Ctx) -> tuple[Any, dict[str, Any]]:
+        area = ctx.params["area"]
+        check_area(ctx, area)
+        start, end = day_range(ctx, 30)
+
+        async def build() -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "area": area,
+                "area_name": area_name(area),
+                "from": start.isoformat(),
+                "to": end.isoformat(),
+                "rows": await compute(ctx, start, end),
+            }
+            if name == "rt":
+                out["method"] = _method(ctx)
+            return out
+
+        key = ("epidemiology", name, area, start, end)
+        return key, await ctx.services.cache.get(key, build)
+
+    async def as_json(ctx: Ctx) -> Response:
+        _, body = await data(ctx)
+        return aggregate_response(ctx.request, body, ctx.services.config.cache_max_age)
+
+    async def as_csv(ctx: Ctx) -> Response:
+        _, body = await data(ctx)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in body["rows"]:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        return conditional_response(
+            ctx.request,
+            out.getvalue().encode(),
+            "text/csv; charset=utf-8",
+            f"private, max-age={ctx.services.config.cache_max_age}",
+            {"Vary": "Authorization"},
+        )
+
+    return as_json, as_csv
+
+
+_ROUTES: tuple[tuple[str, str, str, Compute, list[str]], ...] = (
+    (
+        "cases",
+        "Cases",
+        "Confirmed cases per province and day, by sampling date and by result date",
+        _cases,
+        ["province", "date", "by_sampling_date", "by_result_date"],
+    ),
+    (
+        "positivity",
+        "Positivity",
+        "Tests resulted per province and day, the positive ones and their share",
+        _positivity,
+        ["province", "date", "tests", "positives", "positivity"],
+    ),
+    (
+        "syndromic",
+        "Syndromic",
+        "Health declarations per province and day, the symptomatic ones and their share",
+        _syndromic,
+        ["province", "date", "declarations", "symptomatic", "symptomatic_share"],
+    ),
+    (
+        "rt",
+        "Rt",
+        "Reproduction number Rt per province and day (Cori), with its 95% credible interval",
+        _rt,
+        ["province", "date", "cases", "window_cases", "rt", "rt_lower", "rt_upper"],
+    ),
+)
+
+
+def operations() -> tuple[Operation, ...]:
+    """JSON and CSV of cases, positivity, syndromic counts and Rt."""
+    params = (
+        area_param(required=True),
+        date_param("from", "First local day (default: to - 29 days)."),
+        date_param("to", "Last local day (default today)."),
+    )
+    ops: list[Operation] = []
+    for name, op_name, summary, compute, fields in _ROUTES:
+        as_json, as_csv = _pair(name, compute, fields)
+        ops += [
+            Operation(
+                method="GET",
+                path=f"/v1/epidemiology/{name}",
+                op_id=f"getEpidemiology{op_name}",
+                summary=summary,
+                tag="epidemiology",
+                handler=as_json,
+                scopes=auth.MOH_PROVINCE,
+                params=params,
+                caching="aggregate",
+                errors=AGGREGATE_ERRORS,
+                description="Rows per province (and VN, the nation's sum, for area=VN) and "
+                "day, zero-filled; provinces without any row in the range are left out.",
+            ),
+            Operation(
+                method="GET",
+                path=f"/v1/epidemiology/{name}.csv",
+                op_id=f"getEpidemiology{op_name}Csv",
+                summary=f"{summary} (CSV)",
+                tag="epidemiology",
+                handler=as_csv,
+                scopes=auth.MOH_PROVINCE,
+                params=params,
+                media_type="text/csv",
+                caching="aggregate",
+                errors=AGGREGATE_ERRORS,
+                description=f"Columns: {', '.join(fields)}; empty cells for no value.",
+            ),
+        ]
+    return tuple(ops)
