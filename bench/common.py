@@ -7,34 +7,56 @@ they never assert timings (tests assert behaviour, benchmarks measure it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
 from covidtech import settings as settings_mod
+from covidtech.processes import ROOT
 from covidtech.settings import Settings, with_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-ROOT = Path(__file__).resolve().parents[1]
+async def wait_ready(session: aiohttp.ClientSession, base: str, within: float = 90) -> None:
+    """Return once ``base``/readyz answers 200, else ``RuntimeError`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(f"{base}/readyz") as r:
+                if r.status == 200:
+                    return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{base} not ready after {within}s")
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def bare_app(
+    path: str, method: str, endpoint: Callable[[Request], Awaitable[Response]]
+) -> Starlette:
+    """The ceiling of an API benchmark: Starlette with one route that does the least the
+    real one must (parse, answer), and ``/readyz``."""
+    return Starlette(
+        routes=[
+            Route(path, endpoint, methods=[method]),
+            Route("/readyz", lambda r: Response(b"{}"), methods=["GET"]),
+        ]
+    )
 
 
 def serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,16 +31,17 @@ import httpx
 from bench.common import (
     Report,
     drop_isolated,
-    free_port,
     isolated_settings,
     percentile,
 )
 from bench.kafka_ceiling import producer_performance
 from bench.streams import cpu_seconds, machine_busy, raw_cassandra_writes, service_cpu
+from covidtech import processes
+from covidtech.processes import child_env, free_port
 from covidtech.settings import Settings, with_overrides
 from projections.cassandra import CassandraStore
 from projections.model import Query
-from streams.replay import ROOT, caught_up, worker_env
+from streams.replay import caught_up
 
 
 def iso(t: datetime) -> str:
@@ -254,24 +254,16 @@ async def run(
 
 def start_processes(s: Settings, port: int, workers: int) -> list[subprocess.Popen[bytes]]:
     """The ingest API, then ``workers`` worker processes of one group."""
-    env = worker_env(with_overrides(s, ingest_port=port))
-    log = (s.home / "bench-e2e-ingest.log").open("w")
     group = [
-        subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker"],
-            cwd=ROOT,
-            env=worker_env(with_overrides(s, worker_web_port=free_port())),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        processes.spawn(
+            ["cli", "worker"], None, child_env(with_overrides(s, worker_web_port=free_port()))
         )
         for _ in range(workers)
     ]
-    ingest = subprocess.Popen(
-        [sys.executable, "-m", "cli", "ingest-api", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    ingest = processes.spawn(
+        ["cli", "ingest-api", "--port", str(port)],
+        s.home / "bench-e2e-ingest.log",
+        child_env(with_overrides(s, ingest_port=port)),
     )
     return [ingest, *group]
 
@@ -298,10 +290,7 @@ def main() -> None:
         try:
             asyncio.run(run(args, s, report, port, procs))
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(timeout=60)
+            processes.stop(*procs, grace=60)
     finally:
         drop_isolated(s)
     print(f"saved {report.save()}")

@@ -24,7 +24,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,13 +31,11 @@ import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from bench.common import free_port, serve
+from bench.common import bare_app as common_bare_app
+from bench.common import serve, wait_ready
 from covidtech import settings as settings_mod
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from covidtech.processes import ROOT, free_port
 
 # --------------------------------------------------------------------------- the ceiling
 
@@ -51,28 +48,7 @@ async def _bare_scans(request: Request) -> Response:
 
 def bare_app() -> Starlette:
     """A Starlette app with one endpoint that parses JSON and answers: the ceiling."""
-    return Starlette(
-        routes=[
-            Route("/v1/scans", _bare_scans, methods=["POST"]),
-            Route("/readyz", lambda r: Response(b"{}"), methods=["GET"]),
-        ]
-    )
-
-
-# --------------------------------------------------------------------------- servers
-
-
-async def _wait_ready(session: aiohttp.ClientSession, base: str, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(f"{base}/readyz") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"{base} not ready after {within}s")
+    return common_bare_app("/v1/scans", "POST", _bare_scans)
 
 
 # --------------------------------------------------------------------------- load
@@ -224,8 +200,8 @@ async def main(args: argparse.Namespace) -> None:
                 f"http://127.0.0.1:{ingest_port}",
                 f"http://127.0.0.1:{bare_port}",
             )
-            await _wait_ready(session, ingest_base)
-            await _wait_ready(session, bare_base)
+            await wait_ready(session, ingest_base)
+            await wait_ready(session, bare_base)
             venue_body = {
                 "name": "Bench market",
                 "address": "1 Trang Tien",

@@ -35,7 +35,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,9 +42,9 @@ import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import bare_app as common_bare_app
+
 LOOKUP_BODY = (
     b'{"state":"NEGATIVE","test_type":"PCR","collected_at":"2021-08-01T03:00:00.000Z",'
     b'"resulted_at":"2021-08-01T15:00:00.000Z"}'
@@ -63,26 +62,7 @@ async def _bare_lookup(request: Request) -> Response:
 
 def bare_app() -> Starlette:
     """One endpoint on the lookup route that answers a fixed body: the ceiling."""
-    return Starlette(
-        routes=[
-            Route("/v1/results/{code}", _bare_lookup, methods=["GET"]),
-            Route("/readyz", lambda r: Response(b"{}"), methods=["GET"]),
-        ]
-    )
-
-
-# --------------------------------------------------------------------------- processes
-
-
-async def _ready(session: aiohttp.ClientSession, base: str, within: float = 90) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(f"{base}/readyz") as r:
-                if r.status == 200:
-                    return
-        await asyncio.sleep(0.25)
-    raise RuntimeError(f"{base} not ready after {within}s")
+    return common_bare_app("/v1/results/{code}", "GET", _bare_lookup)
 
 
 # --------------------------------------------------------------------------- load
@@ -283,7 +263,8 @@ async def ingest_load(
 
 
 async def main(args: argparse.Namespace, settings: Any) -> None:
-    from bench.common import Report, free_port, serve
+    from bench.common import Report, serve, wait_ready
+    from covidtech.processes import ROOT, free_port
     from domain.reference import PROVINCES
     from domain.results import lookup_code_hash
     from projections import queries
@@ -348,7 +329,7 @@ async def main(args: argparse.Namespace, settings: Any) -> None:
                 ("coverage, national (today), 15 s cache", http(session, national_coverage)),
             ]
             for name in ("bare", "a", "b") + (("ingest",) if args.ingest_rate > 0 else ()):
-                await _ready(session, base[name])
+                await wait_ready(session, base[name])
             async with ingest_load(session, base["ingest"], settings, args.ingest_rate):
                 print(
                     f"read API benchmark, {args.seconds:.0f} s per step, "

@@ -19,7 +19,8 @@ import statistics
 import time
 from contextlib import ExitStack
 
-from bench.common import drop_isolated, free_port, isolated_settings
+from bench.common import drop_isolated, isolated_settings
+from covidtech.processes import free_port
 from covidtech.settings import Settings
 from tests.integration.worker_harness import (
     comparable,

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -32,14 +30,15 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-from bench.common import Report, drop_isolated, drop_keyspace, free_port, isolated_settings
-from covidtech import kafka_clients
+from bench.common import Report, drop_isolated, drop_keyspace, isolated_settings
+from covidtech import kafka_clients, processes
+from covidtech.processes import child_env, free_port
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import SOURCE_TOPICS
 from infra.services import rss_mib
 from schemas.codec import default_registry
 from streams.rebuild import rebuild
-from streams.replay import ROOT, caught_up, group_lag, replay, worker_env
+from streams.replay import caught_up, group_lag, replay
 from tests.scenarios import town
 
 
@@ -200,12 +199,10 @@ def run_worker(
     s: Settings, total: int, report: Report, workers: int = 1, label: str = "worker"
 ) -> None:
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker"],
-            cwd=ROOT,
-            env=worker_env(with_overrides(s, worker_web_port=free_port())),
-            stdout=(s.home / f"bench-worker-{i}.log").open("w"),
-            stderr=subprocess.STDOUT,
+        processes.spawn(
+            ["cli", "worker"],
+            s.home / f"bench-worker-{i}.log",
+            child_env(with_overrides(s, worker_web_port=free_port())),
         )
         for i in range(workers)
     ]
@@ -241,10 +238,7 @@ def run_worker(
         cpu = sum(cpu_seconds(p.pid) for p in procs)
         services_after, busy_after = service_cpu(s), machine_busy()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=60)
+        processes.stop(*procs, grace=60)
     report.add(
         f"{label}: source events/s, {workers} worker(s), start to caught up",
         total / elapsed,

@@ -10,54 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 
+from covidtech import processes
+from covidtech.processes import child_env
 from covidtech.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
 Log = Callable[[str], None]
-
-
-def child_env(s: Settings) -> dict[str, str]:
-    return {**os.environ, **s.as_env()}
 
 
 @contextmanager
 def child(name: str, args: list[str], s: Settings, log: Log) -> Iterator[subprocess.Popen[bytes]]:
     """A ``covidtech`` subcommand as a child process, its output in the logs folder."""
-    logs = s.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    out = (logs / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", *args],
-        cwd=ROOT,
-        env=child_env(s),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log(f"started {name} (pid {proc.pid}, log {logs / f'{name}.log'})")
+    path = s.home / "logs" / f"{name}.log"
     try:
-        yield proc
+        with processes.child(["cli", *args], path, child_env(s), new_session=True) as proc:
+            log(f"started {name} (pid {proc.pid}, log {path})")
+            yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        out.close()
         log(f"stopped {name}")
 
 

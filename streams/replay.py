@@ -11,22 +11,15 @@ offset of every partition it reads, and reports events/s.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiokafka import TopicPartition
 
-from covidtech import kafka_clients
+from covidtech import kafka_clients, processes
 from covidtech.settings import Settings
 from covidtech.topics import ALL_TOPICS, SOURCE_TOPICS
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -94,11 +87,6 @@ async def caught_up(s: Settings) -> bool:
     return not any(p.lag for p in (await group_lag(s)).values())
 
 
-def worker_env(s: Settings) -> dict[str, str]:
-    """The environment of a child worker running with settings ``s``."""
-    return {**os.environ, **s.as_env()}
-
-
 def replay(
     base: Settings, keyspace: str, *, log: Callable[[str], None] = print, timeout: float = 3600
 ) -> ReplayReport:
@@ -127,13 +115,7 @@ def replay(
     total = sum(asyncio.run(end_offsets(s, sources)).values())
     log(f"replaying {total} source events into keyspace {keyspace} ...")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker"],
-        cwd=ROOT,
-        env=worker_env(s),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = processes.spawn(["cli", "worker"], None, processes.child_env(s))
     try:
         while not asyncio.run(caught_up(s)):
             if proc.poll() is not None:
@@ -143,11 +125,7 @@ def replay(
             time.sleep(0.5)
         elapsed = time.monotonic() - started
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        processes.stop(proc, grace=60)
     report = ReplayReport(keyspace, total, elapsed)
     log(f"replayed {total} events in {elapsed:.1f}s ({report.events_per_second:.0f} events/s)")
     return report

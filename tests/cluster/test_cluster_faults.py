@@ -16,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,8 +28,9 @@ from typing import Any
 import httpx
 import pytest
 
-from covidtech import kafka_clients
+from covidtech import kafka_clients, processes
 from covidtech import settings as settings_mod
+from covidtech.processes import child_env
 from covidtech.settings import Settings, with_overrides
 from infra import lifecycle, services
 from infra.lifecycle import cassandra_answers, cassandra_session, kafka_node_answers
@@ -41,7 +39,6 @@ from tests.integration.ingest_harness import bearer, client_id, rfc3339
 from tests.support import eventually, isolated_env, kill_service, run_coroutine
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 RATE = 100  # scans per second through the ingest API
 
 
@@ -211,17 +208,6 @@ class ScanLoad:
                 await asyncio.sleep(0.02)
 
 
-def child(s: Settings, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
-            cwd=ROOT,
-            env={**os.environ, **s.as_env()},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def rows_of(s: Settings, wanted: list[tuple[str, datetime]]) -> set[tuple[str, datetime]]:
     from cassandra import ConsistencyLevel
     from cassandra.query import SimpleStatement
@@ -249,8 +235,10 @@ def test_a_broker_and_a_node_killed_under_load_lose_no_acknowledged_scan(
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port_on_all(("127.0.0.1",))
     ingest_url = f"http://127.0.0.1:{port}"
-    worker = child(s, ["worker"], logs / f"{s.app_id}-worker.log")
-    ingest = child(s, ["ingest-api", "--port", str(port)], logs / f"{s.app_id}-ingest.log")
+    worker = processes.spawn(["cli", "worker"], logs / f"{s.app_id}-worker.log", child_env(s))
+    ingest = processes.spawn(
+        ["cli", "ingest-api", "--port", str(port)], logs / f"{s.app_id}-ingest.log", child_env(s)
+    )
     try:
         eventually(
             lambda: (
@@ -311,13 +299,7 @@ def test_a_broker_and_a_node_killed_under_load_lose_no_acknowledged_scan(
         assert all(r["answers"] == "yes" for r in lifecycle.status(s))
         eventually(lambda: run_coroutine(fully_replicated(s)), timeout=180, what="ISR back to 3")
     finally:
-        for proc in (ingest, worker):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (ingest, worker):
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        processes.stop(ingest, worker, grace=60)
 
 
 async def fully_replicated(s: Settings) -> bool:

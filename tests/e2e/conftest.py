@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,16 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from covidtech import processes
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def child_env(s: Settings, **extra: str) -> dict[str, str]:
@@ -58,28 +48,10 @@ class System:
 def _child(
     system: System, name: str, args: list[str], env: dict[str, str]
 ) -> Iterator[subprocess.Popen[bytes]]:
-    logs = system.settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / f"e2e-{system.settings.app_id}-{name}.log"
-    with path.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    path = system.settings.home / "logs" / f"e2e-{system.settings.app_id}-{name}.log"
+    with processes.child(["cli", *args], path, env) as proc:
         system.procs[name], system.logs[name] = proc, path
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        yield proc
 
 
 def _wait_ready(system: System, url: str, within: float = 90.0) -> None:

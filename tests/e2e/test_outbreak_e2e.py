@@ -18,10 +18,11 @@ import pytest
 from api.app import create_app as create_read_app
 from api.testing import client as read_client
 from api.testing import running
+from covidtech.processes import free_port
 from covidtech.settings import Settings
 from producers.app import create_app as create_ingest_app
 from tests.integration.ingest_harness import bearer, client_id, rfc3339, serving
-from tests.integration.worker_harness import free_port, worker
+from tests.integration.worker_harness import worker
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.e2e

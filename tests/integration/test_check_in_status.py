@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from producers.app import create_app
 from tests.integration.ingest_harness import bearer, client_id, read_topic, rfc3339, serving
-from tests.integration.worker_harness import free_port, publish, worker
+from tests.integration.worker_harness import publish, worker
 from tests.scenarios import dose, m, result, sample
 from tests.scenarios import scan as scan_event
 from tests.support import eventually_async

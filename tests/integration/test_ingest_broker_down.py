@@ -8,7 +8,6 @@ the shared platform is never touched.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from infra import services
 from infra.kafka_topics import broker_answers, create_topics
@@ -35,12 +35,6 @@ from tests.support import eventually_async, unique
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _start_kafka(s: Settings) -> None:
     await asyncio.to_thread(services.start_kafka, s, print)
     await asyncio.to_thread(services.wait_until, lambda: broker_answers(s), 120, "private Kafka")
@@ -48,7 +42,7 @@ async def _start_kafka(s: Settings) -> None:
 
 @pytest.fixture
 async def private_kafka(platform: Settings, tmp_path: Path) -> Any:
-    port, controller = _free_port(), _free_port()
+    port, controller = free_port(), free_port()
     s = with_overrides(
         platform,
         home=tmp_path / "home",

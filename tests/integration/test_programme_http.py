@@ -12,12 +12,13 @@ from api.app import create_app as create_read_app
 from api.config import ReadApiConfig
 from api.testing import bearer as read_bearer
 from api.testing import client, running
+from covidtech.processes import free_port
 from covidtech.settings import Settings
 from producers.app import create_app as create_ingest_app
 from projections.cassandra import CassandraStore
 from projections.programme_queries import PUBLIC_FIELDS
 from tests.integration.ingest_harness import bearer, rfc3339, serving
-from tests.integration.worker_harness import free_port, worker
+from tests.integration.worker_harness import worker
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from schemas.codec import default_registry
 from tests.integration.worker_harness import (
     comparable,
     expected_rows,
-    free_port,
     publish_sync,
     read_all,
     snapshot,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from cassandra.cluster import NoHostAvailable
 
 from covidtech import kafka_clients
 from covidtech import settings as settings_mod
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from infra import lifecycle, services
 from infra.kafka_topics import production_refusals
@@ -38,12 +38,6 @@ pytestmark = pytest.mark.integration
 
 KAFKA_PASSWORD = "k4fka+/=@#%^*!?:~pass"  # every character the settings allow besides a-z0-9
 CASSANDRA_PASSWORD = "c4ss-andra.pass_word"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,10 @@ from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
 from covidtech import kafka_clients
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import partition_of
-from tests.integration.worker_harness import free_port, publish_sync, snapshot, worker
+from tests.integration.worker_harness import publish_sync, snapshot, worker
 from tests.scenarios import Ev, result, sample, scan
 from tests.support import eventually, run_coroutine
 

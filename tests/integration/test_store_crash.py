@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 
 from covidtech import kafka_clients
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from infra import services
 from infra.lifecycle import cassandra_answers, cassandra_session
 from schemas.codec import default_registry
 from streams.replay import caught_up
-from tests.integration.worker_harness import free_port, worker
+from tests.integration.worker_harness import worker
 from tests.scenarios import scan
 from tests.support import eventually, isolated_env, kill_service, run_coroutine
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from covidtech import kafka_clients
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from projections.cassandra import CassandraStore
 from schemas.codec import default_registry
@@ -17,7 +18,6 @@ from tests.integration.worker_harness import (
     converge,
     digest,
     expected_rows,
-    free_port,
     publish_sync,
     read_all,
     snapshot,

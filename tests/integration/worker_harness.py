@@ -7,16 +7,13 @@ Shared by the integration tests of the worker, the programme, the store crash an
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from covidtech import kafka_clients
+from covidtech import kafka_clients, processes
+from covidtech.processes import child_env
 from covidtech.settings import Settings, with_overrides
 from projections.cassandra import CassandraStore
 from projections.model import TABLES
@@ -24,37 +21,15 @@ from schemas.codec import default_registry
 from tests.scenarios import Ev
 from tests.support import run_coroutine
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def env_of(s: Settings) -> dict[str, str]:
-    return {**os.environ, **s.as_env()}
-
 
 @contextmanager
 def worker(
     s: Settings, web_port: int, command: tuple[str, ...] = ("cli", "worker")
 ) -> Iterator[subprocess.Popen[bytes]]:
     s = with_overrides(s, worker_web_port=web_port)
-    log = open(s.home / f"worker-{s.app_id}-{web_port}.log", "ab")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", *command],
-        cwd=ROOT,
-        env=env_of(s),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    log = s.home / f"worker-{s.app_id}-{web_port}.log"
+    with processes.child(command, log, child_env(s), grace=60) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 async def publish(s: Settings, events: list[Ev]) -> None:
@@ -166,14 +141,6 @@ async def commit_end_offsets(s: Settings) -> int:
         return sum(ends.values())
     finally:
         await consumer.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def read_all(s: Settings, topic: str, expect: int, within: float = 60) -> list[bytes]:
