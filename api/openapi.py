@@ -284,6 +284,41 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "ClusterPage": _page("Cluster"),
+    "ChainCase": _obj(
+        {
+            "case_id": STR,
+            "person_id": STR,
+            "sample_id": STR,
+            "collected_at": TIME,
+            "sample_day": DAY,
+            "generation": INT,
+        }
+    ),
+    "ChainLink": _obj(
+        {
+            "alert_id": STR,
+            "source_case_id": STR,
+            "case_id": STR,
+            "source_person_id": STR,
+            "case_person_id": STR,
+            "venue_id": STR,
+            "exposure_at": TIME,
+        }
+    ),
+    "ChainVenue": _obj({"venue_id": STR, "name": _null(STR), "links": INT}),
+    "ChainGraph": _obj(
+        {
+            "province": STR,
+            "from": DAY,
+            "to": DAY,
+            "venue_id": _null(STR),
+            "generations": INT,
+            "truncated": {"type": "boolean"},
+            "cases": _array(_ref("ChainCase")),
+            "links": _array(_ref("ChainLink")),
+            "venues": _array(_ref("ChainVenue")),
+        }
+    ),
     "AuditRecord": _obj(
         {
             "audit_id": STR,

@@ -129,6 +129,7 @@ CALLS = [
     Call("windows", "GET", "/v1/venues/v79/exposure-windows", frozenset({MOH, PROV, TRACER})),
     Call("sites", "GET", "/v1/exposure-sites?province=79", frozenset({MOH, PROV, TRACER})),
     Call("clusters", "GET", "/v1/clusters?province=79", frozenset({MOH, PROV, TRACER})),
+    Call("chains", "GET", "/v1/provinces/79/chains", frozenset({MOH, PROV, TRACER})),
     Call("audit", "GET", "/v1/audit", frozenset({MOH})),
     Call("grant-create", "POST", "/v1/grants", frozenset({MOH}), body={}, ok=201),
     Call("grant-list", "GET", "/v1/grants", frozenset({MOH})),
