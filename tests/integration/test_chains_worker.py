@@ -8,13 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
+from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from tests.chain_scenarios import chain_at_venue
 from tests.integration.worker_harness import (
     converge,
     digest,
     expected_rows,
-    free_port,
     publish_sync,
     snapshot,
     worker,
