@@ -7,7 +7,8 @@ both public (no token) and rate limited per client address; and the issuing rout
   claims, or ``valid: false`` with the refusal reason; a well-formed request about a bad
   certificate is answered, not refused (4xx only for a bad request: not JSON, no payload).
 
-- ``GET /v1/people/{person_id}/certificate`` (``moh``): a certificate issued now from the
+- ``GET /v1/me/certificate`` (the person's own token, ``person:<id>``) and
+  ``GET /v1/people/{person_id}/certificate`` (``moh``): a certificate issued now from the
   person's doses (``doses_by_person``), with its QR code as a PNG; audited like every read of a
   person's record.
 
@@ -144,6 +145,14 @@ async def certificate_of(ctx: Ctx, person_id: str) -> Response:
     )
 
 
+async def my_certificate(ctx: Ctx) -> Response:
+    assert ctx.claims is not None
+    person = ctx.claims.person
+    if person is None:  # reach_of lets only a person-bound token through; kept explicit
+        raise Problem("insufficient-scope", "your token is bound to no person")
+    return await certificate_of(ctx, person)
+
+
 async def person_certificate(ctx: Ctx) -> Response:
     return await certificate_of(ctx, ctx.params["person_id"])
 
@@ -185,6 +194,21 @@ def operations() -> tuple[Operation, ...]:
             f"{MAX_PAYLOAD_LENGTH} characters is malformed. Checked with the public keys "
             "alone, as an offline verifier would (docs/certificates.md). Rate limited per "
             "client address.",
+        ),
+        Operation(
+            method="GET",
+            path="/v1/me/certificate",
+            op_id="getMyCertificate",
+            summary="The person's own vaccination certificate",
+            tag="certificates",
+            handler=my_certificate,
+            scopes=auth.PERSON,
+            response="Certificate",
+            audited=True,
+            errors=PERSONAL_ERRORS,
+            description="For the citizen's own token (person:<id>): a certificate signed now "
+            "from their recorded doses (404 without any): the payload, its QR code as a PNG "
+            "(base64) and the claims it carries. Audited.",
         ),
         Operation(
             method="GET",

@@ -141,3 +141,17 @@ def test_the_public_keys_are_the_settings_public_half(env: Settings, base_url: s
     assert r.status_code == 200
     assert r.json() == env.certificate_keys().public.document()
     assert r.headers["cache-control"].startswith("public")
+
+
+def test_the_person_shows_their_own_certificate_with_their_token(
+    env: Settings, base_url: str
+) -> None:
+    token = env.token_signer().issue("p79", ["person:p79"], timedelta(hours=1))
+    r = httpx.get(
+        f"{base_url}/v1/me/certificate", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["claims"]["subject"] == pseudonym(env.secret, "p79")
+    run = covidtech("verify", "--keys", base_url, body["payload"], env=env)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -121,6 +121,7 @@ CALLS = [
     Call("doses-daily", "GET", "/v1/doses/daily?area=79", frozenset({MOH, PROV})),
     Call("vaccinations", "GET", "/v1/people/p79/vaccinations", frozenset({MOH, PROV})),
     Call("certificate", "GET", "/v1/people/p79/certificate", frozenset({MOH})),
+    Call("my-certificate", "GET", "/v1/me/certificate", frozenset({PERSON})),
     Call("turnaround", "GET", "/v1/testing/turnaround?area=79", frozenset({MOH, PROV})),
     Call("alerts", "GET", "/v1/alerts?province=79", frozenset({MOH, PROV, TRACER})),
     Call("alert-stream", "GET", "/v1/alerts/stream?province=79", frozenset({MOH, PROV, TRACER})),

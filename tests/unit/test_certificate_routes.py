@@ -243,3 +243,23 @@ async def test_no_certificate_without_doses_nor_for_other_scopes(http: Http) -> 
         r = await c.get("/v1/people/p1/certificate", headers=auth(clock, scope))
         assert r.status_code == 403, scope
     assert (await c.get("/v1/people/p1/certificate")).status_code == 401
+
+
+async def test_the_person_gets_their_own_certificate_and_nobody_else_s(http: Http) -> None:
+    c, log, clock = http
+    mine = await c.get("/v1/me/certificate", headers=auth(clock, "person:p1"))
+    assert mine.status_code == 200, mine.text
+    claims = mine.json()["claims"]
+    assert claims["subject"] == pseudonym(SETTINGS.secret, "p1")
+    assert [d["number"] for d in claims["doses"]] == [1, 2, 3]
+    [(_, key, value)] = log.published
+    assert key == "certificate:p1" and decode(value).record["route"] == "/v1/me/certificate"
+    # a person without doses: 404, nothing read, nothing audited
+    r = await c.get("/v1/me/certificate", headers=auth(clock, "person:p2"))
+    assert r.status_code == 404 and len(log.published) == 1
+    # MOH has its own route; on this one, only a person-bound token
+    for scope in ("moh", "province:79", "app"):
+        r = await c.get("/v1/me/certificate", headers=auth(clock, scope))
+        assert r.status_code == 403, scope
+    r = await c.get("/v1/people/p1/certificate", headers=auth(clock, "person:p1"))
+    assert r.status_code == 403
