@@ -15,12 +15,17 @@ What it models (numbers are parameters with plausible defaults):
 - an outbreak seeded in a few people that spreads through overlapping visits; the infected
   develop symptoms, are tested (alone, or in pooled campaign tubes of 5) and the lab posts
   results hours later;
+- or, with ``reproduction_number`` set, a branching process of known R: each infected person
+  infects Poisson(R) others of their province (while any are left), each after a generation
+  interval drawn from the serial interval's gamma (mean 4.7 d, sd 2.9 d: the estimator's),
+  so the estimated Rt can be checked against R (``tests/integration/test_simulated_rt.py``);
 - a vaccination campaign with Vietnam's 2021 product mix and primary-series schedules.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,6 +143,10 @@ class Outbreak:
     symptomatic_declaration: float = 0.03
     campaign_pool_share: float = 0.05  # people swabbed in pooled campaign tubes
     vaccinated_share: float = 0.5
+    #: R of a branching-process epidemic (None: spread through overlapping visits instead).
+    reproduction_number: float | None = None
+    generation_mean_days: float = 4.7
+    generation_sd_days: float = 2.9
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -306,7 +315,55 @@ class Simulation:
     def _epidemic(
         self, visits: list[tuple[Person, Venue, datetime, datetime]], people: list[Person]
     ) -> list[Request]:
-        """Seed cases infect people whose visits overlap theirs; the infected are tested."""
+        """Seed cases infect people whose visits overlap theirs (or, with a reproduction
+        number, :meth:`_branching`); the infected are tested."""
+        infected = (
+            self._branching(people)
+            if self.p.reproduction_number is not None
+            else self._through_visits(visits, people)
+        )
+        return self._tested(infected, people)
+
+    def _branching(self, people: list[Person]) -> dict[str, datetime]:
+        """Infection times of a branching process with Poisson(R) offspring per case, each
+        infected a gamma generation interval after their infector, within the run."""
+        assert self.p.reproduction_number is not None
+        r = self.p.reproduction_number
+        mean, sd = self.p.generation_mean_days, self.p.generation_sd_days
+        shape, scale = (mean / sd) ** 2, sd**2 / mean
+        end = self.start + timedelta(days=self.p.days)
+        susceptible: dict[str, list[Person]] = {}
+        for person in people:
+            susceptible.setdefault(person.province, []).append(person)
+        for pool in susceptible.values():
+            self.rng.shuffle(pool)
+        infected: dict[str, datetime] = {}
+        queue: list[tuple[datetime, str, str]] = []
+        for p in self.rng.sample(people, self.p.seed_cases):
+            # Seeds spread over one generation, not a single cohort that would make the
+            # first generations' incidence oscillate.
+            at = self.start + timedelta(days=self.rng.uniform(0, mean))
+            infected[p.ref] = at
+            susceptible[p.province].remove(p)
+            queue.append((at, p.ref, p.province))
+        while queue:
+            queue.sort()
+            since, _ref, province = queue.pop(0)
+            for _ in range(_poisson(self.rng, r)):
+                pool = susceptible[province]
+                if not pool:
+                    break
+                at = since + timedelta(days=self.rng.gammavariate(shape, scale))
+                if at >= end:
+                    continue
+                other = pool.pop()
+                infected[other.ref] = at
+                queue.append((at, other.ref, province))
+        return infected
+
+    def _through_visits(
+        self, visits: list[tuple[Person, Venue, datetime, datetime]], people: list[Person]
+    ) -> dict[str, datetime]:
         infected: dict[str, datetime] = {
             p.ref: self.start for p in self.rng.sample(people, self.p.seed_cases)
         }
@@ -323,6 +380,9 @@ class Simulation:
                         continue
                     if self.rng.random() < self.p.transmission:
                         infected[other.ref] = max(start, s2)
+        return infected
+
+    def _tested(self, infected: dict[str, datetime], people: list[Person]) -> list[Request]:
         out: list[Request] = []
         end_of_run = self.start + timedelta(days=self.p.days)
         by_ref = {p.ref: p for p in people}
@@ -436,6 +496,15 @@ class Simulation:
                     )
                 )
         return out
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth's product of uniforms; means here are small)."""
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
 
 
 __all__ = ["Issued", "Outbreak", "Person", "Request", "Simulation", "Venue"]
