@@ -74,7 +74,8 @@ async def test_estimated_rt_is_within_15_percent_of_the_simulated_r(r0: float) -
     )
     sim = Simulation(start, params, seed=7)
     venues, people = sim.venues(), sim.people()
-    issued = {x.ref: Issued(x.ref, x.ref) for x in [*venues, *people]}
+    refs = [v.ref for v in venues] + [p.ref for p in people]
+    issued = {ref: Issued(ref, ref) for ref in refs}
     events = as_events(sim.requests(venues, people, issued))
     assert len(events) > 1_000  # a real outbreak, not a few seeds
 
