@@ -75,6 +75,24 @@ class ReadApiConfig:
     pending_alarm_hours: int = field(
         default=48, metadata={"doc": "a sample pending longer than this is reported as late"}
     )
+    notice_advice_high: str = field(
+        default="You were at this place at the same time as a confirmed case, for 15 minutes "
+        "or more. Stay at home and keep away from others, book a PCR test at a testing site, "
+        "declare your health in the app, and call the health hotline 19009095 if you have "
+        "fever, cough or difficulty breathing.",
+        metadata={"doc": "what an exposure notice of HIGH risk tells the person to do"},
+    )
+    notice_advice_low: str = field(
+        default="You were at this place around the time a confirmed case was there. Watch for "
+        "symptoms (fever, cough, sore throat, loss of taste or smell) for 14 days, wear a mask, "
+        "limit contacts, and get tested if symptoms appear.",
+        metadata={"doc": "what an exposure notice of LOW risk tells the person to do"},
+    )
+    notice_advice_withdrawn: str = field(
+        default="This notice was withdrawn: newer check-in records show you were not at this "
+        "place at the same time as the case. Nothing more to do for this visit.",
+        metadata={"doc": "what a withdrawn exposure notice tells the person"},
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -103,6 +121,9 @@ class ReadApiConfig:
         for name in ("sse_keepalive_seconds", "catchup_timeout_seconds", "stream_recheck_seconds"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name.upper()} must be positive")
+        for name in ("notice_advice_high", "notice_advice_low", "notice_advice_withdrawn"):
+            if not getattr(self, name).strip():
+                problems.append(f"{name.upper()} must not be empty")
         if self.cache_max_age < 0 or self.aggregate_cache_seconds < 0:
             problems.append("cache durations must not be negative")
         if problems:
@@ -112,10 +133,13 @@ class ReadApiConfig:
 def load(env: Mapping[str, str] | None = None) -> ReadApiConfig:
     """Read the config from ``env`` (default: ``os.environ``); raise SettingsError if invalid."""
     env = os.environ if env is None else env
-    values: dict[str, float | int] = {}
+    values: dict[str, float | int | str] = {}
     for f in fields(ReadApiConfig):
         raw = env.get(PREFIX + f.name.upper())
         if raw is None or raw == "":
+            continue
+        if f.type == "str":
+            values[f.name] = raw
             continue
         try:
             values[f.name] = float(raw) if f.type == "float" else int(raw)

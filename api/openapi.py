@@ -250,6 +250,77 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
     "VisitPage": _page("Visit"),
+    "Me": _obj(
+        {
+            "person_id": STR,
+            "province": _null(STR),
+            "district": _null(STR),
+            "birth_year": _null(INT),
+            "registered_at": _null(TIME),
+        }
+    ),
+    "MyVisits": _obj(
+        {
+            "since": TIME,
+            "items": _array(
+                _obj(
+                    {
+                        "venue_id": STR,
+                        "venue_name": _null(STR),
+                        "venue_province": _null(STR),
+                        "visit_start": TIME,
+                        "visit_end": _null(TIME),
+                    }
+                )
+            ),
+        }
+    ),
+    "MyResults": _obj(
+        {
+            "items": _array(
+                _obj(
+                    {
+                        "sample_id": STR,
+                        "test_type": _null(STR),
+                        "state": _null(STR),
+                        "collected_at": TIME,
+                        "resulted_at": _null(TIME),
+                    }
+                )
+            )
+        }
+    ),
+    "MyDoses": _obj(
+        {
+            "items": _array(
+                _obj(
+                    {
+                        "dose_id": STR,
+                        "administered_at": TIME,
+                        "vaccine": _null(STR),
+                        "vaccine_name": _null(STR),
+                        "site_id": _null(STR),
+                    }
+                )
+            )
+        }
+    ),
+    "Notice": _obj(
+        {
+            "notice_id": STR,
+            "venue_id": STR,
+            "venue_name": _null(STR),
+            "venue_address": _null(STR),
+            "province": STR,
+            "day": DAY,
+            "visit_start": TIME,
+            "visit_end": _null(TIME),
+            "risk": {"type": "string", "enum": ["HIGH", "LOW"]},
+            "status": {"type": "string", "enum": ["ACTIVE", "WITHDRAWN"]},
+            "advice": STR,
+        }
+    ),
+    "NoticeList": _obj({"items": _array(_ref("Notice"))}),
     "Window": _obj({"window_start": TIME, "window_end": TIME}),
     "ExposureWindows": _obj(
         {

@@ -223,9 +223,9 @@ class AlertBroadcaster:
         await self._source.close()
 
 
-def _sse(event_id: str, data: Mapping[str, Any]) -> bytes:
+def _sse(event_id: str, data: Mapping[str, Any], event: str = "alert") -> bytes:
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {event_id}\nevent: alert\ndata: {body}\n\n".encode()
+    return f"id: {event_id}\nevent: {event}\ndata: {body}\n\n".encode()
 
 
 def _ended(reason: str) -> bytes:
@@ -246,6 +246,7 @@ async def alert_events(
     refused: Callable[[], str | None] = lambda: None,
     audit: Callable[[list[Mapping[str, Any]]], Awaitable[None]] | None = None,
     recheck_s: float = 1.0,
+    event: str = "alert",
 ) -> AsyncGenerator[bytes, None]:
     """The SSE byte stream of one client (see the module docstring for the guarantees).
 
@@ -253,7 +254,8 @@ async def alert_events(
     once it names a reason (the token was revoked or expired), the stream sends an ``end``
     event with it and ends. ``audit`` is awaited with the records about to be sent (the
     whole catch-up of a resumed stream at once, then each live one) before they leave: if it
-    fails, nothing of them is sent and the stream ends."""
+    fails, nothing of them is sent and the stream ends. ``event`` names the SSE events
+    (``alert``; a person's notices stream sends ``notice``)."""
     position = dict(sub.live_from)
     if resume:
         position.update({p: o for p, o in resume.items() if p in position})
@@ -282,7 +284,7 @@ async def alert_events(
                 return None
         for _ in records:
             on_event()
-        return [_sse(event_id, render(r)) for r, event_id in records]
+        return [_sse(event_id, render(r), event) for r, event_id in records]
 
     yield b"retry: 3000\n: connected\n\n"
     if (reason := refused()) is not None:

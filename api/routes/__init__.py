@@ -1,6 +1,8 @@
 """Every operation of the read API, by area; each area declares its own next to its handlers.
 
 - :mod:`~api.routes.citizen` (no token): a test result by its lookup code;
+- :mod:`~api.routes.me` (a person's own token): my visits, results, doses, exposure notices
+  and their live stream;
 - :mod:`~api.routes.certificates` (public; the person's token to issue): vaccination
   certificates, their public keys and verification;
 - :mod:`~api.routes.testing` (health staff): a sample, testing turnaround;
@@ -32,6 +34,7 @@ from api.routes import (
     dashboard,
     epidemiology,
     exposure,
+    me,
     ops,
     testing,
     vaccination,
@@ -47,6 +50,7 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
     sample, turnaround = testing.operations()
     return (
         *citizen.operations(),
+        *me.operations(),
         *certificates.operations(),
         sample,
         *coverage.operations(),

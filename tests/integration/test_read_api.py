@@ -149,7 +149,14 @@ CALLS = [
     Call("plan-progress", "GET", "/v1/vaccination/plans/79/progress", frozenset({MOH, PROV})),
     Call("dashboard-coverage", "GET", "/v1/dashboard/coverage-by-province", frozenset({MOH})),
     Call("ops-rates", "GET", "/v1/ops/rates", frozenset({MOH})),
+    Call("me", "GET", "/v1/me", frozenset({PERSON})),
+    Call("my-visits", "GET", "/v1/me/visits", frozenset({PERSON})),
+    Call("my-results", "GET", "/v1/me/results", frozenset({PERSON})),
+    Call("my-doses", "GET", "/v1/me/doses", frozenset({PERSON})),
+    Call("my-notices", "GET", "/v1/me/notices", frozenset({PERSON})),
+    Call("my-notice-stream", "GET", "/v1/me/notices/stream", frozenset({PERSON})),
 ]
+STREAMS = {"alert-stream", "my-notice-stream"}
 
 
 def test_the_scope_matrix_covers_every_route_as_declared(api: Api) -> None:
@@ -184,7 +191,7 @@ async def call(api: Api, c: Call, headers: dict[str, str]) -> int:
         )
         assert created.status_code == 201, created.text
         path = path.replace("{grant}", created.json()["grant_id"])
-    if c.name == "alert-stream":
+    if c.name in STREAMS:
         stream = EventStreamClient(api.app, path, headers)
         await stream.open()
         if stream.status == 200:
@@ -240,7 +247,7 @@ async def test_missing_expired_forged_or_tampered_tokens_get_401(api: Api, c: Ca
     }
     for name, (headers, slug) in cases.items():
         path = c.path.replace("{grant}", "g-any")
-        if c.name == "alert-stream":
+        if c.name in STREAMS:
             stream = EventStreamClient(api.app, path, headers)
             await stream.open()
             body = json.loads(await stream.body())
@@ -635,6 +642,44 @@ async def test_personal_reads_are_audited_in_cassandra_and_kafka(api: Api) -> No
         "/v1/audit", params={"actor": "Tracer team Q1"}, headers=api.auth("moh")
     )
     assert [x["audit_id"] for x in listed.json()["items"]] == [row["audit_id"]]
+
+
+def own(api: Api, person: str) -> dict[str, str]:
+    """A person's own token, as the ingest API issues it (subject: the person)."""
+    token = api.settings.token_signer().issue(
+        person, ["app", f"person:{person}"], timedelta(hours=1)
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_my_record_is_the_persons_own_and_each_read_is_audited(api: Api) -> None:
+    mine = own(api, "p79")
+    visits = (await api.http.get("/v1/me/visits", headers=mine)).json()["items"]
+    assert visits and all(v["visit_start"] >= visits[-1]["visit_start"] for v in visits)
+    doses = (await api.http.get("/v1/me/doses", headers=mine)).json()["items"]
+    assert len(doses) == 2 and doses[0]["administered_at"] < doses[1]["administered_at"]
+    r = await api.http.get("/v1/me/notices", headers=mine)
+    assert r.status_code == 200, r.text
+    (notice,) = [n for n in r.json()["items"] if n["venue_id"] == "v79"]
+    assert (notice["risk"], notice["status"], notice["province"]) == ("HIGH", "ACTIVE", "79")
+    assert notice["advice"] == CONFIG.notice_advice_high
+    assert "case-1" not in r.text and "a79-1" not in r.text  # no case, no alert id
+    # Another person (p01, with an alert and visits of their own) sees none of p79's.
+    theirs = own(api, "p01")
+    other = (await api.http.get("/v1/me/notices", headers=theirs)).json()["items"]
+    assert [n["venue_id"] for n in other] == ["v01"]
+    for path in ("/v1/me/visits", "/v1/me/doses", "/v1/me/results", "/v1/me/notices"):
+        body = (await api.http.get(path, headers=theirs)).text
+        assert "p79" not in body, path
+    # Every read audited, in Cassandra and Kafka: actor and subject the person.
+    rows = await api.store.select(Query("audit_log", {"day": api.data.today}))
+    by_p79 = [x for x in rows if x["actor"] == "p79"]
+    assert {x["route"] for x in by_p79} == {"/v1/me/visits", "/v1/me/doses", "/v1/me/notices"}
+    assert all(x["subject"] == "person:p79" and x["person_ids"] == ["p79"] for x in by_p79)
+    events = await eventually_async(
+        lambda: audit_events(api.settings, "person:p79"), what="audit event in Kafka"
+    )
+    assert {x["audit_id"] for x in by_p79} <= {e["event_id"] for e in events}
 
 
 async def test_aggregates_are_not_audited(api: Api) -> None:
