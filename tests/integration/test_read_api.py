@@ -114,6 +114,7 @@ def grant_body(now: datetime) -> dict[str, Any]:
     }
 
 
+MOH_PROVINCE = frozenset({MOH, PROV})
 CALLS = [
     Call("sample", "GET", "/v1/samples/s79", frozenset({MOH, PROV})),
     Call("coverage", "GET", "/v1/coverage?area=79", frozenset({MOH, PROV})),
@@ -147,6 +148,11 @@ CALLS = [
     ),
     Call("stock", "GET", "/v1/vaccination/stock?province=79", frozenset({MOH, PROV})),
     Call("plan-progress", "GET", "/v1/vaccination/plans/79/progress", frozenset({MOH, PROV})),
+    *(
+        Call(f"epi-{name}{ext}", "GET", f"/v1/epidemiology/{name}{ext}?area=79", MOH_PROVINCE)
+        for name in ("cases", "positivity", "syndromic", "rt")
+        for ext in ("", ".csv")
+    ),
     Call("dashboard-coverage", "GET", "/v1/dashboard/coverage-by-province", frozenset({MOH})),
     Call("ops-rates", "GET", "/v1/ops/rates", frozenset({MOH})),
     Call("me", "GET", "/v1/me", frozenset({PERSON})),
