@@ -4,6 +4,8 @@ Starts Kafka and Cassandra (``infra up``), a stream worker and both APIs as chil
 waits until each answers, prints where to look with a token for each kind of user, then runs
 the simulator (the last two days back-filled, then live check-ins). Ctrl-C stops the
 simulator, the processes it started and the services it started, in that order.
+Coverage per hundred divides by the simulated population (``population_scale``), not the
+census.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import httpx
 
 from covidtech import processes
 from covidtech.processes import child_env
-from covidtech.settings import Settings
+from covidtech.settings import Settings, with_overrides
+from simulator.model import Outbreak, population_scale
 
 Log = Callable[[str], None]
 
@@ -68,6 +71,15 @@ def user_tokens(s: Settings, province: str = "79") -> dict[str, tuple[str, str]]
     }
 
 
+def demo_settings(s: Settings, outbreak: Outbreak) -> Settings:
+    """``s`` with per-hundred denominators scaled to the simulated population (unless
+    ``population_scale`` was set): 3,000 people in the eight largest provinces would otherwise
+    be "0.0013 per 100" of their census population."""
+    if s.population_scale != 1.0:
+        return s
+    return with_overrides(s, population_scale=population_scale(outbreak))
+
+
 def _stop_on_signals() -> None:
     """Ctrl-C and SIGTERM both stop the demo cleanly (a shell starting it in the background
     hands it SIGINT ignored; restore Python's handler)."""
@@ -84,7 +96,9 @@ def run_demo(s: Settings, *, people: int, rate: float, seed: int, log: Log = pri
 
     _stop_on_signals()
     from simulator.client import simulate
-    from simulator.model import Outbreak
+
+    outbreak = Outbreak(people=people)
+    s = demo_settings(s, outbreak)
 
     started_services = [
         svc.name
@@ -119,7 +133,7 @@ def run_demo(s: Settings, *, people: int, rate: float, seed: int, log: Log = pri
                 simulate(
                     s,
                     ingest,
-                    Outbreak(people=people),
+                    outbreak,
                     seed=seed,
                     rate=rate,
                     live=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -165,6 +166,15 @@ class Settings:
         metadata={
             "doc": "lifetime of a citizen's person token (registration, sign-in with the "
             "person QR); the app signs in again with the QR it holds"
+        },
+    )
+
+    # per-hundred denominators: census populations times this (simulations only)
+    population_scale: float = field(
+        default=1.0,
+        metadata={
+            "doc": "factor on the census populations that coverage per hundred divides by "
+            "(a simulation of a few thousand people; 1: the census)"
         },
     )
 
@@ -355,6 +365,16 @@ def _parse_int(name: str, raw: str) -> int:
     return value
 
 
+def _parse_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not a number") from e
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} must be a positive number")
+    return value
+
+
 def _parse_tuple(name: str, raw: str) -> tuple[str, ...]:
     items = tuple(x.strip() for x in raw.split(",") if x.strip())
     if not items:
@@ -364,6 +384,7 @@ def _parse_tuple(name: str, raw: str) -> tuple[str, ...]:
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "int": _parse_int,
+    "float": _parse_float,
     "Path": lambda _n, raw: Path(raw).expanduser(),
     "tuple[str, ...]": _parse_tuple,
     "str": lambda _n, raw: raw,
@@ -448,6 +469,8 @@ def _validate(s: Settings) -> None:
             raise ValueError("must be at least 1h")
     except ValueError as e:
         raise SettingsError(f"{PREFIX}CERT_VALIDITY={s.cert_validity!r}: {e}") from None
+    if not (math.isfinite(s.population_scale) and s.population_scale > 0):
+        raise SettingsError(f"{PREFIX}POPULATION_SCALE={s.population_scale} must be positive")
     if s.profile not in PROFILES:
         raise SettingsError(f"{PREFIX}PROFILE={s.profile!r} must be one of {', '.join(PROFILES)}")
     _check_service_accounts(s)

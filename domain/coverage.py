@@ -25,6 +25,7 @@ late, earlier dose recorded elsewhere may move the person to another area or ban
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -66,6 +67,7 @@ __all__ = [
     "metrics",
     "person_status",
     "record_dose",
+    "scaled_population",
     "series",
     "status_delta",
     "sum_bands",
@@ -537,6 +539,20 @@ def sum_bands(
 def adult_counts(by_band: Mapping[str, CoverageCounts]) -> CoverageCounts:
     """Counts of adults (18+): bands 18-49, 50-64 and 65+ ("adult (18+) coverage")."""
     return sum_bands(by_band, ADULT_BANDS)
+
+
+def scaled_population(population: int, scale: float = 1.0) -> int:
+    """The denominator of per-hundred figures: ``population`` times ``scale``, at least 1.
+
+    Why: a simulation of a few thousand people over census populations of millions reads as
+    "0.0013 per 100"; the setting ``population_scale`` brings the denominators to the size
+    of the simulated population. Scale 1 (the default) is the population unchanged.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    if scale == 1.0:
+        return population
+    return max(1, round(population * scale))
 
 
 def adult_population(area: str) -> int:

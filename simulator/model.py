@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from domain.reference import AGE_SHARES, PROVINCES
+from domain.reference import AGE_SHARES, PROVINCES, Province
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -150,6 +150,18 @@ class Outbreak:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def simulated_provinces(params: Outbreak) -> list[Province]:
+    """The provinces a run populates: the ``params.provinces`` most populous ones."""
+    return sorted(PROVINCES.values(), key=lambda pr: -pr.population)[: params.provinces]
+
+
+def population_scale(params: Outbreak) -> float:
+    """The ``population_scale`` setting that makes per-hundred figures of a run read as they
+    would for real provinces: simulated people over the census population of the provinces
+    they live in (provinces outside the run scale alike and stay empty)."""
+    return params.people / sum(pr.population for pr in simulated_provinces(params))
+
+
 def site_scope(province: str) -> str:
     """The sampling and vaccination site of a province: one per province, bound to it."""
     return f"site:sim-site-{province}@{province}"
@@ -172,7 +184,7 @@ class Simulation:
         self.p = params
         self.rng = random.Random(seed)
         self.seed = seed
-        weights = sorted(PROVINCES.values(), key=lambda pr: -pr.population)[: params.provinces]
+        weights = simulated_provinces(params)
         self.provinces = [pr.code for pr in weights]
         self._weights = [pr.population for pr in weights]
 

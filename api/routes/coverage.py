@@ -37,6 +37,7 @@ from domain.coverage import (
     adult_population,
     metrics,
     person_status,
+    scaled_population,
     sum_bands,
 )
 from domain.vaccines import VACCINES, UnknownVaccine
@@ -70,12 +71,17 @@ def figures(counts: CoverageCounts, population: int, places: int = 4) -> dict[st
     }
 
 
-def _band_figures(area: str, band: str, by_band: Mapping[str, CoverageCounts]) -> dict[str, Any]:
+def _band_figures(
+    area: str, band: str, by_band: Mapping[str, CoverageCounts], scale: float
+) -> dict[str, Any]:
+    """Figures of ``band`` in ``area``; denominators times ``scale`` (``population_scale``)."""
     if band == "all":
-        return figures(sum_bands(by_band), reference.population(area))
-    if band == "18+":
-        return figures(sum_bands(by_band, ADULT_BANDS), adult_population(area))
-    return figures(by_band.get(band, CoverageCounts()), reference.population(area, band))
+        counts, population = sum_bands(by_band), reference.population(area)
+    elif band == "18+":
+        counts, population = sum_bands(by_band, ADULT_BANDS), adult_population(area)
+    else:
+        counts, population = by_band.get(band, CoverageCounts()), reference.population(area, band)
+    return figures(counts, scaled_population(population, scale))
 
 
 def _bands_for(band: str) -> tuple[str, ...]:
@@ -98,6 +104,7 @@ async def get_coverage(ctx: Ctx) -> Response:
     check_area(ctx, area)
     day = ctx.params["date"] or ctx.today
     services = ctx.services
+    scale = services.settings.population_scale
 
     async def compute() -> dict[str, Any]:
         by_band = await queries.coverage_as_of(services.store, area, day, _bands_for(band))
@@ -106,11 +113,11 @@ async def get_coverage(ctx: Ctx) -> Response:
             "area_name": area_name(area),
             "date": day.isoformat(),
             "age_band": band,
-            **_band_figures(area, band, by_band),
+            **_band_figures(area, band, by_band, scale),
         }
         if band == "all":
             out["by_age_band"] = [
-                {"age_band": b, **_band_figures(area, b, by_band)} for b in AGE_BANDS
+                {"age_band": b, **_band_figures(area, b, by_band, scale)} for b in AGE_BANDS
             ]
         return out
 
@@ -122,13 +129,14 @@ async def get_coverage_series(ctx: Ctx) -> Response:
     check_area(ctx, area)
     start, end = day_range(ctx, 30)
     services = ctx.services
+    scale = services.settings.population_scale
 
     async def compute() -> dict[str, Any]:
         series = await queries.coverage_series(services.store, area, start, end, _bands_for(band))
         return {
             **_about(area, band, start, end),
             "points": [
-                {"date": d.isoformat(), **_band_figures(area, band, by_band)}
+                {"date": d.isoformat(), **_band_figures(area, band, by_band, scale)}
                 for d, by_band in sorted(series.items())
             ],
         }

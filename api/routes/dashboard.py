@@ -38,7 +38,7 @@ from api.render import conditional_response, json_response
 from api.routes.coverage import figures
 from covidtech.topics import SOURCE_TOPICS
 from domain import reference
-from domain.coverage import ADULT_BANDS, AGE_BANDS, CoverageCounts, sum_bands
+from domain.coverage import ADULT_BANDS, AGE_BANDS, CoverageCounts, scaled_population, sum_bands
 from projections import queries
 from streams.handlers import all_handlers
 
@@ -108,8 +108,8 @@ def _figures(counts: CoverageCounts, population: int) -> dict[str, Any]:
     return {name: value for name, value in shown if name not in _NOT_SHOWN}
 
 
-def _population(area: str, bands: Sequence[str]) -> int:
-    return sum(reference.population(area, b) for b in bands)
+def _population(area: str, bands: Sequence[str], scale: float) -> int:
+    return scaled_population(sum(reference.population(area, b) for b in bands), scale)
 
 
 async def coverage_by_province(ctx: Ctx) -> Response:
@@ -118,6 +118,7 @@ async def coverage_by_province(ctx: Ctx) -> Response:
     bands = _BANDS[band]
     day = ctx.params["date"] or ctx.today
     services = ctx.services
+    scale = services.settings.population_scale
     codes = sorted(reference.PROVINCES)
 
     async def compute() -> dict[str, Any]:
@@ -135,13 +136,13 @@ async def coverage_by_province(ctx: Ctx) -> Response:
                     "province": code,
                     "name": province.name,
                     "region": province.region,
-                    **_figures(counts, _population(code, bands)),
+                    **_figures(counts, _population(code, bands, scale)),
                 }
             )
         return {
             "date": day.isoformat(),
             "age_band": band,
-            "nation": _figures(nation, _population(reference.NATION, bands)),
+            "nation": _figures(nation, _population(reference.NATION, bands, scale)),
             "provinces": provinces,
         }
 
