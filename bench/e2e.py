@@ -8,7 +8,9 @@
 2. Alert latency: while single scans run in the background at ``--background`` req/s, each
    trial has a fresh case and contact share a venue visit, then posts the case's POSITIVE
    result; latency runs from the 202 of the result to the contact's alert row being readable
-   in Cassandra (the row the read API serves), polled every 20 ms.
+   in Cassandra (the row the read API serves), polled every 20 ms; and to the contact's
+   exposure notice arriving on their app's open stream (``GET /v1/me/notices/stream`` of the
+   read API, with the person's own token): what the exposed person sees.
 Ceilings printed beside: Kafka's ProducerPerformance, a raw cassandra-driver write loop, and
 how busy the machine's cores were during the sustained run (with the cores each process used).
 On a cluster (``COVIDTECH_NODES=3`` set for ``covidtech infra up`` and for this command) the
@@ -163,7 +165,7 @@ async def sustained(
 
 
 async def alert_latency(
-    api: Api, s: Settings, trials: int, background: float, report: Report
+    api: Api, s: Settings, read_url: str, trials: int, background: float, report: Report
 ) -> None:
     store = CassandraStore.from_settings(s)
     venues = [await api.venue(dwell=30) for _ in range(trials)]
@@ -184,7 +186,7 @@ async def alert_latency(
             await asyncio.sleep(1 / background)
 
     loader = asyncio.create_task(load())
-    latencies = []
+    latencies, notices = [], []
     try:
         for i in range(trials):
             case, contact = await api.register(), await api.register()
@@ -210,6 +212,9 @@ async def alert_latency(
             )
             contact_id = contact["person_id"]
             del sample
+            listening = asyncio.Event()
+            noticed = asyncio.create_task(first_notice(read_url, contact["token"], listening))
+            await asyncio.wait_for(listening.wait(), 30)
             await api.post("lab:bench@79", f"/v1/samples/{tube}/result", {"result": "POSITIVE"})
             t0 = time.monotonic()
             while not await store.select(
@@ -219,6 +224,7 @@ async def alert_latency(
                     raise RuntimeError("no alert after 60 s")
                 await asyncio.sleep(0.02)
             latencies.append(time.monotonic() - t0)
+            notices.append(await asyncio.wait_for(noticed, 60) - t0)
     finally:
         stop.set()
         await loader
@@ -230,6 +236,31 @@ async def alert_latency(
         f"{trials} trials",
     )
     report.add("alert latency p99", percentile(latencies, 99) * 1000, "ms")
+    report.add(
+        "notice latency p50 (result 202 -> notice on the contact's open stream)",
+        percentile(notices, 50) * 1000,
+        "ms",
+        f"{trials} trials",
+    )
+    report.add("notice latency p99", percentile(notices, 99) * 1000, "ms")
+
+
+async def first_notice(read_url: str, token: str, listening: asyncio.Event) -> float:
+    """Open the person's notice stream, set ``listening`` once the read API said it is
+    connected, and return the monotonic time at which the first notice arrived."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    async with (
+        httpx.AsyncClient(base_url=read_url, timeout=httpx.Timeout(5, read=90)) as client,
+        client.stream("GET", "/v1/me/notices/stream", headers=headers) as r,
+    ):
+        if r.status_code != 200:
+            raise RuntimeError(f"notice stream: {r.status_code} {(await r.aread())[:300]!r}")
+        async for line in r.aiter_lines():
+            if line.startswith(": connected"):
+                listening.set()
+            elif line == "event: notice":
+                return time.monotonic()
+    raise RuntimeError("the notice stream ended without a notice")
 
 
 async def run(
@@ -241,15 +272,31 @@ async def run(
 ) -> None:
     api = Api(s, f"http://127.0.0.1:{port}")
     try:
-        for _ in range(240):
-            with contextlib.suppress(httpx.HTTPError):
-                if (await api.client.get("/readyz")).status_code == 200:
-                    break
-            await asyncio.sleep(0.5)
+        await ready(api.client)
         await sustained(api, s, args.scans, report, procs)
-        await alert_latency(api, s, args.trials, args.background, report)
+        # The read API starts after the sustained run, which it would not serve.
+        read_port = free_port()
+        with processes.child(
+            ["cli", "read-api", "--port", str(read_port)],
+            s.home / "bench-e2e-read.log",
+            child_env(with_overrides(s, read_port=read_port)),
+        ):
+            read_url = f"http://127.0.0.1:{read_port}"
+            async with httpx.AsyncClient(base_url=read_url) as read_client:
+                await ready(read_client)
+            await alert_latency(api, s, read_url, args.trials, args.background, report)
     finally:
         await api.client.aclose()
+
+
+async def ready(client: httpx.AsyncClient, within: float = 120) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"{client.base_url} not ready after {within:.0f}s")
 
 
 def start_processes(s: Settings, port: int, workers: int) -> list[subprocess.Popen[bytes]]:
