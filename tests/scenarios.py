@@ -153,6 +153,56 @@ def outbreak_at_venue(prefix: str = "") -> list[Ev]:
     ]
 
 
+def venue_registered(venue: str, name: str) -> Ev:
+    return Ev(
+        "venues",
+        venue,
+        "covidtech.checkin.VenueRegistered",
+        {
+            "event_id": f"{venue}.registered",
+            "occurred_at": T0,
+            "venue_id": venue,
+            "name": name,
+            "address": "1 Lê Lợi",
+            "province": "79",
+            "district": "760",
+            "category": "market",
+            "default_dwell_minutes": 60,
+        },
+    )
+
+
+def person_registered(person: str) -> Ev:
+    return Ev(
+        "people",
+        person,
+        "covidtech.people.PersonRegistered",
+        {
+            "event_id": f"{person}.registered",
+            "occurred_at": T0,
+            "person_id": person,
+            "province": "79",
+            "district": "760",
+            "birth_year": 1985,
+        },
+    )
+
+
+def citizen_outbreak() -> list[Ev]:
+    """The outbreak at a named venue, from the citizens' side (my record, notices).
+
+    outbreak_at_venue: the case 10:00-11:00, A overlaps 30 min (HIGH), D not at all; B is
+    replaced by an IN at 11:25 without OUT (its dwell overlaps the case's tail: LOW), which a
+    late ``scan("b", "venue", m(85), "OUT")`` withdraws. A has a dose."""
+    return [
+        venue_registered("venue", "Chợ Bến Thành"),
+        person_registered("a"),
+        *[e for e in outbreak_at_venue() if e.record.get("person_id") != "b"],
+        scan("b", "venue", m(85), "IN"),
+        dose("a", "a-1", m(-60 * 24), "AZ", province="79"),
+    ]
+
+
 def shuffled(events: list[Ev], seed: int) -> list[Ev]:
     """The same events in another order, keeping each sample's collection before its result
     (the ingest API refuses a result for an unknown sample)."""

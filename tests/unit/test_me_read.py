@@ -22,60 +22,12 @@ from projections.access import LOCAL_TZ
 from projections.memory import InMemoryStore
 from schemas.codec import decode
 from streams.local import LocalPipeline
-from tests.scenarios import T0, Ev, dose, m, outbreak_at_venue, scan
+from tests.scenarios import citizen_outbreak, m, scan
 from tests.unit.read_support import MemoryLog, NoRevocations
 from tests.unit.test_api_stream import Source
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789")
 CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50, notice_advice_low="Watch out.")
-
-
-def venue_registered(venue: str, name: str) -> Ev:
-    return Ev(
-        "venues",
-        venue,
-        "covidtech.checkin.VenueRegistered",
-        {
-            "event_id": f"{venue}.registered",
-            "occurred_at": T0,
-            "venue_id": venue,
-            "name": name,
-            "address": "1 Lê Lợi",
-            "province": "79",
-            "district": "760",
-            "category": "market",
-            "default_dwell_minutes": 60,
-        },
-    )
-
-
-def person_registered(person: str) -> Ev:
-    return Ev(
-        "people",
-        person,
-        "covidtech.people.PersonRegistered",
-        {
-            "event_id": f"{person}.registered",
-            "occurred_at": T0,
-            "person_id": person,
-            "province": "79",
-            "district": "760",
-            "birth_year": 1985,
-        },
-    )
-
-
-def events() -> list[Ev]:
-    # outbreak_at_venue: the case 10:00-11:00, A overlaps 30 min (HIGH), D not at all; B is
-    # replaced by an IN at 11:25 without OUT (its dwell overlaps the case's tail: LOW), which
-    # a late OUT withdraws below.
-    return [
-        venue_registered("venue", "Chợ Bến Thành"),
-        person_registered("a"),
-        *[e for e in outbreak_at_venue() if e.record.get("person_id") != "b"],
-        scan("b", "venue", m(85), "IN"),
-        dose("a", "a-1", m(-60 * 24), "AZ", province="79"),
-    ]
 
 
 @dataclass
@@ -109,7 +61,7 @@ class World:
 async def world() -> AsyncIterator[World]:
     store = InMemoryStore()
     pipeline = LocalPipeline(store)
-    for e in events():
+    for e in citizen_outbreak():
         pipeline.publish(e.topic, e.key, e.name, e.record)
     await pipeline.run_until_idle()
     log, source = MemoryLog(), Source()
