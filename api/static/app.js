@@ -38,6 +38,10 @@
     liveCount: 0,
     venues: new Map(), // venue_id -> name (null: unknown), read once per venue shown
     clusters: [],
+    epi: {}, // /v1/epidemiology/{cases,rt,positivity,syndromic}, area VN
+    chains: null, // /v1/provinces/{p}/chains of the chosen cluster
+    chainVenue: null,
+    stock: null, // /v1/vaccination/stock
     stopped: false,
   };
 
@@ -205,6 +209,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     document.body.classList.add("signed-out");
     $("board").hidden = true;
+    $("epi").hidden = true;
     $("signin").hidden = false;
     $("sign-out").hidden = true;
     $("who").textContent = "";
@@ -775,6 +780,236 @@
     $("clusters-empty").hidden = rows.length > 0;
   }
 
+  // ---------------------------------------------------------------- epidemic (area VN)
+
+  // Days of a series answer for the nation: its rows of province "VN", oldest first.
+  function nationRows(answer) {
+    return answer ? answer.rows.filter((r) => r.province === "VN") : [];
+  }
+
+  // A chart of days: overlaid bars on the left axis (the first is the total), and a line on
+  // the right axis with an optional interval band and reference line. Null values leave gaps.
+  function drawDaily(hostId, boxId, rows, { bars, line }) {
+    const host = $(hostId);
+    const box = $(boxId);
+    const width = Math.max(260, box.clientWidth);
+    const height = Math.max(120, box.clientHeight - 4);
+    clear(host);
+    host.setAttribute("width", width);
+    host.setAttribute("height", height);
+    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    if (!rows.length) {
+      svg("text", { x: 4, y: 20, class: "muted-text" }, host, "No data for these days.");
+      return;
+    }
+    const axis = niceTicks(Math.max(0, ...rows.map((r) => r[bars[0].key])), 4);
+    const values = rows.flatMap((r) => [r[line.key], line.upper ? r[line.upper] : null]).filter((v) => v !== null);
+    const rAxis = niceTicks(Math.max(line.ref || 0, ...values), 4);
+    const widest = Math.max(...axis.ticks.map((t) => tickLabel(t, axis.step).length));
+    const left = 12 + 6.2 * widest, right = 40, top = 10, bottom = 22;
+    const plotW = width - left - right, plotH = height - top - bottom;
+    const slot = plotW / rows.length;
+    const x = (i) => left + (i + 0.5) * slot;
+    const y = (v) => top + plotH - (axis.top ? (v / axis.top) * plotH : 0);
+    const ry = (v) => top + plotH - (rAxis.top ? (v / rAxis.top) * plotH : 0);
+    const g = svg("g", { class: "axis" }, host);
+    for (const t of axis.ticks) {
+      svg("line", { x1: left, x2: left + plotW, y1: y(t), y2: y(t), class: "grid" }, g);
+      svg("text", { x: left - 6, y: y(t) + 4, "text-anchor": "end", class: "tick" }, g, tickLabel(t, axis.step));
+    }
+    for (const t of rAxis.ticks) {
+      svg("text", { x: left + plotW + 6, y: ry(t) + 4, class: "tick " + line.tickCls }, g, line.fmt(t));
+    }
+    const every = Math.max(1, Math.ceil(rows.length / Math.max(2, Math.floor(plotW / 70))));
+    rows.forEach((r, i) => {
+      if ((rows.length - 1 - i) % every === 0) {
+        svg("text", { x: x(i), y: height - 6, "text-anchor": "middle", class: "tick" }, g, dayLabel(r.date));
+      }
+    });
+    const bw = Math.max(1, Math.min(16, slot - 2));
+    const barsG = svg("g", { class: "day-bars" }, host);
+    for (const b of bars) {
+      rows.forEach((r, i) => {
+        const v = r[b.key] || 0;
+        const rect = svg("rect", {
+          x: x(i) - bw / 2, y: y(v), width: bw, height: y(0) - y(v), class: b.cls,
+          "data-date": r.date, "data-value": v,
+        }, barsG);
+        svg("title", {}, rect, `${dayLabel(r.date)}: ${fmtInt(v)} ${b.label}`);
+      });
+    }
+    if (line.ref) {
+      svg("line", { x1: left, x2: left + plotW, y1: ry(line.ref), y2: ry(line.ref), class: "ref-line" }, host);
+    }
+    // Runs of consecutive days with a value: one path (and band) per run.
+    const runs = [];
+    let run = [];
+    rows.forEach((r, i) => {
+      if (r[line.key] === null || r[line.key] === undefined) {
+        if (run.length) runs.push(run);
+        run = [];
+      } else {
+        run.push(i);
+      }
+    });
+    if (run.length) runs.push(run);
+    for (const idx of runs) {
+      if (line.lower) {
+        const up = idx.map((i) => `${x(i).toFixed(1)},${ry(rows[i][line.upper]).toFixed(1)}`);
+        const down = idx.slice().reverse().map((i) => `${x(i).toFixed(1)},${ry(rows[i][line.lower]).toFixed(1)}`);
+        svg("path", { d: "M" + up.join("L") + "L" + down.join("L") + "Z", class: line.band }, host);
+      }
+      svg("path", { d: "M" + idx.map((i) => `${x(i).toFixed(1)},${ry(rows[i][line.key]).toFixed(1)}`).join("L"), class: line.cls }, host);
+    }
+    const dots = svg("g", { class: "points" }, host);
+    rows.forEach((r, i) => {
+      const v = r[line.key];
+      if (v === null || v === undefined) return;
+      const c = svg("circle", { cx: x(i), cy: ry(v), r: 2.4, class: line.pt, "data-date": r.date, "data-value": v }, dots);
+      svg("title", {}, c, `${dayLabel(r.date)}: ${line.title(r)}`);
+    });
+  }
+
+  const fmtShare = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(v < 0.1 ? 1 : 0) + "%");
+
+  function renderCases() {
+    const cases = nationRows(state.epi.cases);
+    const rt = new Map(nationRows(state.epi.rt).map((r) => [r.date, r]));
+    if (!state.epi.cases) return;
+    const rows = cases.map((c) => {
+      const r = rt.get(c.date) || {};
+      return { ...c, rt: r.rt ?? null, rt_lower: r.rt_lower ?? null, rt_upper: r.rt_upper ?? null, window_cases: r.window_cases ?? null };
+    });
+    $("cases-range").textContent = `${dayLabel(state.epi.cases.from)} – ${dayLabel(state.epi.cases.to)} · nation`;
+    drawDaily("cases-chart", "cases-body", rows, {
+      bars: [{ key: "by_sampling_date", cls: "bar-cases", label: "cases sampled" }],
+      line: {
+        key: "rt", lower: "rt_lower", upper: "rt_upper", ref: 1, cls: "line-rt", pt: "pt-rt", band: "rt-band", tickCls: "tick-rt",
+        fmt: (t) => t.toFixed(t < 10 ? 1 : 0),
+        title: (r) => `Rt ${r.rt.toFixed(2)} (95% ${r.rt_lower.toFixed(2)}–${r.rt_upper.toFixed(2)}), ${fmtInt(r.window_cases)} cases in the window`,
+      },
+    });
+    const total = cases.reduce((s, c) => s + c.by_sampling_date, 0);
+    const last = rows.filter((r) => r.rt !== null).pop();
+    const m = state.epi.rt && state.epi.rt.method;
+    $("cases-note").textContent = `${fmtInt(total)} cases in ${cases.length} days · ` + (last
+      ? `Rt ${last.rt.toFixed(2)} (${last.rt_lower.toFixed(2)}–${last.rt_upper.toFixed(2)}) on ${dayLabel(last.date)}`
+      : `Rt needs ${m ? m.min_cases : "more"} cases in ${m ? m.window_days : 7} days`) +
+      " · the last days read low (results pending)";
+  }
+
+  function renderShare(kind) {
+    const answer = state.epi[kind];
+    if (!answer) return;
+    const rows = nationRows(answer);
+    const spec = kind === "positivity"
+      ? { total: "tests", part: "positives", share: "positivity", partCls: "bar-positives", words: ["tests", "positive"] }
+      : { total: "declarations", part: "symptomatic", share: "symptomatic_share", partCls: "bar-symptomatic", words: ["declarations", "with symptoms"] };
+    drawDaily(`${kind}-chart`, `${kind}-body`, rows, {
+      bars: [
+        { key: spec.total, cls: "bar-total", label: spec.words[0] },
+        { key: spec.part, cls: spec.partCls, label: spec.words[1] },
+      ],
+      line: {
+        key: spec.share, cls: "line-share", pt: "pt-share", tickCls: "tick-share",
+        fmt: (t) => fmtShare(t),
+        title: (r) => `${fmtShare(r[spec.share])} (${fmtInt(r[spec.part])} of ${fmtInt(r[spec.total])})`,
+      },
+    });
+    const total = rows.reduce((s, r) => s + r[spec.total], 0);
+    const part = rows.reduce((s, r) => s + r[spec.part], 0);
+    $(`${kind}-figure`).textContent =
+      `${fmtInt(part)} of ${fmtInt(total)} ${spec.words[0]} · ${fmtShare(total ? part / total : null)} in ${rows.length} days`;
+  }
+
+  // ---------------------------------------------------------------- chains of one cluster
+
+  // Cases in columns by generation (sampling order within a column), links as lines.
+  function renderChains() {
+    const host = $("chains-graph");
+    const g = state.chains;
+    clear(host);
+    $("chains-empty").hidden = Boolean(g);
+    if (!g) {
+      host.setAttribute("height", 0);
+      return;
+    }
+    const columns = [];
+    for (const c of g.cases) (columns[c.generation] = columns[c.generation] || []).push(c);
+    const colW = 110, rowH = 26, left = 30, top = 26;
+    const deepest = Math.max(1, ...columns.map((c) => (c ? c.length : 0)));
+    const width = Math.max($("chains-body").clientWidth - 4, left + columns.length * colW);
+    const height = top + deepest * rowH + 6;
+    host.setAttribute("width", width);
+    host.setAttribute("height", height);
+    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    const at = new Map();
+    columns.forEach((col, gen) => {
+      const x = left + gen * colW;
+      svg("text", { x, y: 12, "text-anchor": "middle", class: "gen-label" }, host, gen === 0 ? "source" : `gen ${gen}`);
+      (col || []).forEach((c, i) => at.set(c.case_id, [x, top + i * rowH + rowH / 2]));
+    });
+    const edges = svg("g", { class: "links" }, host);
+    for (const k of g.links) {
+      const a = at.get(k.source_case_id), b = at.get(k.case_id);
+      if (!a || !b) continue;
+      const line = svg("line", {
+        x1: a[0], y1: a[1], x2: b[0], y2: b[1], class: "chain-link",
+        "data-source": k.source_case_id, "data-case": k.case_id,
+      }, edges);
+      svg("title", {}, line, `exposed ${visitFmt.format(new Date(k.exposure_at)).replace(",", "")}`);
+    }
+    const nodes = svg("g", { class: "nodes" }, host);
+    for (const c of g.cases) {
+      const [x, y] = at.get(c.case_id);
+      const node = svg("g", { class: "node", "data-case": c.case_id, "data-generation": c.generation }, nodes);
+      svg("circle", { cx: x, cy: y, r: 7, class: "chain-node" + (c.generation === 0 ? " root" : "") }, node);
+      svg("text", { x: x + 10, y: y + 4, class: "value" }, node, dayLabel(c.sample_day));
+      svg("title", {}, node, `case ${shortId(c.person_id)} · sampled ${visitFmt.format(new Date(c.collected_at)).replace(",", "")} · generation ${c.generation}`);
+    }
+    const venue = g.venues && g.venues[0];
+    $("chains-note").textContent = `${fmtInt(g.cases.length)} cases, ${fmtInt(g.links.length)} links, ` +
+      `${g.generations} generations` + (venue && venue.name ? ` · ${venue.name}` : "") +
+      ` · sampled ${dayLabel(g.from)} – ${dayLabel(g.to)}` + (g.truncated ? " · truncated" : "");
+  }
+
+  // The cluster selector: clusters by size; the largest unless one was chosen.
+  function renderChainChoices() {
+    const select = $("chain-venue");
+    const rows = [...state.clusters].sort((a, b) => b.case_count - a.case_count);
+    const wanted = rows.some((c) => c.venue_id === state.chainVenue) ? state.chainVenue : (rows[0] || {}).venue_id;
+    clear(select);
+    for (const c of rows) {
+      const o = el("option", { value: c.venue_id }, `${state.venues.get(c.venue_id) || shortId(c.venue_id)} (${c.case_count})`);
+      select.appendChild(o);
+    }
+    if (wanted) select.value = wanted;
+    return wanted ? rows.find((c) => c.venue_id === wanted) : null;
+  }
+
+  // ---------------------------------------------------------------- vaccine stock
+
+  function renderStock() {
+    const s = state.stock;
+    if (!s) return;
+    const body = $("stock-body");
+    clear(body);
+    const rows = [...s.items].sort((a, b) => (a.days_of_stock_left ?? 1e9) - (b.days_of_stock_left ?? 1e9) ||
+      provinceName(a.province).localeCompare(provinceName(b.province), "vi") || a.vaccine.localeCompare(b.vaccine));
+    for (const r of rows) {
+      const tr = body.appendChild(el("tr", { "data-province": r.province, "data-vaccine": r.vaccine, "data-in-stock": r.in_stock }));
+      tr.appendChild(el("td", {}, provinceName(r.province)));
+      tr.appendChild(el("td", {}, r.vaccine));
+      for (const k of ["allocated", "administered", "discarded"]) tr.appendChild(el("td", { class: "num" }, fmtInt(r[k])));
+      tr.appendChild(el("td", { class: "num" + (r.in_stock < 0 ? " neg" : "") }, fmtInt(r.in_stock)));
+      tr.appendChild(el("td", { class: "num" }, r.daily_rate ? r.daily_rate.toFixed(1) : "–"));
+      const left = r.days_of_stock_left;
+      tr.appendChild(el("td", { class: "num" + (left !== null && left < 7 ? " warn" : "") }, left === null ? "–" : left.toFixed(1)));
+    }
+    $("stock-empty").hidden = rows.length > 0;
+    $("stock-total").textContent = `${fmtInt(s.total.in_stock)} doses in stock · ${fmtInt(s.total.allocated)} allocated`;
+  }
+
   // ---------------------------------------------------------------- loading
 
   async function loadCoverage() {
@@ -795,6 +1030,54 @@
       loaded("panel-trend");
     } catch (e) {
       failed("panel-provinces", e);
+    }
+  }
+
+  async function loadEpidemic() {
+    try {
+      const today = localToday();
+      const q = new URLSearchParams({ area: "VN", from: addDays(today, -(TREND_DAYS - 1)), to: today }).toString();
+      const [cases, rt, positivity, syndromic] = await Promise.all(
+        ["cases", "rt", "positivity", "syndromic"].map((k) => api(`/v1/epidemiology/${k}?${q}`, { aggregate: true })),
+      );
+      state.epi = { cases, rt, positivity, syndromic };
+      renderCases();
+      renderShare("positivity");
+      renderShare("syndromic");
+      for (const id of ["panel-cases", "panel-positivity", "panel-syndromic"]) loaded(id);
+    } catch (e) {
+      failed("panel-cases", e);
+    }
+  }
+
+  async function loadStock() {
+    try {
+      state.stock = await api("/v1/vaccination/stock", { aggregate: true });
+      renderStock();
+      loaded("panel-stock");
+    } catch (e) {
+      failed("panel-stock", e);
+    }
+  }
+
+  // The chains of the chosen cluster (audited: the answer names the cases).
+  async function loadChains() {
+    const cluster = renderChainChoices();
+    if (!cluster) {
+      state.chains = null;
+      renderChains();
+      return;
+    }
+    state.chainVenue = cluster.venue_id;
+    try {
+      const q = new URLSearchParams({ venue_id: cluster.venue_id }).toString();
+      const chains = await api(`/v1/provinces/${encodeURIComponent(cluster.province)}/chains?${q}`);
+      if (state.chainVenue !== cluster.venue_id) return; // another cluster was chosen meanwhile
+      state.chains = chains;
+      renderChains();
+      loaded("panel-chains");
+    } catch (e) {
+      failed("panel-chains", e);
     }
   }
 
@@ -840,6 +1123,7 @@
       state.clusters = clusters.items;
       renderClusters();
       loaded("panel-clusters");
+      loadChains();
       nameVenues(state.clusters.map((c) => c.venue_id));
     } catch (e) {
       failed("panel-clusters", e);
@@ -877,6 +1161,7 @@
     if (named) {
       scheduleAlerts();
       renderClusters();
+      renderChainChoices();
     }
   }
 
@@ -917,6 +1202,7 @@
     document.body.classList.remove("signed-out");
     $("signin").hidden = true;
     $("board").hidden = false;
+    $("epi").hidden = false;
     $("sign-out").hidden = false;
     const expiry = claims.exp ? new Date(claims.exp * 1000) : null;
     const until = !expiry ? "" : " · token until " +
@@ -928,8 +1214,10 @@
     loadTurnaround();
     loadAlerts();
     loadClusters();
+    loadEpidemic();
+    loadStock();
     followAlerts();
-    every(REFRESH_AGGREGATES_MS, () => Promise.all([loadCoverage(), loadTurnaround()]));
+    every(REFRESH_AGGREGATES_MS, () => Promise.all([loadCoverage(), loadTurnaround(), loadEpidemic(), loadStock()]));
     every(REFRESH_LISTS_MS, loadClusters);
     every(REFRESH_RATES_MS, loadRates);
   }
@@ -953,7 +1241,15 @@
       });
     }
     // Charts are drawn to their box: draw again when a box changes size (window, layout).
-    const redraw = { "province-body": renderProvinces, "trend-body": renderTrend, "ops-body": renderRates, "tat-body": renderTurnaround };
+    $("chain-venue").addEventListener("change", (e) => {
+      state.chainVenue = e.target.value;
+      loadChains();
+    });
+    const redraw = {
+      "province-body": renderProvinces, "trend-body": renderTrend, "ops-body": renderRates, "tat-body": renderTurnaround,
+      "cases-body": renderCases, "positivity-body": () => renderShare("positivity"),
+      "syndromic-body": () => renderShare("syndromic"), "chains-body": renderChains,
+    };
     const sizes = new Map();
     const observer = new ResizeObserver((entries) => {
       for (const entry of entries) {

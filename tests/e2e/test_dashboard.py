@@ -135,6 +135,117 @@ def positive_result(ingest: Ingest, person: dict[str, Any], now: datetime) -> No
     ingest.post("lab:e2e-lab@79", f"/v1/samples/{sample_id}/result", {"result": "POSITIVE"})
 
 
+def allocate(ingest: Ingest) -> None:
+    """Doses allocated to two of the simulated provinces: the stock panel has rows."""
+    for province, doses in (("79", 400), ("01", 250)):
+        ingest.post(
+            "moh",
+            "/v1/vaccination/allocations",
+            {
+                "allocation_id": f"e2e-{province}-az",
+                "province": province,
+                "vaccine": "AZ",
+                "doses": doses,
+            },
+        )
+
+
+class Read:
+    """The read API with the MOH token, to compare the panels with what it answers."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self._client = httpx.Client(
+            base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get(self, path: str, **params: str) -> dict[str, Any]:
+        r = self._client.get(path, params=params)
+        assert r.status_code == 200, f"{path}: {r.status_code} {r.text}"
+        answer: dict[str, Any] = r.json()
+        return answer
+
+    def nation(self, what: str, page_from: str, page_to: str) -> list[dict[str, Any]]:
+        body = self.get(f"/v1/epidemiology/{what}", area="VN", **{"from": page_from, "to": page_to})
+        return [row for row in body["rows"] if row["province"] == "VN"]
+
+
+def bar_values(page: Any, selector: str) -> dict[str, float]:
+    pairs = page.eval_on_selector_all(
+        selector, "rs => rs.map(r => [r.dataset.date, Number(r.dataset.value)])"
+    )
+    return {d: v for d, v in pairs}
+
+
+def check_epidemic_panels(page: Any, read: Read) -> None:
+    """Cases with Rt, positivity, declarations and stock show what the read API answers."""
+    page.wait_for_function(
+        "() => document.querySelectorAll('#cases-chart rect.bar-cases').length > 0 "
+        "&& document.querySelectorAll('#syndromic-chart rect.bar-total').length > 0 "
+        "&& document.querySelectorAll('#stock-body tr').length > 0",
+        timeout=30_000,
+    )
+    days = sorted(bar_values(page, "#cases-chart rect.bar-cases"))
+    first, last = days[0], days[-1]
+    assert len(days) == 30, days
+    cases = read.nation("cases", first, last)
+    shown = bar_values(page, "#cases-chart rect.bar-cases")
+    assert shown == {r["date"]: r["by_sampling_date"] for r in cases}
+    assert sum(shown.values()) > 0, shown
+    rt = {r["date"]: r["rt"] for r in read.nation("rt", first, last) if r["rt"] is not None}
+    assert bar_values(page, "#cases-chart circle.pt-rt") == rt
+    positivity = read.nation("positivity", first, last)
+    tests = bar_values(page, "#positivity-chart rect.bar-total")
+    assert tests == {r["date"]: r["tests"] for r in positivity} and sum(tests.values()) > 0
+    positives = bar_values(page, "#positivity-chart rect.bar-positives")
+    assert positives == {r["date"]: r["positives"] for r in positivity}
+    shares = bar_values(page, "#positivity-chart circle.pt-share")
+    assert shares == {r["date"]: r["positivity"] for r in positivity if r["tests"]}
+    syndromic = read.nation("syndromic", first, last)
+    declared = bar_values(page, "#syndromic-chart rect.bar-total")
+    assert declared == {r["date"]: r["declarations"] for r in syndromic}
+    assert sum(declared.values()) > 0, declared
+    stock = read.get("/v1/vaccination/stock")["items"]
+    rows = page.eval_on_selector_all(
+        "#stock-body tr",
+        "rs => rs.map(r => [r.dataset.province, r.dataset.vaccine, Number(r.dataset.inStock)])",
+    )
+    assert sorted(map(tuple, rows)) == sorted(
+        (i["province"], i["vaccine"], i["in_stock"]) for i in stock
+    )
+    assert {("79", "AZ"), ("01", "AZ")} <= {(p, v) for p, v, _ in rows}, rows
+
+
+def check_chains(page: Any, read: Read, venue_id: str) -> None:
+    """The market's chains: one node per case in its generation, one line per link."""
+
+    def complete() -> dict[str, Any] | None:
+        graph = read.get("/v1/provinces/79/chains", venue_id=venue_id)
+        return graph if len(graph["cases"]) >= 3 else None
+
+    graph = wait(complete, 45, "the market's chains hold its three cases")
+    page.select_option("#chain-venue", venue_id)
+    expected = sorted((c["case_id"], c["generation"]) for c in graph["cases"])
+    page.wait_for_function(
+        "n => document.querySelectorAll('#chains-graph g.node').length === n",
+        arg=len(expected),
+        timeout=30_000,
+    )
+    nodes = page.eval_on_selector_all(
+        "#chains-graph g.node", "gs => gs.map(g => [g.dataset.case, Number(g.dataset.generation)])"
+    )
+    assert sorted(map(tuple, nodes)) == expected
+    assert max(g for _, g in expected) >= 1, expected
+    links = page.eval_on_selector_all(
+        "#chains-graph line.chain-link", "ls => ls.map(l => [l.dataset.source, l.dataset.case])"
+    )
+    assert sorted(map(tuple, links)) == sorted(
+        (k["source_case_id"], k["case_id"]) for k in graph["links"]
+    )
+
+
 def worker_caught_up(system: System) -> bool:
     from streams.replay import caught_up
 
@@ -170,6 +281,7 @@ def test_dashboard_draws_real_data_and_shows_a_new_alert_live(
             progress=lambda line: None,
         )
     )
+    allocate(ingest)
     visit = shared_visit(ingest, now)
     first, second, third, _ = visit.people
     positive_result(ingest, first, now)
@@ -177,6 +289,7 @@ def test_dashboard_draws_real_data_and_shows_a_new_alert_live(
     wait(lambda: worker_caught_up(system), 90, "worker caught up with the outbreak")
 
     moh = s.token_signer().issue("MOH duty officer", ["moh"], timedelta(hours=1))
+    read = Read(system.read_url, moh)
     errors: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -220,6 +333,9 @@ def test_dashboard_draws_real_data_and_shows_a_new_alert_live(
             )
             assert len(trend) == 30 and trend[-1] > 0 and trend == sorted(trend), trend
 
+            # Below the first screen: the epidemic and the stock, as the read API answers.
+            check_epidemic_panels(page, read)
+
             # The alert table holds the alerts of the first two cases; the stream is live.
             page.wait_for_function(
                 "() => document.querySelectorAll('#alerts-body tr[data-alert-id]').length > 0 "
@@ -253,6 +369,8 @@ def test_dashboard_draws_real_data_and_shows_a_new_alert_live(
             page.wait_for_selector(
                 f"#clusters-list li[data-venue='{visit.venue_id}']", timeout=45_000
             )
+            # ...whose chains of transmission draw as a graph.
+            check_chains(page, read, visit.venue_id)
             # Rates: at least two samples of the offsets, so a rate is shown.
             page.wait_for_function(
                 "() => document.querySelectorAll('#rates-spark path.line-ingest').length === 1",
@@ -268,12 +386,13 @@ def test_dashboard_draws_real_data_and_shows_a_new_alert_live(
             assert page.inner_text("#kpi-tat") not in ("", "–")
 
             shot = tmp_path / "dashboard.png"
-            page.screenshot(path=str(shot))
+            page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 20_000
             keep = os.environ.get("COVIDTECH_E2E_SCREENSHOT")
             if keep:
                 shutil.copyfile(shot, keep)
         finally:
             browser.close()
+            read.close()
     assert not errors, errors
     system.check_alive()
