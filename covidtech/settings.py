@@ -401,7 +401,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
             continue
         parser = _PARSERS[str(f.type)]
         values[f.name] = parser(f.name, raw)
-    values = cluster_defaults(values)
+    values = prefix_defaults(cluster_defaults(values))
     settings = Settings(**values)
     _validate(settings)
     return settings
@@ -427,6 +427,19 @@ def cluster_defaults(values: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("topic_replication", min(3, nodes))
     out.setdefault("replication_factor", min(3, nodes))
     return out
+
+
+def prefix_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """With a ``topic_prefix`` and no explicit ``app_id``, the app id names the prefix too
+    (``covidtech-<prefix>``): the app id is the consumer group and names the workers' state
+    changelogs, whose commit records count offsets per catalogue topic. Two deployments on one
+    cluster with different prefixes but one app id would share that state, and a worker would
+    skip the other deployment's offsets as applied (seen in a walkthrough run)."""
+    prefix = values.get("topic_prefix", "")
+    if not prefix or "app_id" in values:
+        return values
+    tail = re.sub(r"[^A-Za-z0-9_.-]", "-", prefix).strip(".-")
+    return {**values, "app_id": f"covidtech-{tail}" if tail else "covidtech"}
 
 
 def _validate(s: Settings) -> None:

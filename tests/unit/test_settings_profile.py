@@ -163,3 +163,14 @@ def test_every_client_logs_in_with_the_accounts() -> None:
     auth = build_cluster(s).auth_provider
     assert isinstance(auth, PlainTextAuthProvider)
     assert (auth.username, auth.password) == ("covidtech_svc", ACCOUNTS["CASSANDRA_PASSWORD"])
+
+
+def test_a_topic_prefix_gives_the_app_id_of_its_own_unless_one_is_set() -> None:
+    """Deployments on one cluster with different prefixes must not share the workers'
+    consumer group and state: the commit records count offsets per catalogue topic."""
+    assert load({}).app_id == "covidtech"
+    assert load({"COVIDTECH_TOPIC_PREFIX": "hcm."}).app_id == "covidtech-hcm"
+    explicit = {"COVIDTECH_TOPIC_PREFIX": "hcm.", "COVIDTECH_APP_ID": "ops"}
+    assert load(explicit).app_id == "ops"
+    # A child process started with ``as_env()`` keeps the same id.
+    assert load(load({"COVIDTECH_TOPIC_PREFIX": "x/y."}).as_env()).app_id == "covidtech-x-y"
