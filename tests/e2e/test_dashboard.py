@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from covidtech.settings import Settings
+from covidtech.settings import Settings, with_overrides
 from simulator.client import simulate
 from simulator.model import Outbreak
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, running_system
 from tests.support import eventually, run_coroutine
 
 pytestmark = pytest.mark.e2e
@@ -195,7 +195,7 @@ def check_epidemic_panels(page: Any, read: Read) -> None:
     assert shown == {r["date"]: r["by_sampling_date"] for r in cases}
     assert sum(shown.values()) > 0, shown
     rt = {r["date"]: r["rt"] for r in read.nation("rt", first, last) if r["rt"] is not None}
-    assert bar_values(page, "#cases-chart circle.pt-rt") == rt
+    assert rt and bar_values(page, "#cases-chart circle.pt-rt") == rt
     positivity = read.nation("positivity", first, last)
     tests = bar_values(page, "#positivity-chart rect.bar-total")
     assert tests == {r["date"]: r["tests"] for r in positivity} and sum(tests.values()) > 0
@@ -255,6 +255,15 @@ def worker_caught_up(system: System) -> bool:
 
 def wait(check: Callable[[], T | None], within: float, what: str) -> T:
     return eventually(check, timeout=within, interval=0.5, what=what)
+
+
+@pytest.fixture
+def system(isolated: Settings) -> Iterator[System]:
+    """The running system, reporting Rt from one case in its window: the outbreak here has
+    about nine cases, under the default ``rt_min_cases`` of 12, and the Rt points must be
+    drawn to be checked."""
+    with running_system(with_overrides(isolated, rules="rt_min_cases=1")) as running:
+        yield running
 
 
 @pytest.fixture
