@@ -134,6 +134,18 @@ def province_param(name: str = "province", description: str = "", **kw: Any) -> 
     return enum_param(name, PROVINCE_CODES, description, what="province code", **kw)
 
 
+def province_path(description: str = "") -> Param:
+    """The ``{province}`` of a path: a province code (GSO two digits)."""
+    return Param(
+        "province",
+        "path",
+        {"type": "string", "enum": list(PROVINCE_CODES)},
+        _choice(PROVINCE_CODES, "province code"),
+        required=True,
+        description=description,
+    )
+
+
 def area_param(description: str = "", **kw: Any) -> Param:
     """An area: ``VN`` (the nation) or a province code."""
     description = description or "VN (the nation, MOH only) or a province code."

@@ -12,6 +12,7 @@
   per province and day, JSON and CSV;
 - :mod:`~api.routes.exposure` (tracers): alerts and their live stream, a person's exposures and
   visits, a venue's exposure windows, exposure sites, clusters;
+- :mod:`~api.routes.chains` (tracers, provinces, MOH): a province's chains of transmission;
 - :mod:`~api.routes.access` (MOH): the audit log, grants;
 - :mod:`~api.routes.ops` (public): healthz, readyz, metrics, openapi.json;
 - :mod:`~api.routes.dashboard` (MOH): the dashboard's aggregates (and its page, not API);
@@ -29,6 +30,7 @@ from api.rates import OffsetReader
 from api.routes import (
     access,
     certificates,
+    chains,
     citizen,
     coverage,
     dashboard,
@@ -57,6 +59,7 @@ def build_operations(page_size: int, max_page_size: int) -> tuple[Operation, ...
         turnaround,
         *epidemiology.operations(),
         *exposure.operations(paging),
+        *chains.operations(),
         *access.operations(paging),
         *ops.operations(),
     )

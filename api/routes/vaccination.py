@@ -34,7 +34,7 @@ from starlette.responses import Response
 
 from api import auth
 from api.edge import AGGREGATE_ERRORS, Ctx, Operation, from_ms, ms, page_int, page_params, page_str
-from api.params import Param, ParamError, enum_param, province_param, text_param
+from api.params import enum_param, province_param, province_path, text_param
 from api.problems import Problem
 from api.render import conditional_response, iso, iso_or_none, json_response
 from domain import reference
@@ -56,12 +56,6 @@ _STATUSES = [s.value for s in RegistrationStatus]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _province_code(text: str) -> str:
-    if not reference.is_province(text):
-        raise ParamError(f"unknown province code {text!r}")
-    return text
 
 
 def _province(ctx: Ctx, province: str) -> str:
@@ -381,15 +375,7 @@ def operations(max_page_size: int = 500) -> tuple[Operation, ...]:
             tag="vaccination",
             handler=get_plan_progress,
             scopes=auth.MOH_PROVINCE,
-            params=(
-                Param(
-                    "province",
-                    "path",
-                    {"type": "string", "enum": sorted(reference.PROVINCES)},
-                    _province_code,
-                    required=True,
-                ),
-            ),
+            params=(province_path(),),
             caching="aggregate",
             errors=AGGREGATE_ERRORS,
         ),
