@@ -3,7 +3,8 @@
 The stream worker keeps each person's health facts in one Cassandra partition
 (``status_facts_by_person``, docs/streams.md); :class:`StatusLookup` reads the partitions of
 the scanned people (``projections.status.health_facts``) while the scans are being written to
-Kafka, and :func:`domain.status.check_in_status` decides each colour at the scan's time.
+Kafka (several people in one request, see :class:`StatusLookup`), and
+:func:`domain.status.check_in_status` decides each colour at the scan's time.
 
 Never a reason to refuse a check-in: the scan is acknowledged by Kafka whatever happens here.
 A person whose facts were not read by the later of the broker's acknowledgement and
@@ -17,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from domain.status import DEFAULT_RULES, CheckInStatus, HealthFacts, StatusRules, check_in_status
 from projections.model import ProjectionStore
-from projections.status import health_facts
+from projections.status import health_facts_of
 
 __all__ = ["PendingStatuses", "StatusLookup"]
 
@@ -38,35 +39,39 @@ class PendingStatuses:
         self,
         lookup: StatusLookup,
         people: Sequence[tuple[str, datetime]],
-        task: asyncio.Future[None] | None,
-        found: dict[str, HealthFacts],
+        reads: dict[str, asyncio.Future[HealthFacts]],
     ) -> None:
         self._lookup = lookup
         self._people = people
-        self._task = task
-        self._found = found
+        self._reads = reads
         self._deadline = time.monotonic() + lookup.timeout_s
 
     async def result(self) -> list[CheckInStatus]:
         """One status per person given, ``UNKNOWN`` for facts not read by now or the
         deadline, whichever is later."""
-        task = self._task
-        if task is not None and not task.done():
-            remaining = self._deadline - time.monotonic()
-            if remaining > 0:
-                await asyncio.wait({task}, timeout=remaining)
-            if not task.done():
-                task.cancel()
+        pending = [f for f in self._reads.values() if not f.done()]
+        remaining = self._deadline - time.monotonic()
+        if pending and remaining > 0:
+            await asyncio.wait(pending, timeout=remaining)
         out: list[CheckInStatus] = []
         for person, at in self._people:
-            facts = self._found.get(person)
-            out.append(UNKNOWN if facts is None else check_in_status(facts, at, self._lookup.rules))
+            read = self._reads.get(person)
+            if read is None or not read.done() or read.cancelled() or read.exception():
+                out.append(UNKNOWN)
+            else:
+                out.append(check_in_status(read.result(), at, self._lookup.rules))
         self._lookup.count(out)
         return out
 
 
 class StatusLookup:
-    """Reads the facts of scanned people from a store that may be missing or slow."""
+    """Reads the facts of scanned people from a store that may be missing or slow.
+
+    Reads asked for during one turn of the event loop (the scans of the requests being
+    handled, a batch's people) go out together on the next turn, in requests of at most
+    ``chunk`` people (``projections.status.health_facts_of``): at 1,000 scans/s one request
+    a person cost 0.4-0.5 ms of the API's CPU per scan, mostly in the driver's thread.
+    """
 
     def __init__(
         self,
@@ -75,25 +80,25 @@ class StatusLookup:
         rules: StatusRules = DEFAULT_RULES,
         timeout_s: float = 0.02,
         retry_s: float = 5.0,
+        chunk: int = 50,
         on_outcome: Callable[[CheckInStatus, int], None] | None = None,
     ) -> None:
         self._connect = connect
         self.rules = rules
         self.timeout_s = timeout_s
         self._retry_s = retry_s
+        self._chunk = chunk
         self._on_outcome = on_outcome
         self._store: ProjectionStore | None = None
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
+        self._queued: dict[str, asyncio.Future[HealthFacts]] = {}
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
         """Whether a store is connected (``/readyz`` reports it; it is never required)."""
         return self._store is not None
-
-    @property
-    def store(self) -> ProjectionStore | None:
-        return self._store
 
     def start(self) -> None:
         """Connect in the background (retrying every ``retry_s``); returns at once."""
@@ -116,38 +121,63 @@ class StatusLookup:
         if self._connector is not None:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
         close = getattr(self._store, "close", None)
         if close is not None:
             await asyncio.to_thread(close)
         self._store = None
 
     def begin(self, people: Sequence[tuple[str, datetime]]) -> PendingStatuses:
-        """Start reading the facts of ``(person_id, scanned_at)`` pairs (each partition read
-        once per request); await :meth:`PendingStatuses.result` once the scans are written."""
-        found: dict[str, HealthFacts] = {}
+        """Start reading the facts of ``(person_id, scanned_at)`` pairs; await
+        :meth:`PendingStatuses.result` once the scans are written."""
+        reads: dict[str, asyncio.Future[HealthFacts]] = {}
+        if self._store is not None:
+            for person, _ in people:
+                if person not in reads:
+                    reads[person] = self._read(person)
+        return PendingStatuses(self, people, reads)
+
+    def _read(self, person: str) -> asyncio.Future[HealthFacts]:
+        read = self._queued.get(person)
+        if read is None:
+            if not self._queued:
+                asyncio.get_running_loop().call_soon(self._flush)
+            read = self._queued[person] = asyncio.get_running_loop().create_future()
+        return read
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, {}
         store = self._store
-        if store is None or not people:
-            return PendingStatuses(self, people, None, found)
-        wanted = list(dict.fromkeys(person for person, _ in people))
+        people = list(queued)
+        for i in range(0, len(people), self._chunk):
+            part = {p: queued[p] for p in people[i : i + self._chunk]}
+            if store is None:
+                for read in part.values():
+                    read.cancel()
+                continue
+            task = asyncio.ensure_future(self._fetch(store, part))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
-        async def read(person: str) -> None:
-            try:
-                found[person] = await health_facts(store, person)
-            except Exception:  # a failed read is an UNKNOWN, never a failed scan
-                return
-
-        if len(wanted) == 1:
-            task: asyncio.Future[None] = asyncio.ensure_future(read(wanted[0]))
-        else:
-            task = asyncio.ensure_future(_all(read(p) for p in wanted))
-        return PendingStatuses(self, people, task, found)
+    @staticmethod
+    async def _fetch(store: ProjectionStore, part: dict[str, asyncio.Future[HealthFacts]]) -> None:
+        try:
+            found = await health_facts_of(store, list(part))
+        except BaseException as e:  # a failed read is an UNKNOWN, never a failed scan
+            for read in part.values():
+                if not read.done():
+                    read.cancel()
+            if not isinstance(e, Exception):
+                raise
+            return
+        for person, read in part.items():
+            if not read.done():
+                read.set_result(found[person])
 
     def count(self, statuses: Sequence[CheckInStatus]) -> None:
         if self._on_outcome is None:
             return
         for status in set(statuses):
             self._on_outcome(status, statuses.count(status))
-
-
-async def _all(reads: Iterable[Awaitable[None]]) -> None:
-    await asyncio.gather(*reads)
