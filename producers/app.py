@@ -236,6 +236,7 @@ def create_app(
             connect_facts,
             rules=settings.status_rules(),
             timeout_s=cfg.status_timeout_s,
+            linger_s=min(0.003, cfg.linger_ms / 1000),
             on_outcome=lambda s, n: metrics.scan_statuses.labels(status=s.value).inc(n),
         )
         status.start()  # in the background: Cassandra down never delays or fails start-up
