@@ -31,7 +31,8 @@ from api.problems import LogUnavailable, Problem, exception_handlers
 from api.render import aggregate_response
 from api.services import Services
 from covidtech.jsonbody import BodyError, parse_json
-from covidtech.tokens import Claims, ScopeKind
+from covidtech.tokens import Claims
+from covidtech.web.operations import Declaration
 from domain import reference
 from domain.coverage import NATION
 from projections import queries
@@ -155,16 +156,11 @@ Handler = Callable[[Ctx], Awaitable[Response]]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Operation:
-    """A route: method, path template, who may call it, its parameters and its answer."""
+class Operation(Declaration):
+    """A route of the read API: the shared declaration (method, path, id, summary, tag,
+    scopes: :class:`covidtech.web.operations.Declaration`), its parameters and its answer."""
 
-    method: str
-    path: str
-    op_id: str
-    summary: str
-    tag: str
     handler: Handler
-    scopes: frozenset[ScopeKind] | None  # None: public (no token)
     params: tuple[Param, ...] = ()
     response: str | None = None  # component schema name of the success body
     status: int = 200
@@ -173,7 +169,6 @@ class Operation:
     audited: bool = False
     body: str | None = None  # component schema name of the request body
     errors: tuple[int, ...] = PERSONAL_ERRORS
-    description: str = ""
 
     @property
     def query_names(self) -> frozenset[str]:

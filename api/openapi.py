@@ -13,6 +13,7 @@ from typing import Any
 from api.edge import Operation
 from api.problems import PROBLEM_MEDIA_TYPE
 from covidtech.tokens import ScopeKind
+from covidtech.web.operations import operation_object, paths_of
 from domain.coverage import AGE_BANDS
 
 __all__ = ["SCHEMAS", "build_document"]
@@ -551,30 +552,18 @@ def _operation(op: Operation) -> dict[str, Any]:
         else:
             responses[str(code)] = _ERRORS[code]
     responses["default"] = _problem("Any other error, as problem details.", ("Allow",))
-    out: dict[str, Any] = {
-        "operationId": op.op_id,
-        "summary": op.summary,
-        "description": (op.description + "\n\n" if op.description else "") + _scopes_text(op),
-        "tags": [op.tag],
-        "parameters": [p.openapi() for p in op.params],
-        "responses": responses,
-        "security": [] if op.scopes is None else [{"bearer": []}],
-    }
-    if op.scopes is not None:
-        out["x-scopes"] = sorted(k.value for k in op.scopes)
-    if op.body:
-        out["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(op.body)}},
-        }
-    return out
+    return operation_object(
+        op,
+        description=(op.description + "\n\n" if op.description else "") + _scopes_text(op),
+        responses=responses,
+        parameters=[p.openapi() for p in op.params],
+        body=_ref(op.body) if op.body else None,
+    )
 
 
 def build_document(operations: tuple[Operation, ...], version: str = "1.0.0") -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``operations``."""
-    paths: dict[str, dict[str, Any]] = {}
-    for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    paths = paths_of(operations, _operation)
     scope_kinds = ", ".join(k.value for k in ScopeKind)
     return {
         "openapi": "3.1.0",

@@ -1,5 +1,8 @@
 """The ingest API application: routes, error handling, metrics, and its composition root.
 
+Its routes are built from the operations each area declares (:data:`producers.routes.OPERATIONS`),
+which also give ``/openapi.json`` its paths.
+
 ``create_app(settings)`` builds a Starlette app whose typed lifespan connects the Kafka
 producer, starts following the ``venues`` and ``samples`` topics, builds the
 :class:`~producers.service.IngestService` and hands it to requests through the lifespan state;
@@ -26,7 +29,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Scope
 
 from covidtech import settings as settings_mod
@@ -40,19 +42,7 @@ from producers.caches import SampleBook, VenueDirectory
 from producers.metrics import IngestMetrics, MetricsMiddleware
 from producers.ports import BrokerUnavailable, EventLog, Feed
 from producers.requests.common import limits_of
-from producers.routes import (
-    appointments,
-    declarations,
-    doses,
-    ops,
-    people,
-    plans,
-    registrations,
-    samples,
-    scans,
-    stock,
-    venues,
-)
+from producers.routes import OPERATIONS
 from producers.service import IngestConfig, IngestService
 from producers.status import StatusLookup
 from projections.model import ProjectionStore
@@ -86,33 +76,8 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-ROUTES = [
-    Route("/v1/venues", venues.register_venue, methods=["POST"]),
-    Route("/v1/venues/{venue_id}/poster.png", venues.venue_poster_png, methods=["GET"]),
-    Route("/v1/venues/{venue_id}/poster.svg", venues.venue_poster_svg, methods=["GET"]),
-    Route("/v1/people", people.register_person, methods=["POST"]),
-    Route("/v1/people/sessions", people.sign_in, methods=["POST"]),
-    Route("/v1/scans", scans.record_scans, methods=["POST"]),
-    Route("/v1/declarations", declarations.submit_declaration, methods=["POST"]),
-    Route("/v1/samples", samples.collect_sample, methods=["POST"]),
-    Route("/v1/samples/{sample_id}/result", samples.record_result, methods=["POST"]),
-    Route("/v1/doses", doses.record_doses, methods=["POST"]),
-    Route("/v1/vaccination/registrations", registrations.register, methods=["POST"]),
-    Route("/v1/vaccination/appointments", appointments.schedule_appointment, methods=["POST"]),
-    Route(
-        "/v1/vaccination/appointments/{appointment_id}/cancel",
-        appointments.cancel_appointment,
-        methods=["POST"],
-    ),
-    Route("/v1/vaccination/allocations", stock.allocate, methods=["POST"]),
-    Route("/v1/vaccination/discards", stock.report_discard, methods=["POST"]),
-    Route("/v1/vaccination/plans/{province}", plans.set_plan, methods=["PUT"]),
-    Route("/v1/vaccines", ops.vaccines, methods=["GET"]),
-    Route("/healthz", ops.healthz, methods=["GET"]),
-    Route("/readyz", ops.readyz, methods=["GET"]),
-    Route("/metrics", ops.metrics, methods=["GET"]),
-    Route("/openapi.json", ops.openapi, methods=["GET"]),
-]
+#: The app's routes, one per declared operation (``producers/routes/<area>.py``).
+ROUTES = [op.route() for op in OPERATIONS]
 
 
 def _templates() -> Callable[[Scope], str]:

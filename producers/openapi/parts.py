@@ -1,13 +1,13 @@
 """Building blocks of the ingest API's OpenAPI document: shared schemas, request objects, the
-problem responses and the shape of a write operation."""
+problem responses, parameters and answers that the route declarations
+(``producers/routes/<area>.py`` ``OPERATIONS``) name."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from covidtech.tokens import ScopeKind
-
 __all__ = [
+    "IDEMPOTENCY_KEY",
     "ONE_PERSON",
     "PER_ITEM",
     "PROVINCE",
@@ -18,12 +18,12 @@ __all__ = [
     "id_schema",
     "json_content",
     "obj",
+    "one_or_batch",
     "or_null",
+    "path_param",
     "problem_responses",
     "ref",
     "text",
-    "write_operation",
-    "x_scopes",
 ]
 
 Schema = dict[str, Any]
@@ -127,37 +127,26 @@ def problem_responses(*statuses: int) -> dict[str, Any]:
     return out
 
 
+#: The problems every write (a route with a request body) may answer.
 WRITE_ERRORS = (400, 401, 403, 413, 415, 422, 503)
 
 
-def x_scopes(*kinds: ScopeKind) -> list[str]:
-    """An operation's ``x-scopes``: the scope kinds of which its token must hold one (the
-    operation may then check the scope's value against what is written, 403 if it does not
-    cover it). The ingest API's scope matrix is generated from these."""
-    return [k.value for k in kinds]
+def one_or_batch(single: str, batch: str) -> Schema:
+    """A body that is one item or a batch of them (named component schemas)."""
+    return {"oneOf": [ref(single), ref(batch)]}
 
 
-def write_operation(
-    summary: str,
-    scopes: str,
-    request: Schema,
-    responses: dict[str, Any],
-    *,
-    kinds: tuple[ScopeKind, ...],
-    extra_errors: tuple[int, ...] = (),
-    parameters: list[Schema] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "description": f"Scopes: {scopes}.",
-        "security": [{"bearer": []}],
-        "x-scopes": x_scopes(*kinds),
-        "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
-        "responses": {**responses, **problem_responses(*sorted({*WRITE_ERRORS, *extra_errors}))},
-    }
-    if parameters:
-        op["parameters"] = parameters
-    return op
+def path_param(name: str, schema: Schema) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+IDEMPOTENCY_KEY: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+    "description": "A retry with the same key returns the same resource (per instance).",
+}
 
 
 def json_content(description: str, schema: Schema) -> dict[str, Any]:

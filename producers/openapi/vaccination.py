@@ -1,20 +1,30 @@
-"""The vaccination programme's paths of the ingest API's OpenAPI document.
+"""The vaccination programme's request bodies and answers in the ingest API's document.
 
-Their bodies are inline, and they word their descriptions and problem responses in their own
-way (``Scope:``, fewer statuses, a province without the census note), as they were written
-beside the programme's routes; the document is kept as it is, byte for byte.
+Their bodies are inline in their operations (named by the route declarations in
+``producers/routes/{registrations,appointments,stock,plans}.py``), and their 202 answers
+name the id written (:func:`answers`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from covidtech.tokens import ScopeKind
 from domain.programme import DiscardReason, PriorityGroup
-from producers.openapi.parts import Schema, obj, ref, x_scopes
+from producers.openapi.parts import Schema, obj, path_param
 from producers.requests.common import CLIENT_ID, PERSON_ID, PROGRAMME_LIMITS
 
-__all__ = ["paths"]
+__all__ = [
+    "ALLOCATION",
+    "APPOINTMENT",
+    "APPOINTMENT_ID",
+    "CANCELLATION",
+    "DISCARD",
+    "PLAN",
+    "PLAN_ANSWERED",
+    "PLAN_PROVINCE",
+    "REGISTRATIONS",
+    "answers",
+]
 
 _STR_ID: Schema = {"type": "string", "pattern": f"^{CLIENT_ID.pattern}$"}
 _PROVINCE: Schema = {"type": "string", "pattern": "^[0-9]{2}$", "description": "GSO province code."}
@@ -31,15 +41,9 @@ _TEXT: Schema = {
 }
 
 
-def _operation(
-    summary: str,
-    scope: str,
-    schema: Schema,
-    id_name: str,
-    answered: dict[str, Any] | None = None,
-    *,
-    kinds: tuple[ScopeKind, ...],
-) -> dict[str, Any]:
+def answers(id_name: str, answered: dict[str, Schema] | None = None) -> dict[str, Any]:
+    """The success answers of a programme write: 202 naming ``id_name`` (and ``answered``),
+    200 for a duplicate or a list's results."""
     accepted: Schema = {
         "type": "object",
         "required": ["status"],
@@ -50,185 +54,113 @@ def _operation(
         },
         "additionalProperties": False,
     }
-    problem = {"content": {"application/problem+json": {"schema": ref("Problem")}}}
     return {
-        "summary": summary,
-        "description": f"Scope: {scope}.",
-        "security": [{"bearer": []}],
-        "x-scopes": x_scopes(*kinds),
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-        "responses": {
-            "202": {
-                "description": "Written.",
-                "content": {"application/json": {"schema": accepted}},
-            },
-            "200": {
-                "description": "Already written (duplicate); a list: one result per item.",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
-            **{
-                str(status): {"description": text, **problem}
-                for status, text in (
-                    (400, "Malformed JSON."),
-                    (401, "Missing or invalid token."),
-                    (403, "The token's scopes do not cover this write."),
-                    (409, "The id was already used for other content."),
-                    (422, "Invalid fields (each one named)."),
-                    (503, "Kafka unavailable: retry with the same ids after Retry-After."),
-                )
-            },
+        "202": {
+            "description": "Written.",
+            "content": {"application/json": {"schema": accepted}},
+        },
+        "200": {
+            "description": "Already written (duplicate); a list: one result per item.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
         },
     }
 
 
-def paths() -> dict[str, Any]:
-    """The programme's path items (merged into the ingest document after the others)."""
-    group = {"type": "string", "enum": [g.value for g in PriorityGroup]}
-    registration = obj(
-        ["registration_id", "province", "district", "priority_group"],
-        {
-            "registration_id": _STR_ID,
-            **_PERSON,
-            "province": _PROVINCE,
-            "district": _TEXT,
-            "priority_group": group,
-            "birth_year": {"type": "integer", "description": "Fits the group's ages (422)."},
-        },
-        one_person=True,
-    )
-    registrations = obj(
-        ["registrations"],
-        {
-            "institution_id": {"type": "string"},
-            "registrations": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": PROGRAMME_LIMITS.max_bulk_registrations,
-                "items": registration,
-                "description": "Items are validated one by one: an invalid item is rejected "
-                "in the results and the others are written; all rejected: 422.",
+_GROUP: Schema = {"type": "string", "enum": [g.value for g in PriorityGroup]}
+_REGISTRATION = obj(
+    ["registration_id", "province", "district", "priority_group"],
+    {
+        "registration_id": _STR_ID,
+        **_PERSON,
+        "province": _PROVINCE,
+        "district": _TEXT,
+        "priority_group": _GROUP,
+        "birth_year": {"type": "integer", "description": "Fits the group's ages (422)."},
+    },
+    one_person=True,
+)
+#: ``POST /v1/vaccination/registrations``: one person, or an institution's list.
+REGISTRATIONS: Schema = {
+    "oneOf": [
+        _REGISTRATION,
+        obj(
+            ["registrations"],
+            {
+                "institution_id": {"type": "string"},
+                "registrations": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": PROGRAMME_LIMITS.max_bulk_registrations,
+                    "items": _REGISTRATION,
+                    "description": "Items are validated one by one: an invalid item is rejected "
+                    "in the results and the others are written; all rejected: 422.",
+                },
             },
+        ),
+    ]
+}
+#: ``POST /v1/vaccination/appointments``.
+APPOINTMENT = obj(
+    ["appointment_id", "appointment_at"],
+    {
+        "appointment_id": _STR_ID,
+        **_PERSON,
+        "appointment_at": _TIME,
+        "site_id": {"type": "string"},
+    },
+    one_person=True,
+)
+#: ``POST /v1/vaccination/appointments/{appointment_id}/cancel``.
+CANCELLATION = obj(
+    [],
+    {**_PERSON, "reason": {**_TEXT, "maxLength": 200}, "site_id": {"type": "string"}},
+    one_person=True,
+)
+APPOINTMENT_ID = path_param("appointment_id", _STR_ID)
+#: ``POST /v1/vaccination/allocations``.
+ALLOCATION = obj(
+    ["allocation_id", "province", "vaccine", "doses"],
+    {
+        "allocation_id": _STR_ID,
+        "province": _PROVINCE,
+        "vaccine": {"type": "string"},
+        "doses": {"type": "integer", "minimum": 1},
+    },
+)
+#: ``POST /v1/vaccination/discards``.
+DISCARD = obj(
+    ["discard_id", "province", "vaccine", "doses", "reason", "discarded_at"],
+    {
+        "discard_id": _STR_ID,
+        "province": _PROVINCE,
+        "vaccine": {"type": "string"},
+        "doses": {"type": "integer", "minimum": 1},
+        "reason": {"type": "string", "enum": [r.value for r in DiscardReason]},
+        "discarded_at": _TIME,
+        "site_id": {"type": "string"},
+    },
+)
+_TARGET = obj(
+    ["people_vaccinated", "people_fully_vaccinated"],
+    {
+        "people_vaccinated": {"type": "integer", "minimum": 0},
+        "people_fully_vaccinated": {"type": "integer", "minimum": 0},
+    },
+)
+#: ``PUT /v1/vaccination/plans/{province}``.
+PLAN = obj(
+    ["target_date", "targets"],
+    {
+        "plan_id": _STR_ID,
+        "target_date": {"type": "string", "format": "date"},
+        "targets": {
+            "type": "object",
+            "propertyNames": _GROUP,
+            "additionalProperties": _TARGET,
+            "minProperties": 1,
         },
-    )
-    target = obj(
-        ["people_vaccinated", "people_fully_vaccinated"],
-        {
-            "people_vaccinated": {"type": "integer", "minimum": 0},
-            "people_fully_vaccinated": {"type": "integer", "minimum": 0},
-        },
-    )
-    return {
-        "/v1/vaccination/registrations": {
-            "post": _operation(
-                "Register a person, or an institution's list of up to 1,000",
-                "app (one person, by person_qr) or institution:<id>",
-                {"oneOf": [registration, registrations]},
-                "registration_id",
-                kinds=(ScopeKind.APP, ScopeKind.INSTITUTION),
-            )
-        },
-        "/v1/vaccination/appointments": {
-            "post": _operation(
-                "Schedule an appointment",
-                "site:<id>",
-                obj(
-                    ["appointment_id", "appointment_at"],
-                    {
-                        "appointment_id": _STR_ID,
-                        **_PERSON,
-                        "appointment_at": _TIME,
-                        "site_id": {"type": "string"},
-                    },
-                    one_person=True,
-                ),
-                "appointment_id",
-                kinds=(ScopeKind.SITE,),
-            )
-        },
-        "/v1/vaccination/appointments/{appointment_id}/cancel": {
-            "post": {
-                **_operation(
-                    "Cancel an appointment",
-                    "site:<id>",
-                    obj(
-                        [],
-                        {
-                            **_PERSON,
-                            "reason": {**_TEXT, "maxLength": 200},
-                            "site_id": {"type": "string"},
-                        },
-                        one_person=True,
-                    ),
-                    "appointment_id",
-                    kinds=(ScopeKind.SITE,),
-                ),
-                "parameters": [
-                    {"name": "appointment_id", "in": "path", "required": True, "schema": _STR_ID}
-                ],
-            }
-        },
-        "/v1/vaccination/allocations": {
-            "post": _operation(
-                "Allocate doses of a product to a province",
-                "moh",
-                obj(
-                    ["allocation_id", "province", "vaccine", "doses"],
-                    {
-                        "allocation_id": _STR_ID,
-                        "province": _PROVINCE,
-                        "vaccine": {"type": "string"},
-                        "doses": {"type": "integer", "minimum": 1},
-                    },
-                ),
-                "allocation_id",
-                kinds=(ScopeKind.MOH,),
-            )
-        },
-        "/v1/vaccination/discards": {
-            "post": _operation(
-                "Report discarded doses",
-                "site:<id>@<province>",
-                obj(
-                    ["discard_id", "province", "vaccine", "doses", "reason", "discarded_at"],
-                    {
-                        "discard_id": _STR_ID,
-                        "province": _PROVINCE,
-                        "vaccine": {"type": "string"},
-                        "doses": {"type": "integer", "minimum": 1},
-                        "reason": {"type": "string", "enum": [r.value for r in DiscardReason]},
-                        "discarded_at": _TIME,
-                        "site_id": {"type": "string"},
-                    },
-                ),
-                "discard_id",
-                kinds=(ScopeKind.SITE,),
-            )
-        },
-        "/v1/vaccination/plans/{province}": {
-            "put": {
-                **_operation(
-                    "Set a province's plan (the latest wins)",
-                    "moh or province:<code>",
-                    obj(
-                        ["target_date", "targets"],
-                        {
-                            "plan_id": _STR_ID,
-                            "target_date": {"type": "string", "format": "date"},
-                            "targets": {
-                                "type": "object",
-                                "propertyNames": group,
-                                "additionalProperties": target,
-                                "minProperties": 1,
-                            },
-                        },
-                    ),
-                    "plan_id",
-                    kinds=(ScopeKind.MOH, ScopeKind.PROVINCE),
-                    answered={"province": _PROVINCE},
-                ),
-                "parameters": [
-                    {"name": "province", "in": "path", "required": True, "schema": _PROVINCE}
-                ],
-            }
-        },
-    }
+    },
+)
+PLAN_PROVINCE = path_param("province", _PROVINCE)
+#: What a plan's 202 names besides its id.
+PLAN_ANSWERED: dict[str, Schema] = {"province": _PROVINCE}

@@ -9,9 +9,11 @@ from starlette.responses import Response
 from covidtech.tokens import ScopeKind
 from covidtech.web.problems import validation_problem
 from producers.events import appointment_cancelled, appointment_scheduled
+from producers.openapi import vaccination as doc
 from producers.requests.common import CLIENT_ID, CLIENT_ID_HINT
 from producers.requests.vaccination import parse_appointment, parse_cancellation
 from producers.routes.common import accepted, reused_id, service, write_one
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import fingerprint, read_json, require_any, scoped_id
 from producers.validation import FieldError
 
@@ -60,3 +62,34 @@ async def cancel_appointment(request: Request) -> Response:
         reused_id("appointment_id", appointment_id),
     )
     return accepted(duplicate, {"appointment_id": appointment_id})
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path="/v1/vaccination/appointments",
+        op_id="schedule_appointment",
+        summary="Schedule an appointment",
+        tag="vaccination",
+        handler=schedule_appointment,
+        scopes=kinds(ScopeKind.SITE),
+        who="site:<id>",
+        body=doc.APPOINTMENT,
+        answers=doc.answers("appointment_id"),
+        errors=(409,),
+    ),
+    IngestOperation(
+        method="POST",
+        path="/v1/vaccination/appointments/{appointment_id}/cancel",
+        op_id="cancel_appointment",
+        summary="Cancel an appointment",
+        tag="vaccination",
+        handler=cancel_appointment,
+        scopes=kinds(ScopeKind.SITE),
+        who="site:<id>",
+        body=doc.CANCELLATION,
+        answers=doc.answers("appointment_id"),
+        errors=(409,),
+        parameters=(doc.APPOINTMENT_ID,),
+    ),
+)

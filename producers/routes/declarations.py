@@ -8,8 +8,10 @@ from starlette.responses import Response
 from covidtech.tokens import ScopeKind
 from covidtech.web.problems import validation_problem
 from producers.events import declaration_submitted, new_id
+from producers.openapi.parts import json_content, ref
 from producers.requests.checkins import parse_declaration
 from producers.routes.common import accepted, id_conflict, service, write_one
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import fingerprint, read_json, require_any, require_own_person
 from producers.validation import FieldError
 
@@ -45,3 +47,23 @@ async def submit_declaration(request: Request) -> Response:
         ),
     )
     return accepted(duplicate, {"declaration_id": event_id})
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path="/v1/declarations",
+        op_id="submit_declaration",
+        summary="Submit a health declaration",
+        tag="declarations",
+        handler=submit_declaration,
+        scopes=kinds(ScopeKind.APP),
+        who="app (a person's own token: that person only)",
+        body=ref("Declaration"),
+        answers={
+            "202": json_content("Written.", ref("Accepted")),
+            "200": json_content("Already written.", ref("Accepted")),
+        },
+        errors=(409,),
+    ),
+)

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from covidtech.tokens import ScopeKind
 from covidtech.web.problems import Problem
 from producers.events import dose_administered
+from producers.openapi.parts import json_content, one_or_batch, ref
 from producers.requests.vaccination import parse_dose
 from producers.routes.common import (
     BatchItem,
@@ -18,6 +19,7 @@ from producers.routes.common import (
     single_or_batch,
     write_batch,
 )
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import fingerprint, read_json, require_any, require_province, scoped_id
 from producers.validation import FieldError, field_path
 
@@ -68,3 +70,26 @@ async def record_doses(request: Request) -> Response:
         )
         writes.append((item, (f"doses/{dose.dose_id}", fingerprint(dose, site_id), out, conflict)))
     return await write_batch(svc, ROUTE, "dose_id", items, writes, is_batch=is_batch)
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path=ROUTE,
+        op_id="record_doses",
+        summary="Record a dose, or a batch of up to 500",
+        tag="doses",
+        handler=record_doses,
+        scopes=kinds(ScopeKind.SITE),
+        who="site:<id>@<the dose's residence_province>",
+        body=one_or_batch("Dose", "DoseBatch"),
+        answers={
+            "202": json_content("Dose written.", ref("Accepted")),
+            "200": json_content(
+                "Batch results, or a known dose_id.",
+                {"oneOf": [ref("BatchResult"), ref("Accepted")]},
+            ),
+        },
+        errors=(409,),
+    ),
+)

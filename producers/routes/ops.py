@@ -5,10 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from covidtech.tokens import ScopeKind
 from domain.vaccines import VACCINES
 from producers.metrics import CONTENT_TYPE_LATEST
 from producers.openapi import openapi_document
+from producers.openapi.parts import json_content, ref
 from producers.routes.common import json_response, service
+from producers.routes.edge import Endpoint, IngestOperation, kinds
 
 
 async def healthz(request: Request) -> Response:
@@ -65,3 +68,42 @@ async def vaccines(request: Request) -> Response:
             ]
         },
     )
+
+
+def _public(path: str, summary: str, handler: Endpoint, media: str) -> IngestOperation:
+    return IngestOperation(
+        method="GET",
+        path=path,
+        op_id=handler.__name__,
+        summary=summary,
+        tag="ops",
+        handler=handler,
+        scopes=None,
+        answers={"200": {"description": "OK", "content": {media: {}}}},
+    )
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="GET",
+        path="/v1/vaccines",
+        op_id="list_vaccines",
+        summary="Vaccine products (single-dose products marked)",
+        tag="ops",
+        handler=vaccines,
+        scopes=kinds(*ScopeKind),
+        who="any valid token",
+        answers={"200": json_content("The fixed product list.", ref("Vaccines"))},
+        errors=(401,),
+    ),
+    _public("/healthz", "Liveness", healthz, "application/json"),
+    _public(
+        "/readyz",
+        "Readiness: broker answers, its topics exist, topic views caught up "
+        "(the check-in status store is reported under optional, never required)",
+        readyz,
+        "application/json",
+    ),
+    _public("/metrics", "Prometheus metrics", metrics, "text/plain"),
+    _public("/openapi.json", "This document", openapi, "application/json"),
+)

@@ -10,9 +10,11 @@ from covidtech.tokens import ScopeKind
 from covidtech.web.problems import validation_problem
 from domain import reference
 from producers.events import plan_id_of, plan_set
+from producers.openapi import vaccination as doc
 from producers.requests.common import PROGRAMME_LIMITS
 from producers.requests.supply import parse_plan
 from producers.routes.common import accepted, reused_id, service, write_one
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import fingerprint, read_json, require_any, scope_problem
 from producers.validation import FieldError
 
@@ -45,3 +47,21 @@ async def set_plan(request: Request) -> Response:
         reused_id("plan_id", plan_id),
     )
     return accepted(duplicate, {"plan_id": plan_id, "province": province})
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="PUT",
+        path="/v1/vaccination/plans/{province}",
+        op_id="set_plan",
+        summary="Set a province's plan (the latest wins)",
+        tag="vaccination",
+        handler=set_plan,
+        scopes=kinds(ScopeKind.MOH, ScopeKind.PROVINCE),
+        who="moh or province:<code>",
+        body=doc.PLAN,
+        answers=doc.answers("plan_id", doc.PLAN_ANSWERED),
+        errors=(409,),
+        parameters=(doc.PLAN_PROVINCE,),
+    ),
+)

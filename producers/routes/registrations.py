@@ -12,6 +12,7 @@ from starlette.responses import Response
 from covidtech.tokens import Claims, ScopeKind
 from covidtech.web.problems import validation_problem
 from producers.events import vaccination_registered
+from producers.openapi import vaccination as doc
 from producers.requests.common import PROGRAMME_LIMITS, batch_items
 from producers.requests.vaccination import parse_registration
 from producers.routes.common import (
@@ -24,6 +25,7 @@ from producers.routes.common import (
     write_batch,
     write_one,
 )
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import (
     IngestService,
     fingerprint,
@@ -125,3 +127,20 @@ async def _register_list(
         )
         writes.append((item, write))
     return await write_batch(svc, ROUTE, "registration_id", items, writes)
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path=ROUTE,
+        op_id="register_for_vaccination",
+        summary="Register a person, or an institution's list of up to 1,000",
+        tag="vaccination",
+        handler=register,
+        scopes=kinds(ScopeKind.APP, ScopeKind.INSTITUTION),
+        who="app (one person, by person_qr) or institution:<id>",
+        body=doc.REGISTRATIONS,
+        answers=doc.answers("registration_id"),
+        errors=(409,),
+    ),
+)

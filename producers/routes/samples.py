@@ -17,9 +17,11 @@ from domain.results import (
     validate_members,
 )
 from producers.events import sample_collected, sample_resulted
+from producers.openapi.parts import id_schema, json_content, path_param, ref
 from producers.requests.common import SAMPLE_ID
 from producers.requests.testing import parse_result, parse_sample
 from producers.routes.common import json_response, service
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import (
     fingerprint,
     read_json,
@@ -173,3 +175,40 @@ async def record_result(request: Request) -> Response:
 
     outcome = await svc.write_once(key, fingerprint(req.result), write, conflict=recorded_conflict)
     return answer(200 if outcome.duplicate else 202, outcome.duplicate)
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path="/v1/samples",
+        op_id="collect_sample",
+        summary="Record a sample (one person or a pool of 2-10)",
+        tag="samples",
+        handler=collect_sample,
+        scopes=kinds(ScopeKind.SITE),
+        who="site:<id>@<the sample's province>",
+        body=ref("Sample"),
+        answers={
+            "201": json_content("Collected; lookup codes shown once.", ref("SampleCollected")),
+            "200": json_content("Same collection again.", ref("SampleCollected")),
+        },
+        errors=(409,),
+    ),
+    IngestOperation(
+        method="POST",
+        path="/v1/samples/{sample_id}/result",
+        op_id="record_result",
+        summary="Record a lab result",
+        tag="samples",
+        handler=record_result,
+        scopes=kinds(ScopeKind.LAB),
+        who="lab:<id>@<the sample's province>, or lab:<id>@<any> for a sample sent to it",
+        body=ref("Result"),
+        answers={
+            "202": json_content("Written.", ref("Accepted")),
+            "200": json_content("The same result again (idempotent).", ref("Accepted")),
+        },
+        errors=(404, 409),
+        parameters=(path_param("sample_id", id_schema(SAMPLE_ID.pattern, "")),),
+    ),
+)

@@ -11,6 +11,7 @@ from covidtech.tokens import Claims, ScopeKind
 from covidtech.web.problems import Problem
 from producers.caches import VenueEntry
 from producers.events import checkin_scanned
+from producers.openapi.parts import json_content, one_or_batch, ref
 from producers.requests.checkins import ScanMethod, ScanRequest, parse_scan
 from producers.routes.common import (
     BatchItem,
@@ -23,6 +24,7 @@ from producers.routes.common import (
     single_or_batch,
     single_response,
 )
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import fingerprint, read_json, require_any, scope_problem
 from producers.validation import FieldError, field_path
 
@@ -147,3 +149,27 @@ async def record_scans(request: Request) -> Response:
     if not is_batch:
         return single_response(items[0], "scan_id", svc.config.retry_after_s)
     return batch_response(svc, ROUTE, items, "scan_id")
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path=ROUTE,
+        op_id="record_scans",
+        summary="Record a check-in scan, or a batch of up to 500",
+        tag="scans",
+        handler=record_scans,
+        scopes=kinds(ScopeKind.PERSON, ScopeKind.VENUE, ScopeKind.VENUE_ADMIN),
+        who="person:<id> (the person's own app scans the venue: that person only), "
+        "venue:<venue id>@<province> or venue-admin:<province> (staff scan the person)",
+        body=one_or_batch("Scan", "ScanBatch"),
+        answers={
+            "202": json_content("Scan written; the person's check-in status.", ref("ScanAccepted")),
+            "200": json_content(
+                "Batch: one result per item; single: already written (duplicate).",
+                {"oneOf": [ref("ScanBatchResult"), ref("ScanAccepted")]},
+            ),
+        },
+        errors=(409,),
+    ),
+)

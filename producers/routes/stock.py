@@ -9,8 +9,10 @@ from starlette.responses import Response
 from covidtech.tokens import ScopeKind
 from covidtech.web.problems import validation_problem
 from producers.events import doses_discarded, vaccine_allocated
+from producers.openapi import vaccination as doc
 from producers.requests.supply import parse_allocation, parse_discard
 from producers.routes.common import accepted, reused_id, service, write_one
+from producers.routes.edge import IngestOperation, kinds
 from producers.service import fingerprint, read_json, require_any, require_province, scoped_id
 from producers.validation import FieldError
 
@@ -56,3 +58,33 @@ async def report_discard(request: Request) -> Response:
         reused_id("discard_id", discard.discard_id),
     )
     return accepted(duplicate, {"discard_id": discard.discard_id})
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path="/v1/vaccination/allocations",
+        op_id="allocate_doses",
+        summary="Allocate doses of a product to a province",
+        tag="vaccination",
+        handler=allocate,
+        scopes=kinds(ScopeKind.MOH),
+        who="moh",
+        body=doc.ALLOCATION,
+        answers=doc.answers("allocation_id"),
+        errors=(409,),
+    ),
+    IngestOperation(
+        method="POST",
+        path="/v1/vaccination/discards",
+        op_id="report_discard",
+        summary="Report discarded doses",
+        tag="vaccination",
+        handler=report_discard,
+        scopes=kinds(ScopeKind.SITE),
+        who="site:<id>@<province>",
+        body=doc.DISCARD,
+        answers=doc.answers("discard_id"),
+        errors=(409,),
+    ),
+)

@@ -10,9 +10,11 @@ from covidtech.web.problems import Problem, validation_problem
 from domain.qr import QrKind
 from producers.caches import VenueEntry
 from producers.events import new_id, venue_registered
+from producers.openapi.parts import IDEMPOTENCY_KEY, id_schema, json_content, path_param, ref
 from producers.requests.checkins import parse_venue
 from producers.requests.common import VENUE_ID
 from producers.routes.common import json_response, service
+from producers.routes.edge import Endpoint, IngestOperation, kinds
 from producers.service import fingerprint, read_json, require_any, scope_problem
 from producers.validation import FieldError
 
@@ -103,3 +105,54 @@ async def venue_poster_png(request: Request) -> Response:
 async def venue_poster_svg(request: Request) -> Response:
     """The venue's printable A4 poster (name, address, QR) as SVG."""
     return await _poster(request, "svg")
+
+
+def _poster_operation(kind: str, media: str, handler: Endpoint) -> IngestOperation:
+    return IngestOperation(
+        method="GET",
+        path=f"/v1/venues/{{venue_id}}/poster.{kind.lower()}",
+        op_id=handler.__name__,
+        summary=f"The venue's printable A4 poster ({kind})",
+        tag="venues",
+        handler=handler,
+        scopes=kinds(ScopeKind.VENUE_ADMIN),
+        who="venue-admin:<the venue's province>",
+        parameters=(
+            path_param(
+                "venue_id",
+                id_schema(VENUE_ID.pattern, "Another id is an unknown venue (404)."),
+            ),
+        ),
+        answers={
+            "200": {
+                "description": "The poster.",
+                "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+        errors=(401, 403, 404, 503),
+    )
+
+
+OPERATIONS = (
+    IngestOperation(
+        method="POST",
+        path="/v1/venues",
+        op_id="register_venue",
+        summary="Register a venue",
+        tag="venues",
+        handler=register_venue,
+        scopes=kinds(ScopeKind.VENUE_ADMIN),
+        who="venue-admin:<province of the venue>",
+        body=ref("VenueRequest"),
+        answers={
+            "201": json_content("Registered.", ref("VenueCreated")),
+            "200": json_content(
+                "The venue registered before under this Idempotency-Key.", ref("VenueCreated")
+            ),
+        },
+        errors=(409,),
+        parameters=(IDEMPOTENCY_KEY,),
+    ),
+    _poster_operation("PNG", "image/png", venue_poster_png),
+    _poster_operation("SVG", "image/svg+xml", venue_poster_svg),
+)
