@@ -203,6 +203,9 @@ def create_app(
             timeout_s=cfg.status_timeout_s,
             linger_s=min(0.003, cfg.linger_ms / 1000),
             on_outcome=lambda s, n: metrics.scan_statuses.labels(status=s.value).inc(n),
+            # The driver connects after start-up froze its heap: freeze again, or every full
+            # collection walks the driver's objects (40-70 ms pauses, covidtech/heap.py).
+            on_connected=freeze_startup_heap,
         )
         status.start()  # in the background: Cassandra down never delays or fails start-up
         await event_log.start()
@@ -254,11 +257,22 @@ def _cassandra_facts(settings: Settings) -> Callable[[], Awaitable[ProjectionSto
     async def connect() -> ProjectionStore:
         from cassandra import ConsistencyLevel
 
-        from projections.cassandra import CassandraStore, connect
+        from projections.cassandra import CassandraStore, build_cluster
 
         def build() -> CassandraStore:
-            session = connect(settings, request_timeout=1.0, consistency=ConsistencyLevel.LOCAL_ONE)
-            return CassandraStore(session, settings.keyspace)
+            cluster = build_cluster(
+                settings, request_timeout=1.0, consistency=ConsistencyLevel.LOCAL_ONE
+            )
+            # No schema or token metadata: the reads name their keyspace and span several
+            # partitions (no routing), and a refresh of every keyspace's schema after each
+            # schema change elsewhere would run in the driver's thread, against the loop.
+            cluster.schema_metadata_enabled = False
+            cluster.token_metadata_enabled = False
+            try:
+                return CassandraStore(cluster.connect(), settings.keyspace)
+            except BaseException:
+                cluster.shutdown()
+                raise
 
         return await asyncio.to_thread(build)
 

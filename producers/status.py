@@ -85,6 +85,7 @@ class StatusLookup:
         chunk: int = 50,
         linger_s: float = 0.003,
         on_outcome: Callable[[CheckInStatus, int], None] | None = None,
+        on_connected: Callable[[], object] | None = None,
     ) -> None:
         self._connect = connect
         self.rules = rules
@@ -94,6 +95,7 @@ class StatusLookup:
         self._linger_s = linger_s
         self._timer: asyncio.TimerHandle | None = None
         self._on_outcome = on_outcome
+        self._on_connected = on_connected
         self._store: ProjectionStore | None = None
         self._connector: asyncio.Task[None] | None = None
         self._closing = False
@@ -116,6 +118,8 @@ class StatusLookup:
             try:
                 self._store = await self._connect()
                 log.info("check-in status: facts store connected")
+                if self._on_connected is not None:
+                    self._on_connected()
                 return
             except Exception as e:  # any failure: scans go on, UNKNOWN until connected
                 log.warning("check-in status: facts store unavailable (%s); retrying", e)
