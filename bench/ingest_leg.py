@@ -5,8 +5,9 @@
 One ``POST /v1/scans`` (a person's own token, a self check-in) goes through the ingest app as
 served: its middleware, error handlers, the declared route and its handler, the service, the
 readers, the domain checks, the event builder and the event log, with the check-in status
-read from an in-memory facts store. The event log is in memory (no broker), so only the
-project's own code runs in the trace. A first scan warms the caches; the second is traced with
+read from an in-memory facts store. The event log is ``producers/memory.py``'s (no broker; it
+stands where ``producers/kafka.py`` is in service), so only the project's own code runs in the
+trace. A first scan warms the caches; the second is traced with
 ``sys.setprofile``. Printed: the project files entered, in order of first entry, and the
 number of times the leg comes back to a file it had left. The third-party libraries
 (Starlette, fastavro, PyJWT) are not counted.
@@ -24,49 +25,17 @@ from types import FrameType
 from typing import Any
 
 import httpx
-from starlette.types import Receive, Scope, Send
 
 from covidtech.processes import ROOT
 from covidtech.settings import Settings
 from producers.app import create_app
-from producers.caches import SampleBook, VenueDirectory
-from producers.metrics import IngestMetrics
-from producers.ports import Delivery
-from producers.service import IngestConfig, IngestService
+from producers.memory import memory_service, with_service
 from producers.status import StatusLookup
 from projections.memory import InMemoryStore
 from projections.model import ProjectionStore
-from schemas.codec import default_registry
 
 #: The packages whose files count (the house; tests and benchmarks are not on the leg).
 PACKAGES = ("producers", "covidtech", "domain", "schemas", "projections", "streams", "api")
-
-
-class _Log:
-    """An event log that acknowledges at once (the ``EventLog`` port)."""
-
-    retry_after = 2
-
-    def __init__(self) -> None:
-        self.records = 0
-
-    async def submit(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[Delivery]:
-        self.records += 1
-        done: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
-        done.set_result(Delivery(topic, 0, self.records - 1))
-        return done
-
-    def trip(self) -> None:
-        pass
-
-    async def ready(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self, grace: float) -> None:
-        pass
 
 
 def _project_file(filename: str) -> str | None:
@@ -110,33 +79,15 @@ class Trace:
 
 async def main() -> None:
     settings = Settings(secret="bench-ingest-leg-secret-0123456789")
-    registry = default_registry()
-    log = _Log()
     store = InMemoryStore()
 
     async def facts() -> ProjectionStore:
         return store
 
     status = StatusLookup(facts)
-    svc = IngestService(
-        settings=settings,
-        config=IngestConfig(),
-        log=log,
-        registry=registry,
-        venues=VenueDirectory(registry),
-        samples=SampleBook(registry),
-        venue_feed=None,
-        sample_feed=None,
-        metrics=IngestMetrics(),
-        clock=lambda: datetime.now(UTC),
-        is_revoked=None,
-        status=status,
-    )
+    svc = memory_service(settings, lambda: datetime.now(UTC), status=status)
     status.start()
-    inner = create_app(settings, producer=log)
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await inner({**scope, "state": {"ingest": svc}}, receive, send)
+    app = with_service(create_app(settings, producer=svc.log), svc)
 
     def token(*scopes: str) -> dict[str, str]:
         issued = settings.token_signer().issue("bench", scopes, timedelta(hours=1))

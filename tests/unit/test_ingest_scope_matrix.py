@@ -21,16 +21,12 @@ from typing import Any
 import httpx
 import pytest
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from covidtech.settings import Settings
 from covidtech.tokens import ScopeKind
 from producers.app import create_app
-from producers.caches import SampleBook, VenueDirectory
-from producers.metrics import IngestMetrics
+from producers.memory import memory_service, with_service
 from producers.openapi import openapi_document
-from producers.service import IngestConfig, IngestService
-from schemas.codec import default_registry
 from tests.unit.ingest_support import MemoryLog
 
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
@@ -104,27 +100,12 @@ class Ingest:
 
 @pytest.fixture
 async def ingest() -> AsyncIterator[Ingest]:
-    registry = default_registry()
-    svc = IngestService(
-        settings=SETTINGS,
-        config=IngestConfig(),
-        log=MemoryLog(),
-        registry=registry,
-        venues=VenueDirectory(registry),
-        samples=SampleBook(registry),
-        venue_feed=None,
-        sample_feed=None,
-        metrics=IngestMetrics(),
-        clock=lambda: NOW,
-        is_revoked=None,
-    )
+    svc = memory_service(SETTINGS, lambda: NOW)
     # The real app (routes, middleware, error handlers); its lifespan, which would connect
     # to Kafka, is not run: the service is handed to requests as the lifespan would.
     inner = create_app(SETTINGS, producer=svc.log, clock=lambda: NOW, is_revoked=lambda _: False)
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await inner({**scope, "state": {"ingest": svc}}, receive, send)
-
+    app = with_service(inner, svc)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://ingest"
     ) as http:

@@ -13,17 +13,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from covidtech.settings import Settings
 from covidtech.web.problems import Problem, problem_response
 from domain.qr import QrKind
 from producers.app import ROUTES
-from producers.caches import SampleBook, VenueDirectory
-from producers.metrics import IngestMetrics
+from producers.memory import memory_service, with_service
 from producers.openapi import openapi_document
-from producers.service import IngestConfig, IngestService
-from schemas.codec import default_registry
+from producers.service import IngestService
 from tests.unit.ingest_support import MemoryLog
 
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
@@ -36,21 +33,8 @@ SECRET = "unit-test-secret-0123456789"
 
 @pytest.fixture
 async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, MemoryLog, IngestService]]:
-    registry = default_registry()
     log = MemoryLog()
-    svc = IngestService(
-        settings=Settings(secret=SECRET),
-        config=IngestConfig(),
-        log=log,
-        registry=registry,
-        venues=VenueDirectory(registry),
-        samples=SampleBook(registry),
-        venue_feed=None,
-        sample_feed=None,
-        metrics=IngestMetrics(),
-        clock=lambda: NOW,
-        is_revoked=None,
-    )
+    svc = memory_service(Settings(secret=SECRET), lambda: NOW, log=log)
 
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
@@ -58,9 +42,7 @@ async def ingest() -> AsyncIterator[tuple[httpx.AsyncClient, MemoryLog, IngestSe
 
     inner = Starlette(routes=PROGRAMME_ROUTES, exception_handlers={Problem: on_problem})
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await inner({**scope, "state": {"ingest": svc}}, receive, send)
-
+    app = with_service(inner, svc)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://ingest"
     ) as client:
