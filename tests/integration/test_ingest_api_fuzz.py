@@ -45,6 +45,7 @@ from domain.vaccines import VACCINES
 from producers.app import create_app
 from producers.openapi import openapi_document
 from tests.support import isolated_env, served_in_thread
+from tests.unit.ingest_support import SCOPES
 
 pytestmark = [
     pytest.mark.integration,
@@ -58,17 +59,6 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 #: What issue 13 asks of each API's fuzz, counted over the whole module.
 MIN_CASES = 300
 
-#: Every scope kind, with the values the realistic cases use.
-SCOPES = (
-    "moh",
-    "app",
-    "province:79",
-    "tracer:79",
-    "venue-admin:79",
-    "site:s1@79",
-    "lab:l1@79",
-    "institution:i1",
-)
 
 #: Requests sent per (method, path, mode), filled as the fuzz runs; the last test sums them.
 SENT: dict[tuple[str, str, str], int] = {}

@@ -37,6 +37,7 @@ from tests.integration.ingest_harness import (
     token,
 )
 from tests.support import unique
+from tests.unit.ingest_support import BOUND_SCOPES as SCOPES
 
 pytestmark = pytest.mark.integration
 
@@ -546,18 +547,6 @@ async def test_a_second_different_result_is_a_conflict(world: World) -> None:
 
 # --------------------------------------------------------------------------- scope matrix
 
-SCOPES = [
-    "moh",
-    "app",
-    "province:79",
-    "tracer:79",
-    "venue-admin:79",
-    "site:s1@79",
-    "lab:l1@79",
-    "institution:i1",
-    "person:{person}",
-    "venue:{venue}@79",
-]
 
 Builder = Callable[[World], Awaitable[tuple[str, Any]]]
 

@@ -27,25 +27,13 @@ from covidtech.tokens import ScopeKind
 from producers.app import create_app
 from producers.memory import memory_service, with_service
 from producers.openapi import openapi_document
+from tests.unit.ingest_support import BOUND_SCOPES as SCOPES
 from tests.unit.ingest_support import MemoryLog
 
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
 SECRET = "unit-test-secret-0123456789"
 
 #: One token per scope kind, all acting in province 79; ``{person}`` and ``{venue}`` stand for
-#: the person and venue the fixture registers (a person's own token, the venue's staff).
-SCOPES = (
-    "moh",
-    "app",
-    "province:79",
-    "tracer:79",
-    "venue-admin:79",
-    "site:s1@79",
-    "lab:l1@79",
-    "institution:i1",
-    "person:{person}",
-    "venue:{venue}@79",
-)
 
 
 def kind_of(scope: str) -> str:
