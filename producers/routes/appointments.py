@@ -13,16 +13,15 @@ from producers.openapi import vaccination as doc
 from producers.requests.common import CLIENT_ID, CLIENT_ID_HINT
 from producers.requests.vaccination import parse_appointment, parse_cancellation
 from producers.routes.common import accepted, reused_id, service, write_one
-from producers.routes.edge import IngestOperation, kinds
-from producers.service import fingerprint, read_json, require_any, scoped_id
+from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.service import fingerprint, read_json, scoped_id
 from producers.validation import FieldError
 
 
 async def schedule_appointment(request: Request) -> Response:
     """Scope ``site:<id>``; idempotent by ``appointment_id``."""
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.SITE)
+    claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
     errors: list[FieldError] = []
@@ -43,8 +42,7 @@ async def schedule_appointment(request: Request) -> Response:
 async def cancel_appointment(request: Request) -> Response:
     """Scope ``site:<id>``; one cancellation per appointment (a repeat is a duplicate)."""
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.SITE)
+    claims = claims_of(request)
     appointment_id = request.path_params["appointment_id"]
     errors: list[FieldError] = []
     if not CLIENT_ID.fullmatch(appointment_id):

@@ -11,8 +11,8 @@ from producers.events import declaration_submitted, new_id
 from producers.openapi.parts import json_content, ref
 from producers.requests.checkins import parse_declaration
 from producers.routes.common import accepted, id_conflict, service, write_one
-from producers.routes.edge import IngestOperation, kinds
-from producers.service import fingerprint, read_json, require_any, require_own_person
+from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.service import fingerprint, read_json, require_own_person
 from producers.validation import FieldError
 
 
@@ -25,8 +25,7 @@ async def submit_declaration(request: Request) -> Response:
     request is a new declaration.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.APP)
+    claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
     declaration = parse_declaration(body, errors, svc.qr)

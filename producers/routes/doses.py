@@ -19,8 +19,8 @@ from producers.routes.common import (
     single_or_batch,
     write_batch,
 )
-from producers.routes.edge import IngestOperation, kinds
-from producers.service import fingerprint, read_json, require_any, require_province, scoped_id
+from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.service import fingerprint, read_json, require_province, scoped_id
 from producers.validation import FieldError, field_path
 
 ROUTE = "/v1/doses"
@@ -34,8 +34,7 @@ async def record_doses(request: Request) -> Response:
     result per item, like scans.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.SITE)
+    claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
     is_batch, raw_items = single_or_batch(body, "doses", svc.limits.max_batch)

@@ -2,7 +2,8 @@
 
 Each area module of ``producers/routes/`` ends with its ``OPERATIONS``: method, path,
 operation id, summary, the scope kinds its token must hold one of (its ``x-scopes``, from
-which the scope matrix test is generated) and, in words, what the handler then checks of the
+which the scope matrix test is generated, and the check the edge makes before the handler
+runs) and, in words, what the handler then checks of the
 scope's value; the request body's schema, the success answers, the problems beyond a write's
 and the parameters. :data:`producers.routes.OPERATIONS` assembles them; the app's Starlette
 routes (:func:`producers.app.create_app`) and the paths of ``/openapi.json``
@@ -12,6 +13,7 @@ read API's too (:class:`covidtech.web.operations.Declaration`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,13 +22,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from covidtech.tokens import ScopeKind
+from covidtech.tokens import Claims, ScopeKind
 from covidtech.web.operations import Declaration, Schema
+from producers.service import require_any
 
-__all__ = ["Endpoint", "IngestOperation", "kinds"]
+__all__ = ["Endpoint", "IngestOperation", "claims_of", "kinds"]
 
-#: A Starlette endpoint: the handler reads its token, scopes and body itself.
+#: A Starlette endpoint. The handler of a route with ``scopes`` runs after the edge has
+#: authenticated its token and found one of them (:meth:`IngestOperation.route`); it takes the
+#: claims with :func:`claims_of` and checks the scope's value against what it writes.
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def claims_of(request: Request) -> Claims:
+    """The claims the edge verified for this request (a route with ``scopes``)."""
+    claims = request.state.claims
+    assert isinstance(claims, Claims)
+    return claims
 
 
 def kinds(*scope_kinds: ScopeKind) -> frozenset[ScopeKind]:
@@ -50,6 +62,19 @@ class IngestOperation(Declaration):
     parameters: tuple[Schema, ...] = field(default=(), hash=False)
 
     def route(self) -> Route:
-        """The Starlette route (its endpoint is the handler itself: metrics name the route by
-        it, ``producers.app``)."""
-        return Route(self.path, self.handler, methods=[self.method])
+        """The Starlette route. A route with ``scopes`` first authenticates the token (401)
+        and requires a scope of one of its kinds (403), so the declaration is the check; the
+        metrics name the route by its endpoint (``producers.app``)."""
+        if self.scopes is None:
+            return Route(self.path, self.handler, methods=[self.method])
+        handler = self.handler
+        wanted = tuple(k for k in ScopeKind if k in self.scopes)  # the catalogue's order
+
+        @functools.wraps(handler)
+        async def guarded(request: Request) -> Response:
+            claims = request.state.ingest.authenticate(request)
+            require_any(claims, *wanted)
+            request.state.claims = claims
+            return await handler(request)
+
+        return Route(self.path, guarded, methods=[self.method])

@@ -56,9 +56,8 @@ async def openapi(request: Request) -> Response:
 
 
 async def vaccines(request: Request) -> Response:
-    """The vaccine products a dose may name, with their single-dose flag (any valid token)."""
-    svc = service(request)
-    svc.authenticate(request)
+    """The vaccine products a dose may name, with their single-dose flag (any valid token:
+    the edge checked it)."""
     return json_response(
         200,
         {

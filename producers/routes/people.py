@@ -22,8 +22,8 @@ from producers.posters import person_qr_png
 from producers.requests.checkins import parse_person
 from producers.requests.common import ok, qr_subject
 from producers.routes.common import json_response, service
-from producers.routes.edge import IngestOperation, kinds
-from producers.service import IngestService, fingerprint, read_json, require_any
+from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.service import IngestService, fingerprint, read_json
 from producers.validation import FieldError, Fields
 
 
@@ -51,8 +51,7 @@ async def register_person(request: Request) -> Response:
     id is pseudonymous.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.APP, ScopeKind.SITE, ScopeKind.INSTITUTION)
+    claims = claims_of(request)
     key = svc.idempotency_key(request)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
@@ -91,8 +90,6 @@ async def sign_in(request: Request) -> Response:
     may act as that person (docs/security.md, "Citizens"). Nothing is written.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.APP)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
     f = Fields.of(body, "", errors)

@@ -14,16 +14,15 @@ from producers.openapi import vaccination as doc
 from producers.requests.common import PROGRAMME_LIMITS
 from producers.requests.supply import parse_plan
 from producers.routes.common import accepted, reused_id, service, write_one
-from producers.routes.edge import IngestOperation, kinds
-from producers.service import fingerprint, read_json, require_any, scope_problem
+from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.service import fingerprint, read_json, scope_problem
 from producers.validation import FieldError
 
 
 async def set_plan(request: Request) -> Response:
     """Scope ``moh`` or ``province:<code>`` of the path's province; the latest plan wins."""
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.MOH, ScopeKind.PROVINCE)
+    claims = claims_of(request)
     province = request.path_params["province"]
     if not reference.is_province(province):
         raise validation_problem(

@@ -25,12 +25,11 @@ from producers.routes.common import (
     write_batch,
     write_one,
 )
-from producers.routes.edge import IngestOperation, kinds
+from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import (
     IngestService,
     fingerprint,
     read_json,
-    require_any,
     require_own_person,
     scope_problem,
 )
@@ -45,8 +44,7 @@ async def register(request: Request) -> Response:
     ``{"registrations": [...]}`` of up to 1,000, answered per item). Idempotent by
     ``registration_id``."""
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.APP, ScopeKind.INSTITUTION)
+    claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
     institution = _institution(claims, body)

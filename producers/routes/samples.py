@@ -21,11 +21,10 @@ from producers.openapi.parts import id_schema, json_content, path_param, ref
 from producers.requests.common import SAMPLE_ID
 from producers.requests.testing import parse_result, parse_sample
 from producers.routes.common import json_response, service
-from producers.routes.edge import IngestOperation, kinds
+from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import (
     fingerprint,
     read_json,
-    require_any,
     require_province,
     scope_problem,
     scoped_id,
@@ -43,8 +42,7 @@ async def collect_sample(request: Request) -> Response:
     ``duplicate``); a sample id already collected otherwise answers 409.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.SITE)
+    claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
     sample = parse_sample(body, errors, svc.qr, svc.now(), svc.limits)
@@ -107,8 +105,7 @@ async def record_result(request: Request) -> Response:
     202 once SampleResulted is acknowledged.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.LAB)
+    claims = claims_of(request)
     sample_id = request.path_params["sample_id"]
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()

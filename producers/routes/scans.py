@@ -24,8 +24,8 @@ from producers.routes.common import (
     single_or_batch,
     single_response,
 )
-from producers.routes.edge import IngestOperation, kinds
-from producers.service import fingerprint, read_json, require_any, scope_problem
+from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.service import fingerprint, read_json, scope_problem
 from producers.validation import FieldError, field_path
 
 ROUTE = "/v1/scans"
@@ -88,8 +88,7 @@ async def record_scans(request: Request) -> Response:
     without its reason; its facts are read while the scans are written.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.PERSON, ScopeKind.VENUE, ScopeKind.VENUE_ADMIN)
+    claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
     is_batch, raw_items = single_or_batch(body, "scans", svc.limits.max_batch)

@@ -12,16 +12,14 @@ from producers.events import doses_discarded, vaccine_allocated
 from producers.openapi import vaccination as doc
 from producers.requests.supply import parse_allocation, parse_discard
 from producers.routes.common import accepted, reused_id, service, write_one
-from producers.routes.edge import IngestOperation, kinds
-from producers.service import fingerprint, read_json, require_any, require_province, scoped_id
+from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.service import fingerprint, read_json, require_province, scoped_id
 from producers.validation import FieldError
 
 
 async def allocate(request: Request) -> Response:
     """Scope ``moh``; idempotent by ``allocation_id``."""
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.MOH)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
     allocation = parse_allocation(body, errors)
@@ -41,8 +39,7 @@ async def report_discard(request: Request) -> Response:
     """Scope ``site:<id>@<province>`` of the discard's province; idempotent by
     ``discard_id``."""
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.SITE)
+    claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
     discard = parse_discard(body, errors, svc.now())

@@ -14,8 +14,8 @@ from producers.openapi.parts import IDEMPOTENCY_KEY, id_schema, json_content, pa
 from producers.requests.checkins import parse_venue
 from producers.requests.common import VENUE_ID
 from producers.routes.common import json_response, service
-from producers.routes.edge import Endpoint, IngestOperation, kinds
-from producers.service import fingerprint, read_json, require_any, scope_problem
+from producers.routes.edge import Endpoint, IngestOperation, claims_of, kinds
+from producers.service import fingerprint, read_json, scope_problem
 from producers.validation import FieldError
 
 
@@ -27,8 +27,7 @@ async def register_venue(request: Request) -> Response:
     the same venue instead of registering another.
     """
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.VENUE_ADMIN)
+    claims = claims_of(request)
     key = svc.idempotency_key(request)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
@@ -78,8 +77,7 @@ async def register_venue(request: Request) -> Response:
 
 async def _poster(request: Request, fmt: str) -> Response:
     svc = service(request)
-    claims = svc.authenticate(request)
-    require_any(claims, ScopeKind.VENUE_ADMIN)
+    claims = claims_of(request)
     venue_id = request.path_params["venue_id"]
     venue = await svc.venue(venue_id) if VENUE_ID.fullmatch(venue_id) else None
     if venue is None:
