@@ -30,6 +30,7 @@ from api.params import Param, int_param, text_param
 from api.problems import LogUnavailable, Problem, exception_handlers
 from api.render import aggregate_response
 from api.services import Services
+from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
 from covidtech.jsonbody import BodyError, parse_json
 from covidtech.tokens import Claims
 from covidtech.web.operations import Declaration
@@ -115,6 +116,58 @@ class Ctx:
             client_address=self.client_address,
         )
         await self.services.auditor.record(event)
+
+    async def alert_stream(
+        self,
+        *,
+        opened: tuple[str, Iterable[str]],
+        wanted: Callable[[Mapping[str, Any]], bool],
+        render: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+        audit: Callable[[list[Mapping[str, Any]]], Awaitable[None]],
+        event: str = "alert",
+    ) -> Response:
+        """An SSE stream of the alert broadcaster for this request (:mod:`api.stream`): it
+        resumes after ``Last-Event-ID``, is audited as ``opened`` (subject, person ids) when it
+        opens and by ``audit`` before records leave, and ends once the token is revoked or
+        expired (asked every ``stream_recheck_seconds``)."""
+        services, claims = self.services, self.claims
+        assert claims is not None
+        last = self.params["Last-Event-ID"] or self.params["last_event_id"]
+        try:
+            resume = parse_event_id(last) if last else None
+        except InvalidEventId as e:
+            raise Problem("invalid-last-event-id", str(e)) from e
+        await self.audit(*opened)
+        broadcaster = services.broadcaster
+        sub = broadcaster.subscribe()
+
+        def refused() -> str | None:
+            """Why the stream's token no longer reads, if it does not."""
+            if services.revocations.claims_revoked(claims):
+                return "token-revoked"
+            if services.clock() >= claims.expires_at:
+                return "token-expired"
+            return None
+
+        events = alert_events(
+            broadcaster,
+            sub,
+            resume=resume,
+            wanted=wanted,
+            render=render,
+            keepalive_s=services.config.sse_keepalive_seconds,
+            catchup_timeout_s=services.config.catchup_timeout_seconds,
+            on_event=services.metrics.stream_events.inc,
+            refused=refused,
+            audit=audit,
+            recheck_s=services.config.stream_recheck_seconds,
+            event=event,
+        )
+        return EventStreamResponse(
+            events,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            on_close=lambda: broadcaster.unsubscribe(sub),
+        )
 
     async def aggregate(
         self, key: Hashable, compute: Callable[[], Awaitable[dict[str, Any]]]

@@ -38,7 +38,6 @@ from api.params import (
 )
 from api.problems import Problem
 from api.render import iso, iso_or_none, json_response
-from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
 from domain.coverage import NATION
 from projections import queries
 from projections.access import LOCAL_TZ
@@ -135,31 +134,12 @@ async def list_alerts(ctx: Ctx) -> Response:
 
 
 async def stream_alerts(ctx: Ctx) -> Response:
-    services = ctx.services
     reach = ctx.must_reach()
     requested = ctx.params["province"]
     provinces = reach.provinces_for(requested)
     everything = reach.everything and requested is None
     allowed = frozenset(provinces)
     risk = ctx.params["risk"]
-    last = ctx.params["Last-Event-ID"] or ctx.params["last_event_id"]
-    try:
-        resume = parse_event_id(last) if last else None
-    except InvalidEventId as e:
-        raise Problem("invalid-last-event-id", str(e)) from e
-    await ctx.audit(f"alert-stream:{_scope_label(provinces)}", ())
-    broadcaster = services.broadcaster
-    sub = broadcaster.subscribe()
-    claims = ctx.claims
-    assert claims is not None
-
-    def refused() -> str | None:
-        """Why the stream's token no longer reads, if it does not (checked every second)."""
-        if services.revocations.claims_revoked(claims):
-            return "token-revoked"
-        if services.clock() >= claims.expires_at:
-            return "token-expired"
-        return None
 
     async def audit(records: list[Mapping[str, Any]]) -> None:
         """Every person id a stream sends is audited before it leaves, as ``GET /v1/alerts``
@@ -172,23 +152,11 @@ async def stream_alerts(ctx: Ctx) -> Response:
             return False
         return risk is None or record.get("risk") == risk
 
-    events = alert_events(
-        broadcaster,
-        sub,
-        resume=resume,
+    return await ctx.alert_stream(
+        opened=(f"alert-stream:{_scope_label(provinces)}", ()),
         wanted=wanted,
         render=_alert,
-        keepalive_s=services.config.sse_keepalive_seconds,
-        catchup_timeout_s=services.config.catchup_timeout_seconds,
-        on_event=services.metrics.stream_events.inc,
-        refused=refused,
         audit=audit,
-        recheck_s=services.config.stream_recheck_seconds,
-    )
-    return EventStreamResponse(
-        events,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        on_close=lambda: broadcaster.unsubscribe(sub),
     )
 
 

@@ -29,9 +29,7 @@ from starlette.responses import Response
 from api import auth
 from api.edge import PERSONAL_ERRORS, Ctx, Operation
 from api.params import enum_param, text_param
-from api.problems import Problem
 from api.render import iso, iso_or_none, json_response
-from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
 from domain.vaccines import VACCINES
 from projections import queries
 from projections.access import LOCAL_TZ
@@ -198,25 +196,8 @@ async def stream_notices(ctx: Ctx) -> Response:
     from the same broadcaster as the tracers' alert stream; resumable by Last-Event-ID."""
     services = ctx.services
     person = _me(ctx)
-    last = ctx.params["Last-Event-ID"] or ctx.params["last_event_id"]
-    try:
-        resume = parse_event_id(last) if last else None
-    except InvalidEventId as e:
-        raise Problem("invalid-last-event-id", str(e)) from e
-    await ctx.audit(f"person:{person}", (person,))
-    broadcaster = services.broadcaster
-    sub = broadcaster.subscribe()
-    claims = ctx.claims
-    assert claims is not None
     advice, secret = _advice(ctx), services.settings.secret
     venues: dict[str, Row | None] = {}
-
-    def refused() -> str | None:
-        if services.revocations.claims_revoked(claims):
-            return "token-revoked"
-        if services.clock() >= claims.expires_at:
-            return "token-expired"
-        return None
 
     async def before_send(records: list[Mapping[str, Any]]) -> None:
         """Audit what leaves, and look the venues up for :func:`render` (which is sync)."""
@@ -228,24 +209,12 @@ async def stream_notices(ctx: Ctx) -> Response:
     def render(record: Mapping[str, Any]) -> Mapping[str, Any]:
         return notice(record, venues.get(record["venue_id"]), advice, secret)
 
-    events = alert_events(
-        broadcaster,
-        sub,
-        resume=resume,
+    return await ctx.alert_stream(
+        opened=(f"person:{person}", (person,)),
         wanted=lambda record: record.get("contact_person_id") == person,
         render=render,
-        keepalive_s=services.config.sse_keepalive_seconds,
-        catchup_timeout_s=services.config.catchup_timeout_seconds,
-        on_event=services.metrics.stream_events.inc,
-        refused=refused,
         audit=before_send,
-        recheck_s=services.config.stream_recheck_seconds,
         event="notice",
-    )
-    return EventStreamResponse(
-        events,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        on_close=lambda: broadcaster.unsubscribe(sub),
     )
 
 
