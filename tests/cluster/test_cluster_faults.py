@@ -147,12 +147,29 @@ class ScanLoad:
         self.acked: list[tuple[str, datetime]] = []
         self.statuses: Counter[int] = Counter()
         self.refused: str = ""  # the last answer other than 202 or 503
+        self.in_flight = 0
+        self.last_answer = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     def acks_beyond(self, count: int) -> bool:
         assert not self.refused, self.refused
         return len(self.acked) > count
+
+    def more_acks(self, count: int, timeout: float, what: str, log: Path) -> None:
+        """Wait for ``count`` more acknowledgements; on failure say what the load saw and
+        what the ingest API last logged."""
+        seen, started = len(self.acked), time.monotonic()
+        try:
+            eventually(lambda: self.acks_beyond(seen + count), timeout=timeout, what=what)
+        except AssertionError as e:
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+            raise AssertionError(
+                f"{e}; {len(self.acked) - seen} acks, statuses {dict(self.statuses)}, "
+                f"{self.in_flight} in flight, last answer "
+                f"{time.monotonic() - self.last_answer:.1f}s ago; ingest log:\n{tail}"
+            ) from None
+        print(f"[cluster] {what}: {count} acks in {time.monotonic() - started:.1f}s")
 
     def __enter__(self) -> ScanLoad:
         self._thread.start()
@@ -174,6 +191,7 @@ class ScanLoad:
         async with httpx.AsyncClient(base_url=self.url, timeout=timeout) as client:
 
             async def one(person: dict[str, str], at: datetime) -> None:
+                self.in_flight += 1
                 try:
                     r = await client.post(
                         "/v1/scans",
@@ -190,6 +208,9 @@ class ScanLoad:
                     self.statuses[0] += 1
                     self.refused = f"no answer: {e!r}"
                     return
+                finally:
+                    self.in_flight -= 1
+                self.last_answer = time.monotonic()
                 self.statuses[r.status_code] += 1
                 if r.status_code not in (202, 503):
                     self.refused = f"{r.status_code} {r.text[:500]}"
@@ -236,9 +257,8 @@ def test_a_broker_and_a_node_killed_under_load_lose_no_acknowledged_scan(
     port = free_port_on_all(("127.0.0.1",))
     ingest_url = f"http://127.0.0.1:{port}"
     worker = processes.spawn(["cli", "worker"], logs / f"{s.app_id}-worker.log", child_env(s))
-    ingest = processes.spawn(
-        ["cli", "ingest-api", "--port", str(port)], logs / f"{s.app_id}-ingest.log", child_env(s)
-    )
+    ingest_log = logs / f"{s.app_id}-ingest.log"
+    ingest = processes.spawn(["cli", "ingest-api", "--port", str(port)], ingest_log, child_env(s))
     try:
         eventually(
             lambda: (
@@ -276,19 +296,16 @@ def test_a_broker_and_a_node_killed_under_load_lose_no_acknowledged_scan(
                 people.append(p.json())
         with ScanLoad(ingest_url, s, venue_qr, people) as load:
             broker, node = services.kafka(s, 2), services.cassandra(s, 3)
-            eventually(lambda: load.acks_beyond(5 * RATE), timeout=60, what="load running")
+            load.more_acks(5 * RATE, 60, "load running", ingest_log)
             kill_service(s, broker)
-            seen = len(load.acked)
-            eventually(lambda: load.acks_beyond(seen + 5 * RATE), timeout=120, what="acks")
+            load.more_acks(5 * RATE, 120, "acks without broker 2", ingest_log)
             services.start_kafka(s, node=2)
             eventually(lambda: kafka_node_answers(s, broker), timeout=120, what="broker 2")
             kill_service(s, node)
-            seen = len(load.acked)
-            eventually(lambda: load.acks_beyond(seen + 5 * RATE), timeout=120, what="acks")
+            load.more_acks(5 * RATE, 120, "acks without node 3", ingest_log)
             services.start_cassandra(s, node=3)
             eventually(lambda: cassandra_answers(s, node.host), timeout=240, what="node 3")
-            seen = len(load.acked)
-            eventually(lambda: load.acks_beyond(seen + 3 * RATE), timeout=120, what="acks")
+            load.more_acks(3 * RATE, 120, "acks with node 3 back", ingest_log)
         assert set(load.statuses) <= {202, 503}, load.statuses
         assert worker.poll() is None and ingest.poll() is None
         eventually(lambda: run_coroutine(caught_up(s)), timeout=300, interval=1, what="caught up")
