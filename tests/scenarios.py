@@ -153,6 +153,18 @@ def outbreak_at_venue(prefix: str = "") -> list[Ev]:
     ]
 
 
+def pooled_retests() -> list[Ev]:
+    """A pool of p1, p2 and p3 tests positive; p1 retests negative, p2 positive (a case)."""
+    return [
+        sample("pool", ["p1", "p2", "p3"], m(0)),
+        result("pool", "POSITIVE", m(600)),
+        sample("r1", ["p1"], m(700)),
+        result("r1", "NEGATIVE", m(900)),
+        sample("r2", ["p2"], m(700)),
+        result("r2", "POSITIVE", m(900)),
+    ]
+
+
 def venue_registered(venue: str, name: str) -> Ev:
     return Ev(
         "venues",

@@ -32,17 +32,12 @@ pytestmark = pytest.mark.integration
 
 
 def mixed_scenario() -> list[Ev]:
-    from tests.scenarios import dose, m, outbreak_at_venue, result, sample, scan
+    from tests.scenarios import dose, m, outbreak_at_venue, pooled_retests, scan
 
     return [
         *outbreak_at_venue(),
         scan("gymgoer", "gym", m(0), "IN", dwell=120),  # a venue with a custom dwell
-        sample("pool", ["p1", "p2", "p3"], m(0)),
-        result("pool", "POSITIVE", m(600)),
-        sample("r1", ["p1"], m(700)),
-        result("r1", "NEGATIVE", m(900)),
-        sample("r2", ["p2"], m(700)),
-        result("r2", "POSITIVE", m(900)),
+        *pooled_retests(),
         dose("j", "d1", m(0), "JANSSEN"),
         dose("j", "d2", m(60 * 24), "PFIZER"),
         dose("j", "d2", m(60 * 24), "PFIZER"),  # a duplicate dose

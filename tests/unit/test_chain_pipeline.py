@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from domain.rules import DEFAULT_RULES
@@ -10,18 +9,7 @@ from projections.memory import InMemoryStore
 from streams.local import LocalPipeline
 from tests.chain_scenarios import at, chain_at_venue, positive
 from tests.scenarios import Ev, outbreak_at_venue, scan, shuffled, town
-from tests.unit.pipeline_support import active_only, rows
-
-
-async def run(
-    events: list[Ev], *, twice: bool = False, seed: int | None = None
-) -> tuple[LocalPipeline, InMemoryStore]:
-    store = InMemoryStore()
-    p = LocalPipeline(store)
-    for e in events + (events if twice else []):
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle(rng=random.Random(seed) if seed is not None else None)
-    return p, store
+from tests.unit.pipeline_support import active_only, feed, rows, run
 
 
 async def links(store: InMemoryStore) -> set[tuple[str, str, str]]:
@@ -81,8 +69,7 @@ async def test_a_withdrawn_alert_takes_its_link_away() -> None:
     assert ("src", "p", "venue") in await links(store)
     # p's offline scanner delivers an OUT at 10:10: a zero-length visit, the alert withdrawn.
     e = scan("p", "venue", at(10), "OUT")
-    pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    await feed(pipeline, [e])
     assert ("src", "p", "venue") not in await links(store)
     statuses = {
         r["status"]
@@ -100,9 +87,7 @@ async def test_a_withdrawn_alert_takes_its_link_away() -> None:
 async def test_a_lowered_alert_takes_its_link_away() -> None:
     events = [*_without(chain_at_venue(), "p", "venue"), scan("p", "venue", at(10), "IN")]
     pipeline, store = await run(events)
-    e = scan("p", "venue", at(20), "OUT")  # 10 minutes: LOW
-    pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    await feed(pipeline, [scan("p", "venue", at(20), "OUT")])  # 10 minutes: LOW
     assert await links(store) == {("p", "q", "cafe")}
 
 
@@ -113,26 +98,20 @@ async def test_an_alert_raised_after_the_contacts_case_still_links() -> None:
     early = [e for e in events if e not in late]
     pipeline, store = await run(early)
     assert await links(store) == {("p", "q", "cafe")}
-    for e in late:
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    await feed(pipeline, late)
     assert await links(store) == {("src", "p", "venue"), ("p", "q", "cafe")}
 
 
 async def test_a_late_earlier_positive_moves_the_link_or_turns_it_round() -> None:
     pipeline, store = await run(chain_at_venue())
     # An earlier positive of p, two days after the visit: p's case moves to that day.
-    for e in positive("p", at(0, 2), tube="tube-p-early"):
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    await feed(pipeline, positive("p", at(0, 2), tube="tube-p-early"))
     by_case = {r["case_person_id"]: r for r in await store.scan("transmission_links_by_province")}
     assert by_case["p"]["case_collected_at"] == at(0, 2)
     assert by_case["p"]["case_sample_id"] == "tube-p-early"
     assert len(await store.scan("transmission_links_by_province")) == 2
     # An even earlier one, before src's: p was sampled first, so p is src's source.
-    for e in positive("p", at(12 * 60), tube="tube-p-first"):
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    await feed(pipeline, positive("p", at(12 * 60), tube="tube-p-first"))
     assert await links(store) == {("p", "src", "venue"), ("p", "q", "cafe")}
     # The same set of events in another order gives the same rows.
     everything = (

@@ -6,10 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from projections.epidemiology_queries import daily_counts
-from projections.memory import InMemoryStore
-from streams.local import LocalPipeline
 from tests.scenarios import Ev, result, sample
-from tests.unit.pipeline_support import rows
+from tests.unit.pipeline_support import rows, run
 
 # 09:00 local (UTC+7) ten days ago (rows of days past their retention are not written);
 # results 23 h later, the next local day
@@ -35,17 +33,8 @@ def events() -> list[Ev]:
     ]
 
 
-async def fold(evs: list[Ev], rng: random.Random | None = None) -> InMemoryStore:
-    store = InMemoryStore()
-    p = LocalPipeline(store)
-    for e in evs:
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle(rng=rng)
-    return store
-
-
 async def test_cases_count_once_per_person_by_sampling_and_result_day() -> None:
-    store = await fold(events())
+    _, store = await run(events())
     cases = await daily_counts(store, "cases_by_province", ["79"], D1, D1 + timedelta(days=9))
     # a sampled day 0 (resulted day 1); b sampled day 3 (resulted day 4); a's second
     # positive is inside its case's 90 days
@@ -65,7 +54,7 @@ async def test_cases_count_once_per_person_by_sampling_and_result_day() -> None:
 
 async def test_a_late_earlier_positive_moves_the_case_to_its_days() -> None:
     late = [*events(), *swabbed("a0", ["a"], day(-2), "POSITIVE")]
-    store = await fold(late)
+    _, store = await run(late)
     cases = await daily_counts(
         store, "cases_by_province", ["79"], D1 - timedelta(days=5), D1 + timedelta(days=9)
     )
@@ -79,7 +68,8 @@ async def test_a_late_earlier_positive_moves_the_case_to_its_days() -> None:
 
 async def test_counts_are_the_same_in_any_order_and_with_redeliveries() -> None:
     evs = [*events(), *swabbed("a0", ["a"], day(-2), "POSITIVE")]
-    first = await rows(await fold(evs))
+    _, once = await run(evs)
+    first = await rows(once)
     for seed in range(5):
         rng = random.Random(seed)
         again = evs + rng.sample(evs, len(evs) // 2)  # repeated deliveries
@@ -88,7 +78,7 @@ async def test_counts_are_the_same_in_any_order_and_with_redeliveries() -> None:
         again = [e for e in again if e.name.endswith("Collected")] + [
             e for e in again if not e.name.endswith("Collected")
         ]
-        store = await fold(again, rng=random.Random(seed))
+        _, store = await run(again, seed=seed)
         snap = await rows(store)
         for table in ("cases_by_province", "tests_by_province"):
             assert snap[table] == first[table], (seed, table)

@@ -11,17 +11,8 @@ import streams.local
 from projections.memory import InMemoryStore
 from streams.batch import process_batch
 from streams.local import LocalPipeline
-from tests.scenarios import Ev, dose, m, outbreak_at_venue, result, sample, scan, shuffled, town
-from tests.unit.pipeline_support import active_only, rows
-
-
-async def run(events: list[Ev], twice: bool = False) -> tuple[LocalPipeline, InMemoryStore]:
-    store = InMemoryStore()
-    p = LocalPipeline(store)
-    for e in events + (events if twice else []):
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
-    return p, store
+from tests.scenarios import dose, m, outbreak_at_venue, pooled_retests, scan, shuffled, town
+from tests.unit.pipeline_support import active_only, feed, rows, run
 
 
 def alerts(snapshot: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[str, str, int]]:
@@ -65,17 +56,11 @@ async def test_a_busy_town_converges_whatever_the_order() -> None:
 
 async def test_random_interleavings_of_derived_topics_converge() -> None:
     """Visits, windows and cases interleaved at random, in random batch sizes."""
-    import random
-
     events = town(4, people=60, venues=5) + outbreak_at_venue("q")
     _, in_order = await run(events)
     expected = active_only(await rows(in_order))
     for seed in range(3):
-        store = InMemoryStore()
-        p = LocalPipeline(store)
-        for e in events:
-            p.publish(e.topic, e.key, e.name, e.record)
-        await p.run_until_idle(rng=random.Random(seed))
+        _, store = await run(events, seed=seed)
         assert active_only(await rows(store)) == expected, f"seed {seed}"
 
 
@@ -87,8 +72,7 @@ async def test_a_late_out_withdraws_an_alert() -> None:
     p, store = await run(events)
     assert alerts(await rows(store))["b"] == ("LOW", "ACTIVE", 300)
     # B's offline scanner delivers the OUT late: B left at 11:25 -> zero overlap.
-    p.publish(*_ev(scan("b", "venue", m(85), "OUT")))
-    await p.run_until_idle()
+    await feed(p, [scan("b", "venue", m(85), "OUT")])
     snap = await rows(store)
     assert alerts(snap)["b"] == ("LOW", "WITHDRAWN", 0)
     (row,) = [r for r in snap["alerts_by_province"] if r["contact_person_id"] == "b"]
@@ -101,20 +85,8 @@ async def test_a_late_out_withdraws_an_alert() -> None:
     assert p.registry.decode(withdrawn.value).record["version"] == 2
 
 
-def _ev(e: Ev) -> tuple[str, str, str, dict[str, Any]]:
-    return e.topic, e.key, e.name, e.record
-
-
 async def test_pooled_positive_then_individual_retests() -> None:
-    events = [
-        sample("pool", ["p1", "p2", "p3"], m(0)),
-        result("pool", "POSITIVE", m(600)),
-        sample("r1", ["p1"], m(700)),
-        result("r1", "NEGATIVE", m(900)),
-        sample("r2", ["p2"], m(700)),
-        result("r2", "POSITIVE", m(900)),
-    ]
-    _, store = await run(events)
+    _, store = await run(pooled_retests())
     snap = await rows(store)
     states = {(r["person_id"], r["sample_id"]): r["state"] for r in snap["results_by_person"]}
     assert states[("p1", "pool")] == "POOL_POSITIVE_RETEST"
@@ -155,9 +127,7 @@ async def test_poison_bytes_are_dead_lettered_and_processing_continues() -> None
     store = InMemoryStore()
     p = LocalPipeline(store)
     p.append("checkins", "x", b"\x00garbage")
-    e = scan("y", "v", m(0), "IN")
-    p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
+    await feed(p, [scan("y", "v", m(0), "IN")])
     assert len(p.logs["checkins.dlq"]) == 1
     assert len(await store.scan("visits_by_person")) == 1
 
@@ -170,9 +140,7 @@ async def test_a_fold_in_chunks_with_trimming_gives_the_same_rows() -> None:
     store = InMemoryStore()
     p = LocalPipeline(store)
     for start in range(0, len(events), 97):
-        for e in events[start : start + 97]:
-            p.publish(e.topic, e.key, e.name, e.record)
-        await p.run_until_idle()
+        await feed(p, events[start : start + 97])
         p.trim()
         assert all(len(log) == 0 for log in p.logs.values())
     assert active_only(await rows(store)) == active_only(await rows(whole))
@@ -201,7 +169,5 @@ async def test_handlers_never_change_committed_state_in_place(
     monkeypatch.setattr(streams.local, "process_batch", process_checked)
     store = InMemoryStore()
     p = LocalPipeline(store, batch_size=7)
-    for e in town(6, people=40, venues=4) + outbreak_at_venue("w"):
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
+    await feed(p, town(6, people=40, venues=4) + outbreak_at_venue("w"))
     assert checked > 20 and await store.scan("alerts_by_person")

@@ -8,9 +8,6 @@ from typing import Any
 import pytest
 
 from domain.coverage import local_date
-from projections.memory import InMemoryStore
-from projections.model import TABLES
-from streams.local import LocalPipeline
 from tests.programme_scenarios import (
     allocation,
     appointment,
@@ -21,7 +18,8 @@ from tests.programme_scenarios import (
     programme_scenario,
     registration,
 )
-from tests.scenarios import Ev, shuffled
+from tests.scenarios import shuffled
+from tests.unit.pipeline_support import feed, rows, run
 
 PROGRAMME_TABLES = (
     "registrations_by_person",
@@ -34,19 +32,6 @@ PROGRAMME_TABLES = (
 )
 
 Snapshot = dict[str, list[dict[str, Any]]]
-
-
-async def run(events: list[Ev], twice: bool = False) -> tuple[LocalPipeline, InMemoryStore]:
-    store = InMemoryStore()
-    p = LocalPipeline(store)
-    for e in events + (events if twice else []):
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
-    return p, store
-
-
-async def rows(store: InMemoryStore, tables: tuple[str, ...] = tuple(TABLES)) -> Snapshot:
-    return {t: sorted(await store.scan(t), key=repr) for t in tables}
 
 
 def counts(snap: Snapshot, province: str = "79") -> dict[tuple[str, str], int]:
@@ -163,16 +148,12 @@ async def test_an_appointment_becomes_a_no_show_only_when_the_provinces_clock_pa
     p, store = await run(events)
     assert statuses(await rows(store)) == {"p": "SCHEDULED"}
     # Anything later in the province moves the clock past midnight.
-    e = dose("q", "d-q", day_at(2, 0) + timedelta(minutes=1), "AZ", province="79")
-    p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
+    await feed(p, [dose("q", "d-q", day_at(2, 0) + timedelta(minutes=1), "AZ", province="79")])
     snap = await rows(store)
     assert statuses(snap) == {"p": "NO_SHOW"}
     assert counts(snap) == {("GENERAL", "NO_SHOW"): 1}
     # A late dose for the no-show: vaccinated after all.
-    e = dose("p", "d-p", day_at(3), "AZ", province="79")
-    p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
+    await feed(p, [dose("p", "d-p", day_at(3), "AZ", province="79")])
     snap = await rows(store)
     assert statuses(snap) == {"p": "VACCINATED"}
     assert counts(snap) == {("GENERAL", "VACCINATED"): 1}
@@ -267,9 +248,7 @@ async def test_a_stock_movement_delivered_again_at_a_new_offset_counts_once() ->
     )
     (drawn,) = p.logs["stock-movements"]
     p.append("stock-movements", "79", drawn.value)  # a redelivery after a producer retry
-    e = allocation("alloc", 10, day_at(0))
-    p.publish(e.topic, e.key, e.name, e.record)  # the allocation posted twice
-    await p.run_until_idle()
+    await feed(p, [allocation("alloc", 10, day_at(0))])  # the allocation posted twice
     az = stock(await rows(store))
     assert (az["allocated"], az["administered"], az["in_stock"]) == (10, 1, 9)
 

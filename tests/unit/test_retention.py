@@ -13,11 +13,11 @@ from typing import Any
 from domain.results import CaseRecord, PersonCases, cases
 from projections.memory import InMemoryStore
 from streams.ids import to_days, to_ms
-from streams.local import LocalPipeline
 from streams.people import PersonHandler, expired_positives
 from streams.testing import DeclarationHandler, SampleHandler
 from streams.venues import CLUSTER_RETENTION, prune_venue
 from tests.scenarios import T0, Ev, dose, m, outbreak_at_venue, result, sample, scan
+from tests.unit.pipeline_support import feed, run
 
 DAY = 24 * 3600 * 1000
 NOW = to_ms(datetime(2021, 9, 30, tzinfo=UTC))
@@ -196,17 +196,9 @@ def test_syndromic_counts_go_once_their_whole_day_is_past_retention() -> None:
 # ---------------------------------------------------------------------------- the pipeline
 
 
-async def folded(events: list[Ev], store: InMemoryStore | None = None) -> LocalPipeline:
-    p = LocalPipeline(InMemoryStore() if store is None else store)
-    for e in events:
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
-    return p
-
-
 async def test_the_pipeline_prunes_by_wall_clock_and_keeps_vaccination_records() -> None:
     events = [*outbreak_at_venue(), dose("a", "d1", m(0), "AZ")]
-    p = await folded(events)
+    p, _ = await run(events)
     kept = copy.deepcopy(p.tables)
     assert p.prune(to_ms(T0 + timedelta(days=1))) == {}
     assert p.tables == kept
@@ -239,14 +231,12 @@ async def test_the_pipeline_prunes_by_wall_clock_and_keeps_vaccination_records()
 
 async def test_a_pruned_person_starts_afresh() -> None:
     later = T0 + timedelta(days=30)
-    p = await folded(outbreak_at_venue())
+    p, _ = await run(outbreak_at_venue())
     p.prune(to_ms(later))
-    fresh = await folded([])
+    fresh, _ = await run([])
     new = [scan("a", "gym", later, "IN"), scan("a", "gym", later + timedelta(hours=1), "OUT")]
     for pipeline in (p, fresh):
-        for e in new:
-            pipeline.publish(e.topic, e.key, e.name, e.record)
-        await pipeline.run_until_idle()
+        await feed(pipeline, new)
     assert p.tables["persons"]["a"] == fresh.tables["persons"]["a"]
 
 
@@ -258,7 +248,7 @@ async def test_a_frozen_cluster_keeps_its_row_when_a_later_case_comes() -> None:
     for i, c in enumerate(cases_):
         events += [scan(c, "bar", m(i * 60), "IN"), scan(c, "bar", m(i * 60 + 30), "OUT")]
         events += [sample(f"t{c}", [c], m(24 * 60)), result(f"t{c}", "POSITIVE", m(25 * 60))]
-    p = await folded(events, store)
+    p, _ = await run(events, store=store)
     (cluster,) = await store.scan("clusters_by_province")
     assert cluster["case_person_ids"] == cases_
 
@@ -275,9 +265,7 @@ async def test_a_frozen_cluster_keeps_its_row_when_a_later_case_comes() -> None:
         sample("tc4", ["c4"], later + timedelta(hours=2)),
         result("tc4", "POSITIVE", later + timedelta(hours=3)),
     ]
-    for e in c4:
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
+    await feed(p, c4)
     assert set(p.tables["venue_exposure"]["bar"]["windows"]) == {"c4"}
     assert await store.scan("clusters_by_province") == [cluster]
     # Once the cluster's retention is past, it goes, and the venue is decided afresh.

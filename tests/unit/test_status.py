@@ -16,8 +16,8 @@ from domain.status import (
 )
 from projections.memory import InMemoryStore
 from projections.status import health_facts
-from streams.local import LocalPipeline
-from tests.scenarios import Ev, dose, m, outbreak_at_venue, scan
+from tests.scenarios import dose, m, outbreak_at_venue, scan
+from tests.unit.pipeline_support import feed, run
 
 AT = datetime(2021, 9, 15, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -111,15 +111,6 @@ def test_a_bad_status_rule_fails_the_start(raw: str, message: str) -> None:
 # --------------------------------------------------------------------------- the facts
 
 
-async def _pipeline(events: list[Ev]) -> tuple[LocalPipeline, InMemoryStore]:
-    store = InMemoryStore()
-    p = LocalPipeline(store)
-    for e in events:
-        p.publish(e.topic, e.key, e.name, e.record)
-    await p.run_until_idle()
-    return p, store
-
-
 async def _status_of(store: InMemoryStore, person: str, at: datetime) -> CheckInStatus:
     return check_in_status(await health_facts(store, person), at)
 
@@ -131,7 +122,7 @@ async def test_the_worker_keeps_the_facts_that_colour_each_person() -> None:
         dose("d", "d2", m(-60 * 24 * 30), "PFIZER"),
         dose("b", "b1", m(-60 * 24 * 30), "AZ"),  # one dose of two
     ]
-    p, store = await _pipeline(events)
+    p, store = await run(events)
     now = m(31 * 60)
     assert await _status_of(store, "case", now) is RED  # positive sample collected at m(1440)
     assert await _status_of(store, "a", now) is YELLOW  # HIGH exposure
@@ -143,16 +134,9 @@ async def test_the_worker_keeps_the_facts_that_colour_each_person() -> None:
     # E scans in at 10:50 without an OUT: the dwell makes [10:50, 11:50], 40 min inside the
     # case's window (HIGH). E's offline scanner then delivers the OUT at 10:50: the alert is
     # withdrawn and stops counting.
-    p.publish(*_ev(scan("e", "venue", m(50), "IN")))
-    await p.run_until_idle()
+    await feed(p, [scan("e", "venue", m(50), "IN")])
     assert await _status_of(store, "e", now) is YELLOW
     assert (await health_facts(store, "e")).high_exposures == (m(110),)
-    p.publish(*_ev(scan("e", "venue", m(50), "OUT")))
-    p.publish(*_ev(dose("e", "e1", m(-60 * 24 * 20), "JANSSEN")))
-    await p.run_until_idle()
+    await feed(p, [scan("e", "venue", m(50), "OUT"), dose("e", "e1", m(-60 * 24 * 20), "JANSSEN")])
     assert (await health_facts(store, "e")).high_exposures == ()
     assert await _status_of(store, "e", now) is GREEN
-
-
-def _ev(e: Ev) -> tuple[str, str, str, dict[str, object]]:
-    return e.topic, e.key, e.name, e.record
