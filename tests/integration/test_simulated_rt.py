@@ -19,15 +19,13 @@ from typing import Any
 
 import pytest
 
-from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import bearer, client, running
 from covidtech.settings import Settings
-from projections.memory import InMemoryStore
 from simulator.model import LOCAL, Issued, Outbreak, Request, Simulation
-from streams.local import LocalPipeline
 from tests.scenarios import Ev, result, sample
-from tests.unit.read_support import IdleAlerts, MemoryLog, NoRevocations
+from tests.unit.pipeline_support import run
+from tests.unit.read_support import read_app
 
 SETTINGS = Settings(secret="integration-test-secret-0123456789")
 DAYS = 35
@@ -79,21 +77,10 @@ async def test_estimated_rt_is_within_15_percent_of_the_simulated_r(r0: float) -
     events = as_events(sim.requests(venues, people, issued))
     assert len(events) > 1_000  # a real outbreak, not a few seeds
 
-    store = InMemoryStore()
-    pipeline = LocalPipeline(store)
-    for e in events:
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    _, store = await run(events)
 
     province = sim.provinces[0]
-    app = create_app(
-        SETTINGS,
-        config=ReadApiConfig(aggregate_cache_seconds=0),
-        store=store,
-        event_log=MemoryLog(),
-        revocations=NoRevocations(),
-        alert_source=IdleAlerts(),
-    )
+    app = read_app(SETTINGS, ReadApiConfig(aggregate_cache_seconds=0), store)
     first = start.astimezone(LOCAL).date()
     async with running(app), client(app) as c:
         r = await c.get(

@@ -1,15 +1,24 @@
 """Fakes of the read API's ports for in-process unit tests (no broker): an event log that
-keeps what it was given, no revocations, an idle alert source."""
+keeps what it was given, no revocations, an idle alert source; and the read API over a store
+with them (``read_app``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
-from covidtech.tokens import Claims
+from starlette.applications import Starlette
 
-__all__ = ["IdleAlerts", "MemoryLog", "NoRevocations"]
+from api.app import create_app
+from api.config import ReadApiConfig
+from api.stream import AlertSource
+from covidtech.settings import Settings
+from covidtech.tokens import Claims
+from projections.model import ProjectionStore
+
+__all__ = ["IdleAlerts", "MemoryLog", "NoRevocations", "read_app"]
 
 
 class MemoryLog:
@@ -57,3 +66,26 @@ class IdleAlerts:
         self, ranges: Mapping[int, tuple[int, int]], timeout_s: float
     ) -> list[Any]:
         return []
+
+
+def read_app(
+    settings: Settings,
+    config: ReadApiConfig,
+    store: ProjectionStore,
+    *,
+    event_log: MemoryLog | None = None,
+    alert_source: AlertSource | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
+    """The read API over ``store``, without a broker: the event log keeps what it is given
+    (a fresh ``MemoryLog`` unless one is passed), nothing is revoked, and no alert comes
+    unless an alert source is passed; the wall clock unless ``clock`` is."""
+    return create_app(
+        settings,
+        config=config,
+        store=store,
+        event_log=MemoryLog() if event_log is None else event_log,
+        revocations=NoRevocations(),
+        alert_source=IdleAlerts() if alert_source is None else alert_source,
+        **({} if clock is None else {"clock": clock}),
+    )

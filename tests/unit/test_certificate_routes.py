@@ -16,16 +16,14 @@ import pytest
 from PIL import Image
 from starlette.applications import Starlette
 
-from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import client, running
 from covidtech.settings import Settings
 from domain.certificate import CertificateKeys, certificate_doses, issue, pseudonym
-from projections.memory import InMemoryStore
 from schemas.codec import decode
-from streams.local import LocalPipeline
 from tests.scenarios import dose
-from tests.unit.read_support import IdleAlerts, MemoryLog, NoRevocations
+from tests.unit.pipeline_support import run
+from tests.unit.read_support import MemoryLog, read_app
 
 
 def seed(label: str) -> str:
@@ -87,25 +85,15 @@ def config() -> Iterator[ReadApiConfig]:
 @pytest.fixture
 async def http(config: ReadApiConfig) -> AsyncIterator[Http]:
     log, clock = MemoryLog(), Clock()
-    store = InMemoryStore()
-    pipeline = LocalPipeline(store)  # the doses go through the stream handlers
-    for e in (
-        dose("p1", "d2", NOW - timedelta(days=30), "AZ", birth_year=1961, province="79"),
-        dose("p1", "d1", NOW - timedelta(days=90), "AZ", birth_year=1961, province="79"),
-        dose("p1", "d3", NOW - timedelta(hours=7), "PFIZER", birth_year=1961, province="79"),
-        dose("p1", "d1", NOW - timedelta(days=90), "AZ", birth_year=1961, province="79"),
-    ):
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
-    app = create_app(
-        SETTINGS,
-        config=config,
-        store=store,
-        event_log=log,
-        revocations=NoRevocations(),
-        alert_source=IdleAlerts(),
-        clock=clock,
+    _, store = await run(  # the doses go through the stream handlers
+        [
+            dose("p1", "d2", NOW - timedelta(days=30), "AZ", birth_year=1961, province="79"),
+            dose("p1", "d1", NOW - timedelta(days=90), "AZ", birth_year=1961, province="79"),
+            dose("p1", "d3", NOW - timedelta(hours=7), "PFIZER", birth_year=1961, province="79"),
+            dose("p1", "d1", NOW - timedelta(days=90), "AZ", birth_year=1961, province="79"),
+        ]
     )
+    app = read_app(SETTINGS, config, store, event_log=log, clock=clock)
     async with running(app), client(app) as c:
         yield Http(c, log, clock, app)
 

@@ -10,13 +10,12 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import bearer, client, running
 from covidtech.settings import Settings
-from projections.memory import InMemoryStore
-from streams.local import LocalPipeline
-from tests.unit.read_support import IdleAlerts, MemoryLog, NoRevocations
+from tests.scenarios import Ev
+from tests.unit.pipeline_support import run
+from tests.unit.read_support import read_app
 from tests.unit.test_epidemiology_pipeline import D1, T0, events
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789", rules="rt_min_cases=1")
@@ -24,8 +23,8 @@ CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50)
 FROM, TO = D1.isoformat(), (D1 + timedelta(days=5)).isoformat()
 
 
-def declaration(n: int, symptoms: list[str]) -> tuple[str, str, str, dict[str, object]]:
-    return (
+def declaration(n: int, symptoms: list[str]) -> Ev:
+    return Ev(
         "declarations",
         f"p{n}",
         "covidtech.checkin.HealthDeclarationSubmitted",
@@ -44,21 +43,9 @@ def declaration(n: int, symptoms: list[str]) -> tuple[str, str, str, dict[str, o
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    store = InMemoryStore()
-    pipeline = LocalPipeline(store)
-    for e in events():
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    for i, symptoms in enumerate([["FEVER"], [], []]):
-        pipeline.publish(*declaration(i, symptoms))
-    await pipeline.run_until_idle()
-    app = create_app(
-        SETTINGS,
-        config=CONFIG,
-        store=store,
-        event_log=MemoryLog(),
-        revocations=NoRevocations(),
-        alert_source=IdleAlerts(),
-    )
+    declarations = [declaration(i, symptoms) for i, symptoms in enumerate([["FEVER"], [], []])]
+    _, store = await run([*events(), *declarations])
+    app = read_app(SETTINGS, CONFIG, store)
     async with running(app), client(app) as c:
         yield c
 

@@ -13,17 +13,16 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from api.app import create_app
 from api.config import ReadApiConfig
 from api.routes.me import notice_id
 from api.testing import EventStreamClient, bearer, client, running
 from covidtech.settings import Settings
 from projections.access import LOCAL_TZ
-from projections.memory import InMemoryStore
 from schemas.codec import decode
 from streams.local import LocalPipeline
 from tests.scenarios import citizen_outbreak, m, scan
-from tests.unit.read_support import MemoryLog, NoRevocations
+from tests.unit.pipeline_support import run
+from tests.unit.read_support import MemoryLog, read_app
 from tests.unit.test_api_stream import Source
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789")
@@ -59,20 +58,9 @@ class World:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    store = InMemoryStore()
-    pipeline = LocalPipeline(store)
-    for e in citizen_outbreak():
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    pipeline, store = await run(citizen_outbreak())
     log, source = MemoryLog(), Source()
-    app = create_app(
-        SETTINGS,
-        config=CONFIG,
-        store=store,
-        event_log=log,
-        revocations=NoRevocations(),
-        alert_source=source,
-    )
+    app = read_app(SETTINGS, CONFIG, store, event_log=log, alert_source=source)
     async with running(app), client(app) as c:
         yield World(c, app, pipeline, log, source)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import bearer, client, running
 from cli.demo import demo_settings
@@ -17,9 +16,9 @@ from domain import reference
 from domain.coverage import scaled_population
 from projections.memory import InMemoryStore
 from simulator.model import Outbreak, population_scale, simulated_provinces
-from streams.local import LocalPipeline
 from tests.programme_scenarios import day_at, programme_scenario
-from tests.unit.read_support import IdleAlerts, MemoryLog, NoRevocations
+from tests.unit.pipeline_support import run
+from tests.unit.read_support import read_app
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789")
 CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50)
@@ -62,14 +61,7 @@ Answer = dict[str, Any]
 
 
 async def _coverage(s: Settings, store: InMemoryStore) -> tuple[Answer, Answer, Answer]:
-    app = create_app(
-        s,
-        config=CONFIG,
-        store=store,
-        event_log=MemoryLog(),
-        revocations=NoRevocations(),
-        alert_source=IdleAlerts(),
-    )
+    app = read_app(s, CONFIG, store)
     headers = bearer(s, ["moh"])
     async with running(app), client(app) as c:
         answers: list[Answer] = []
@@ -86,11 +78,7 @@ async def _coverage(s: Settings, store: InMemoryStore) -> tuple[Answer, Answer, 
 
 @pytest.fixture
 async def store() -> AsyncIterator[InMemoryStore]:
-    store = InMemoryStore()
-    pipeline = LocalPipeline(store)
-    for e in programme_scenario():
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    _, store = await run(programme_scenario())
     yield store
 
 

@@ -11,13 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
 from api.config import ReadApiConfig
 from api.testing import bearer, client, running
 from covidtech.settings import Settings
-from projections.memory import InMemoryStore
 from projections.programme_queries import PUBLIC_FIELDS
-from streams.local import LocalPipeline
 from tests.programme_scenarios import (
     allocation,
     appointment,
@@ -25,7 +22,8 @@ from tests.programme_scenarios import (
     programme_scenario,
     registration,
 )
-from tests.unit.read_support import IdleAlerts, MemoryLog, NoRevocations
+from tests.unit.pipeline_support import run
+from tests.unit.read_support import MemoryLog, read_app
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789")
 CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50)
@@ -44,20 +42,9 @@ def scenario() -> list[Any]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[tuple[httpx.AsyncClient, MemoryLog]]:
-    store = InMemoryStore()
-    pipeline = LocalPipeline(store)
-    for e in scenario():
-        pipeline.publish(e.topic, e.key, e.name, e.record)
-    await pipeline.run_until_idle()
+    _, store = await run(scenario())
     log = MemoryLog()
-    app = create_app(
-        SETTINGS,
-        config=CONFIG,
-        store=store,
-        event_log=log,
-        revocations=NoRevocations(),
-        alert_source=IdleAlerts(),
-    )
+    app = read_app(SETTINGS, CONFIG, store, event_log=log)
     async with running(app), client(app) as c:
         yield c, log
 
