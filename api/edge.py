@@ -4,7 +4,8 @@ An :class:`Operation` says everything about a route: method, path template, the 
 that may call it, its parameters, caching, audit, answers and handler. The same declarations
 build the Starlette routes (:func:`route`, used by :func:`api.app.create_app`) and the OpenAPI
 document (:mod:`api.openapi`), so the document cannot drift from what is served. Each area of
-``api/routes/`` declares its own operations; :func:`api.routes.build_operations` assembles them.
+``api/routes/`` declares its own operations, through an :class:`Area` that states once what
+they share (tag, scopes, caching...); :func:`api.routes.build_operations` assembles them.
 
 Each request goes through :func:`dispatch`: authenticate (unless public), check the route's
 scope kinds (403 before anything is read), parse parameters (400), run the handler; errors are
@@ -32,7 +33,7 @@ from api.render import aggregate_response
 from api.services import Services
 from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
 from covidtech.jsonbody import BodyError, parse_json
-from covidtech.tokens import Claims
+from covidtech.tokens import Claims, ScopeKind
 from covidtech.web.operations import Declaration
 from domain import reference
 from domain.coverage import NATION
@@ -42,9 +43,13 @@ from projections.model import Row, StoreUnavailable
 from projections.queries import Cursor, Segment
 
 __all__ = [
+    "AGGREGATE",
     "AGGREGATE_ERRORS",
     "MAX_BODY_BYTES",
     "PERSONAL_ERRORS",
+    "REACH_ERRORS",
+    "RESUME_PARAMS",
+    "Area",
     "Ctx",
     "Handler",
     "Operation",
@@ -74,6 +79,10 @@ _HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Respon
 PERSONAL_ERRORS = (400, 401, 403, 404, 503)
 #: The answers of an aggregate (ETag: 304 when the caller's copy is current).
 AGGREGATE_ERRORS = (304, 400, 401, 403, 503)
+#: The answers of a route reading whatever the token reaches (a list, a graph): no 404.
+REACH_ERRORS = (400, 401, 403, 503)
+#: What an aggregate declares (``**AGGREGATE``): cached, ETag, :data:`AGGREGATE_ERRORS`.
+AGGREGATE: Mapping[str, Any] = {"caching": "aggregate", "errors": AGGREGATE_ERRORS}
 
 
 @dataclass
@@ -228,6 +237,25 @@ class Operation(Declaration):
         return frozenset(p.name for p in self.params if p.where == "query")
 
 
+class Area:
+    """The declarations of one area of ``api/routes/``: what its operations share (its tag,
+    scope kinds and any other field of :class:`Operation`, e.g. ``caching``, ``errors``,
+    ``audited``) stated once, so that each operation states only its path, id, summary,
+    handler and what it does not share (a keyword overrides the area's value)."""
+
+    def __init__(self, tag: str, scopes: frozenset[ScopeKind] | None, **shared: Any) -> None:
+        self.shared: dict[str, Any] = {"tag": tag, "scopes": scopes, **shared}
+
+    def op(
+        self, method: str, path: str, op_id: str, summary: str, handler: Handler, **own: Any
+    ) -> Operation:
+        fields = {"method": method, "path": path, "op_id": op_id, "summary": summary}
+        return Operation(**{**self.shared, **fields, "handler": handler, **own})
+
+    def get(self, path: str, op_id: str, summary: str, handler: Handler, **own: Any) -> Operation:
+        return self.op("GET", path, op_id, summary, handler, **own)
+
+
 # ------------------------------------------------------------------------------ dispatch
 
 
@@ -296,6 +324,13 @@ def page_params(default: int | None, maximum: int) -> tuple[Param, ...]:
         int_param("limit", 1, maximum, default, "Page size."),
         text_param("page_token", 2048, "Opaque token of the next page (from next_page_token)."),
     )
+
+
+#: An event stream's resumption: the id of the last event seen (:meth:`Ctx.alert_stream`).
+RESUME_PARAMS = (
+    text_param("Last-Event-ID", 20000, "Resume after this event id.", where="header"),
+    text_param("last_event_id", 20000, "Same as the Last-Event-ID header."),
+)
 
 
 def day_range(ctx: Ctx, default_days: int) -> tuple[date, date]:

@@ -19,7 +19,8 @@ from starlette.responses import Response
 from api import auth
 from api.edge import (
     MAX_BODY_BYTES,
-    PERSONAL_ERRORS,
+    REACH_ERRORS,
+    Area,
     Ctx,
     Operation,
     day_range,
@@ -299,15 +300,14 @@ async def revoke_grant(ctx: Ctx) -> Response:
 
 def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
     """MOH's operations; ``paging``: the page parameters of the config."""
+    area = Area("MOH", auth.MOH)
+    grant = id_path("grant_id")
     return (
-        Operation(
-            method="GET",
-            path="/v1/audit",
-            op_id="listAudit",
-            summary="Reads of personal data, newest first",
-            tag="MOH",
-            handler=list_audit,
-            scopes=auth.MOH,
+        area.get(
+            "/v1/audit",
+            "listAudit",
+            "Reads of personal data, newest first",
+            list_audit,
             params=(
                 date_param("from", "First local day (default: to)."),
                 date_param("to", "Last local day (default today)."),
@@ -316,17 +316,14 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
                 *paging,
             ),
             response="AuditPage",
-            errors=(400, 401, 403, 503),
+            errors=REACH_ERRORS,
         ),
-        Operation(
-            method="POST",
-            path="/v1/grants",
-            op_id="createGrant",
-            summary="Grant an agency scopes until a date",
-            tag="MOH",
-            handler=create_grant,
-            scopes=auth.MOH,
-            params=(),
+        area.op(
+            "POST",
+            "/v1/grants",
+            "createGrant",
+            "Grant an agency scopes until a date",
+            create_grant,
             response="IssuedGrant",
             status=201,
             body="GrantRequest",
@@ -334,41 +331,31 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
             description="Records the grant (event on `grants`, row in Cassandra) and returns the "
             "token, once: it is not stored.",
         ),
-        Operation(
-            method="GET",
-            path="/v1/grants",
-            op_id="listGrants",
-            summary="Grants, newest first",
-            tag="MOH",
-            handler=list_grants,
-            scopes=auth.MOH,
+        area.get(
+            "/v1/grants",
+            "listGrants",
+            "Grants, newest first",
+            list_grants,
             params=paging,
             response="GrantPage",
-            errors=(400, 401, 403, 503),
+            errors=REACH_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/grants/{grant_id}",
-            op_id="getGrant",
-            summary="One grant",
-            tag="MOH",
-            handler=get_grant,
-            scopes=auth.MOH,
-            params=(id_path("grant_id"),),
+        area.get(
+            "/v1/grants/{grant_id}",
+            "getGrant",
+            "One grant",
+            get_grant,
+            params=(grant,),
             response="Grant",
-            errors=PERSONAL_ERRORS,
         ),
-        Operation(
-            method="DELETE",
-            path="/v1/grants/{grant_id}",
-            op_id="revokeGrant",
-            summary="Revoke a grant: its token is refused by both APIs within seconds",
-            tag="MOH",
-            handler=revoke_grant,
-            scopes=auth.MOH,
-            params=(id_path("grant_id"), text_param("reason", 500, "Why (recorded).")),
+        area.op(
+            "DELETE",
+            "/v1/grants/{grant_id}",
+            "revokeGrant",
+            "Revoke a grant: its token is refused by both APIs within seconds",
+            revoke_grant,
+            params=(grant, text_param("reason", 500, "Why (recorded).")),
             response="Grant",
-            errors=PERSONAL_ERRORS,
             description="Idempotent: revoking a revoked grant answers it unchanged.",
         ),
     )

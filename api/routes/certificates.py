@@ -29,7 +29,7 @@ import qrcode.constants
 from starlette.responses import Response
 
 from api import auth
-from api.edge import PERSONAL_ERRORS, Ctx, Operation, invalid_body, json_body
+from api.edge import Area, Ctx, Operation, invalid_body, json_body
 from api.params import id_path
 from api.problems import Problem
 from api.render import conditional_response, json_response
@@ -159,15 +159,13 @@ async def person_certificate(ctx: Ctx) -> Response:
 
 def operations() -> tuple[Operation, ...]:
     """The certificate routes: the public keys, verification, issuing."""
+    area = Area("certificates", None)
     return (
-        Operation(
-            method="GET",
-            path="/v1/certificates/keys",
-            op_id="getCertificateKeys",
-            summary="The public keys that verify vaccination certificates",
-            tag="certificates",
-            handler=get_keys,
-            scopes=None,
+        area.get(
+            "/v1/certificates/keys",
+            "getCertificateKeys",
+            "The public keys that verify vaccination certificates",
+            get_keys,
             response="CertificateKeys",
             caching="aggregate",
             errors=(304, 429),
@@ -175,14 +173,12 @@ def operations() -> tuple[Operation, ...]:
             "bytes); every listed key verifies, the first signs new certificates. Cacheable "
             f"by anyone for {KEYS_MAX_AGE} s. Rate limited per client address.",
         ),
-        Operation(
-            method="POST",
-            path="/v1/certificates/verify",
-            op_id="verifyCertificate",
-            summary="Verify a vaccination certificate",
-            tag="certificates",
-            handler=verify_certificate,
-            scopes=None,
+        area.op(
+            "POST",
+            "/v1/certificates/verify",
+            "verifyCertificate",
+            "Verify a vaccination certificate",
+            verify_certificate,
             body="CertificateToVerify",
             response="CertificateVerification",
             caching="none",
@@ -195,33 +191,27 @@ def operations() -> tuple[Operation, ...]:
             "alone, as an offline verifier would (docs/certificates.md). Rate limited per "
             "client address.",
         ),
-        Operation(
-            method="GET",
-            path="/v1/me/certificate",
-            op_id="getMyCertificate",
-            summary="The person's own vaccination certificate",
-            tag="certificates",
-            handler=my_certificate,
+        area.get(
+            "/v1/me/certificate",
+            "getMyCertificate",
+            "The person's own vaccination certificate",
+            my_certificate,
             scopes=auth.PERSON,
             response="Certificate",
             audited=True,
-            errors=PERSONAL_ERRORS,
             description="For the citizen's own token (person:<id>): a certificate signed now "
             "from their recorded doses (404 without any): the payload, its QR code as a PNG "
             "(base64) and the claims it carries. Audited.",
         ),
-        Operation(
-            method="GET",
-            path="/v1/people/{person_id}/certificate",
-            op_id="getPersonCertificate",
-            summary="Issue a person's vaccination certificate (MOH)",
-            tag="certificates",
-            handler=person_certificate,
+        area.get(
+            "/v1/people/{person_id}/certificate",
+            "getPersonCertificate",
+            "Issue a person's vaccination certificate (MOH)",
+            person_certificate,
             scopes=auth.MOH,
             params=(id_path("person_id"),),
             response="Certificate",
             audited=True,
-            errors=PERSONAL_ERRORS,
             description="A certificate signed now from the person's recorded doses (404 "
             "without any): the payload, its QR code as a PNG (base64) and the claims it "
             "carries. For a health worker printing one on paper. Audited.",

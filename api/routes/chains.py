@@ -11,7 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from api import auth
-from api.edge import Ctx, Operation
+from api.edge import REACH_ERRORS, Area, Ctx, Operation
 from api.params import date_param, int_param, province_path, text_param
 from api.problems import Problem
 from api.render import iso, json_response
@@ -134,14 +134,11 @@ async def get_chains(ctx: Ctx) -> Response:
 def operations() -> tuple[Operation, ...]:
     """The chains' operation."""
     return (
-        Operation(
-            method="GET",
-            path="/v1/provinces/{province}/chains",
-            op_id="getChains",
-            summary="Chains of transmission of a province, as a graph",
-            tag="tracers",
-            handler=get_chains,
-            scopes=auth.MOH_PROVINCE_TRACER,
+        Area("tracers", auth.MOH_PROVINCE_TRACER).get(
+            "/v1/provinces/{province}/chains",
+            "getChains",
+            "Chains of transmission of a province, as a graph",
+            get_chains,
             params=(
                 province_path(),
                 date_param(
@@ -155,7 +152,7 @@ def operations() -> tuple[Operation, ...]:
             ),
             response="ChainGraph",
             audited=True,
-            errors=(400, 401, 403, 503),
+            errors=REACH_ERRORS,
             description="A case sampled within the incubation period (14 days) after a HIGH "
             "exposure to an earlier-sampled case at a venue is linked to it through that "
             "venue; links belong to the venue's province. Generation 0 is a case with no "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from api.edge import Ctx, Operation
+from api.edge import Area, Ctx, Operation
 from api.params import text_param
 from api.problems import Problem
 from api.ratelimit import TokenBuckets
@@ -59,14 +59,11 @@ async def get_result(ctx: Ctx) -> Response:
 def operations() -> tuple[Operation, ...]:
     """The citizen's operation."""
     return (
-        Operation(
-            method="GET",
-            path="/v1/results/{lookup_code}",
-            op_id="getResult",
-            summary="A citizen reads their test result",
-            tag="citizens",
-            handler=get_result,
-            scopes=None,
+        Area("citizens", None).get(
+            "/v1/results/{lookup_code}",
+            "getResult",
+            "A citizen reads their test result",
+            get_result,
             params=(
                 text_param(
                     "lookup_code",

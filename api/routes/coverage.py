@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from api import auth
 from api.edge import (
-    AGGREGATE_ERRORS,
+    AGGREGATE,
     PERSONAL_ERRORS,
+    Area,
     Ctx,
     Operation,
     area_name,
@@ -229,6 +230,7 @@ async def get_vaccinations(ctx: Ctx) -> Response:
 
 def operations() -> tuple[Operation, ...]:
     """Coverage, its series, daily doses and a person's vaccinations."""
+    area = Area("vaccination", auth.MOH_PROVINCE, **AGGREGATE)
     band = enum_param(
         "age_band",
         ["all", "18+", *AGE_BANDS],
@@ -242,44 +244,31 @@ def operations() -> tuple[Operation, ...]:
         band,
     )
     return (
-        Operation(
-            method="GET",
-            path="/v1/coverage",
-            op_id="getCoverage",
-            summary="Vaccination coverage of an area on a day",
-            tag="vaccination",
-            handler=get_coverage,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/coverage",
+            "getCoverage",
+            "Vaccination coverage of an area on a day",
+            get_coverage,
             params=(
                 area_param(required=True),
                 date_param("date", "As of this local day (default today)."),
                 band,
             ),
             response="Coverage",
-            caching="aggregate",
-            errors=AGGREGATE_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/coverage/series",
-            op_id="getCoverageSeries",
-            summary="Coverage of an area, day by day",
-            tag="vaccination",
-            handler=get_coverage_series,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/coverage/series",
+            "getCoverageSeries",
+            "Coverage of an area, day by day",
+            get_coverage_series,
             params=days,
             response="CoverageSeries",
-            caching="aggregate",
-            errors=AGGREGATE_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/doses/daily",
-            op_id="getDosesDaily",
-            summary="Doses given per day in an area",
-            tag="vaccination",
-            handler=get_doses_daily,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/doses/daily",
+            "getDosesDaily",
+            "Doses given per day in an area",
+            get_doses_daily,
             params=(
                 *days,
                 enum_param(
@@ -290,19 +279,15 @@ def operations() -> tuple[Operation, ...]:
                 ),
             ),
             response="DosesDaily",
-            caching="aggregate",
-            errors=AGGREGATE_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/people/{person_id}/vaccinations",
-            op_id="getVaccinations",
-            summary="A person's vaccination record",
-            tag="vaccination",
-            handler=get_vaccinations,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/people/{person_id}/vaccinations",
+            "getVaccinations",
+            "A person's vaccination record",
+            get_vaccinations,
             params=(id_path("person_id"),),
             response="VaccinationRecord",
+            caching="personal",
             audited=True,
             errors=PERSONAL_ERRORS,
             description="province:<P> sees people registered (else vaccinated as residents) in "

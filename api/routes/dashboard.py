@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api import auth
-from api.edge import AGGREGATE_ERRORS, Ctx, Operation
+from api.edge import AGGREGATE, Area, Ctx, Operation
 from api.params import date_param, enum_param
 from api.problems import Problem
 from api.rates import KafkaOffsets, OffsetReader, RateSampler
@@ -195,32 +195,26 @@ def _operations(rates: _Rates) -> tuple[Operation, ...]:
                     break
         return json_response(report, cache_control="no-store")
 
+    area = Area("dashboard", auth.MOH)
     return (
-        Operation(
-            method="GET",
-            path="/v1/dashboard/coverage-by-province",
-            op_id="getCoverageByProvince",
-            summary="Coverage per hundred of every province on a day",
-            tag="dashboard",
-            handler=coverage_by_province,
-            scopes=auth.MOH,
+        area.get(
+            "/v1/dashboard/coverage-by-province",
+            "getCoverageByProvince",
+            "Coverage per hundred of every province on a day",
+            coverage_by_province,
             params=(
                 date_param("date", "As of this local day (default today)."),
                 enum_param(
                     "age_band", ["all", "18+"], "Whole population or adults.", default="all"
                 ),
             ),
-            caching="aggregate",
-            errors=AGGREGATE_ERRORS,
+            **AGGREGATE,
         ),
-        Operation(
-            method="GET",
-            path="/v1/ops/rates",
-            op_id="getOpsRates",
-            summary="Ingest and processing rates of the source topics",
-            tag="dashboard",
-            handler=ops_rates,
-            scopes=auth.MOH,
+        area.get(
+            "/v1/ops/rates",
+            "getOpsRates",
+            "Ingest and processing rates of the source topics",
+            ops_rates,
             caching="none",
             errors=(401, 403, 503),
         ),

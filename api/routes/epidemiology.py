@@ -19,7 +19,16 @@ from typing import Any
 from starlette.responses import Response
 
 from api import auth
-from api.edge import AGGREGATE_ERRORS, Ctx, Handler, Operation, area_name, check_area, day_range
+from api.edge import (
+    AGGREGATE,
+    Area,
+    Ctx,
+    Handler,
+    Operation,
+    area_name,
+    check_area,
+    day_range,
+)
 from api.params import area_param, date_param
 from api.render import aggregate_response, conditional_response
 from domain.epidemiology import estimate_rt, positivity
@@ -221,41 +230,35 @@ _ROUTES: tuple[tuple[str, str, str, Compute, list[str]], ...] = (
 
 def operations() -> tuple[Operation, ...]:
     """JSON and CSV of cases, positivity, syndromic counts and Rt."""
-    params = (
-        area_param(required=True),
-        date_param("from", "First local day (default: to - 29 days)."),
-        date_param("to", "Last local day (default today)."),
+    area = Area(
+        "epidemiology",
+        auth.MOH_PROVINCE,
+        params=(
+            area_param(required=True),
+            date_param("from", "First local day (default: to - 29 days)."),
+            date_param("to", "Last local day (default today)."),
+        ),
+        **AGGREGATE,
     )
     ops: list[Operation] = []
     for name, op_name, summary, compute, fields in _ROUTES:
         as_json, as_csv = _pair(name, compute, fields)
+        path, op_id = f"/v1/epidemiology/{name}", f"getEpidemiology{op_name}"
         ops += [
-            Operation(
-                method="GET",
-                path=f"/v1/epidemiology/{name}",
-                op_id=f"getEpidemiology{op_name}",
-                summary=summary,
-                tag="epidemiology",
-                handler=as_json,
-                scopes=auth.MOH_PROVINCE,
-                params=params,
-                caching="aggregate",
-                errors=AGGREGATE_ERRORS,
+            area.get(
+                path,
+                op_id,
+                summary,
+                as_json,
                 description="Rows per province (and VN, the nation's sum, for area=VN) and "
                 "day, zero-filled; provinces without any row in the range are left out.",
             ),
-            Operation(
-                method="GET",
-                path=f"/v1/epidemiology/{name}.csv",
-                op_id=f"getEpidemiology{op_name}Csv",
-                summary=f"{summary} (CSV)",
-                tag="epidemiology",
-                handler=as_csv,
-                scopes=auth.MOH_PROVINCE,
-                params=params,
+            area.get(
+                f"{path}.csv",
+                f"{op_id}Csv",
+                f"{summary} (CSV)",
+                as_csv,
                 media_type="text/csv",
-                caching="aggregate",
-                errors=AGGREGATE_ERRORS,
                 description=f"Columns: {', '.join(fields)}; empty cells for no value.",
             ),
         ]

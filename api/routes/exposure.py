@@ -16,7 +16,9 @@ from starlette.responses import Response
 
 from api import auth
 from api.edge import (
-    PERSONAL_ERRORS,
+    REACH_ERRORS,
+    RESUME_PARAMS,
+    Area,
     Ctx,
     Operation,
     from_ms,
@@ -34,7 +36,6 @@ from api.params import (
     enum_param,
     id_path,
     province_param,
-    text_param,
 )
 from api.problems import Problem
 from api.render import iso, iso_or_none, json_response
@@ -331,23 +332,23 @@ async def list_clusters(ctx: Ctx) -> Response:
 
 def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
     """The tracers' operations; ``paging``: the page parameters of the config."""
+    area = Area("tracers", auth.MOH_PROVINCE_TRACER, audited=True)
     since_time = datetime_param("since", "Only entries from this time on (default: 21 days ago).")
+    risk = enum_param("risk", ["HIGH", "LOW"])
+    person = id_path("person_id")
     return (
-        Operation(
-            method="GET",
-            path="/v1/alerts",
-            op_id="listAlerts",
-            summary="Exposure alerts, newest contact visit first",
-            tag="tracers",
-            handler=list_alerts,
-            scopes=auth.MOH_PROVINCE_TRACER,
+        area.get(
+            "/v1/alerts",
+            "listAlerts",
+            "Exposure alerts, newest contact visit first",
+            list_alerts,
             params=(
                 province_param(
                     description="Province of the venue (default: every province your "
                     "token reaches)."
                 ),
                 since_time,
-                enum_param("risk", ["HIGH", "LOW"]),
+                risk,
                 enum_param(
                     "status",
                     ["ACTIVE", "WITHDRAWN", "ANY"],
@@ -358,82 +359,56 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
                 *paging,
             ),
             response="AlertPage",
-            audited=True,
-            errors=PERSONAL_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/alerts/stream",
-            op_id="streamAlerts",
-            summary="Live exposure alerts (Server-Sent Events)",
-            tag="tracers",
-            handler=stream_alerts,
-            scopes=auth.MOH_PROVINCE_TRACER,
-            params=(
-                province_param(),
-                enum_param("risk", ["HIGH", "LOW"]),
-                text_param("Last-Event-ID", 20000, "Resume after this event id.", where="header"),
-                text_param("last_event_id", 20000, "Same as the Last-Event-ID header."),
-            ),
+        area.get(
+            "/v1/alerts/stream",
+            "streamAlerts",
+            "Live exposure alerts (Server-Sent Events)",
+            stream_alerts,
+            params=(province_param(), risk, *RESUME_PARAMS),
             media_type="text/event-stream",
-            audited=True,
-            errors=PERSONAL_ERRORS,
             description="Each event is `event: alert` with the alert as JSON data and an id "
             "that Last-Event-ID resumes from exactly. Keep-alive comments every 15 s.",
         ),
-        Operation(
-            method="GET",
-            path="/v1/people/{person_id}/exposures",
-            op_id="listExposures",
-            summary="Alerts where a person is the contact",
-            tag="tracers",
-            handler=list_exposures,
+        area.get(
+            "/v1/people/{person_id}/exposures",
+            "listExposures",
+            "Alerts where a person is the contact",
+            list_exposures,
             scopes=auth.MOH_TRACER,
-            params=(id_path("person_id"), since_time, *paging),
+            params=(person, since_time, *paging),
             response="AlertPage",
-            audited=True,
-            errors=PERSONAL_ERRORS,
             description="tracer:<P> sees people registered in P; unknown people are 404.",
         ),
-        Operation(
-            method="GET",
-            path="/v1/people/{person_id}/visits",
-            op_id="listVisits",
-            summary="A person's visits",
-            tag="tracers",
-            handler=list_visits,
+        area.get(
+            "/v1/people/{person_id}/visits",
+            "listVisits",
+            "A person's visits",
+            list_visits,
             scopes=auth.MOH_TRACER,
             params=(
-                id_path("person_id"),
+                person,
                 datetime_param("from", "Visits starting at or after."),
                 datetime_param("to", "Visits starting at or before."),
                 *paging,
             ),
             response="VisitPage",
-            audited=True,
-            errors=PERSONAL_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/venues/{venue_id}/exposure-windows",
-            op_id="getExposureWindows",
-            summary="Exposure windows at a venue",
-            tag="tracers",
-            handler=get_exposure_windows,
-            scopes=auth.MOH_PROVINCE_TRACER,
+        area.get(
+            "/v1/venues/{venue_id}/exposure-windows",
+            "getExposureWindows",
+            "Exposure windows at a venue",
+            get_exposure_windows,
             params=(id_path("venue_id"),),
             response="ExposureWindows",
             caching="none",
-            errors=PERSONAL_ERRORS,
+            audited=False,
         ),
-        Operation(
-            method="GET",
-            path="/v1/exposure-sites",
-            op_id="listExposureSites",
-            summary="Venues with exposure windows, by day",
-            tag="tracers",
-            handler=list_exposure_sites,
-            scopes=auth.MOH_PROVINCE_TRACER,
+        area.get(
+            "/v1/exposure-sites",
+            "listExposureSites",
+            "Venues with exposure windows, by day",
+            list_exposure_sites,
             params=(
                 province_param(),
                 date_param("since", "First local day (default: 20 days ago)."),
@@ -441,19 +416,16 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
             ),
             response="ExposureSitePage",
             caching="none",
-            errors=(400, 401, 403, 503),
+            audited=False,
+            errors=REACH_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/clusters",
-            op_id="listClusters",
-            summary="Clusters of cases at venues",
-            tag="tracers",
-            handler=list_clusters,
-            scopes=auth.MOH_PROVINCE_TRACER,
+        area.get(
+            "/v1/clusters",
+            "listClusters",
+            "Clusters of cases at venues",
+            list_clusters,
             params=(province_param(), *paging),
             response="ClusterPage",
-            audited=True,
-            errors=(400, 401, 403, 503),
+            errors=REACH_ERRORS,
         ),
     )

@@ -27,8 +27,8 @@ from typing import Any
 from starlette.responses import Response
 
 from api import auth
-from api.edge import PERSONAL_ERRORS, Ctx, Operation
-from api.params import enum_param, text_param
+from api.edge import PERSONAL_ERRORS, REACH_ERRORS, RESUME_PARAMS, Area, Ctx, Operation
+from api.params import enum_param
 from api.render import iso, iso_or_none, json_response
 from domain.vaccines import VACCINES
 from projections import queries
@@ -220,56 +220,42 @@ async def stream_notices(ctx: Ctx) -> Response:
 
 def operations() -> tuple[Operation, ...]:
     """The citizen's own operations (a person token)."""
-    common: dict[str, Any] = {
-        "tag": "citizens",
-        "scopes": auth.PERSON,
-        "audited": True,
-        "errors": (400, 401, 403, 503),
-    }
+    area = Area("citizens", auth.PERSON, audited=True, errors=REACH_ERRORS)
     return (
-        Operation(
-            method="GET",
-            path="/v1/me",
-            op_id="getMe",
-            summary="Who this person token is: the pseudonymous id and what registration said",
-            handler=get_me,
+        area.get(
+            "/v1/me",
+            "getMe",
+            "Who this person token is: the pseudonymous id and what registration said",
+            get_me,
             response="Me",
             description="Fields are null until the registration reached the read side.",
-            **common,
         ),
-        Operation(
-            method="GET",
-            path="/v1/me/visits",
-            op_id="listMyVisits",
-            summary=f"My visits of the last {PRESENCE_DAYS} days, newest first",
-            handler=my_visits,
+        area.get(
+            "/v1/me/visits",
+            "listMyVisits",
+            f"My visits of the last {PRESENCE_DAYS} days, newest first",
+            my_visits,
             response="MyVisits",
-            **common,
         ),
-        Operation(
-            method="GET",
-            path="/v1/me/results",
-            op_id="listMyResults",
-            summary="My test results, newest sample first",
-            handler=my_results,
+        area.get(
+            "/v1/me/results",
+            "listMyResults",
+            "My test results, newest sample first",
+            my_results,
             response="MyResults",
-            **common,
         ),
-        Operation(
-            method="GET",
-            path="/v1/me/doses",
-            op_id="listMyDoses",
-            summary="My vaccine doses, first dose first",
-            handler=my_doses,
+        area.get(
+            "/v1/me/doses",
+            "listMyDoses",
+            "My vaccine doses, first dose first",
+            my_doses,
             response="MyDoses",
-            **common,
         ),
-        Operation(
-            method="GET",
-            path="/v1/me/notices",
-            op_id="listMyNotices",
-            summary=f"My exposure notices of the last {PRESENCE_DAYS} days, newest visit first",
-            handler=my_notices,
+        area.get(
+            "/v1/me/notices",
+            "listMyNotices",
+            f"My exposure notices of the last {PRESENCE_DAYS} days, newest visit first",
+            my_notices,
             params=(
                 enum_param(
                     "status",
@@ -282,22 +268,17 @@ def operations() -> tuple[Operation, ...]:
             response="NoticeList",
             description="A notice is the person's side of an exposure alert: venue, day, "
             "the person's own visit, risk and what to do. The case is never named.",
-            **common,
         ),
-        Operation(
-            method="GET",
-            path="/v1/me/notices/stream",
-            op_id="streamMyNotices",
-            summary="My exposure notices, live (Server-Sent Events)",
-            handler=stream_notices,
-            params=(
-                text_param("Last-Event-ID", 20000, "Resume after this event id.", where="header"),
-                text_param("last_event_id", 20000, "Same as the Last-Event-ID header."),
-            ),
+        area.get(
+            "/v1/me/notices/stream",
+            "streamMyNotices",
+            "My exposure notices, live (Server-Sent Events)",
+            stream_notices,
+            params=RESUME_PARAMS,
             media_type="text/event-stream",
+            errors=PERSONAL_ERRORS,
             description="Each event is `event: notice` with a notice as JSON data (raised, "
             "changed, or withdrawn: status WITHDRAWN), and an id that Last-Event-ID resumes "
             "from exactly. Keep-alive comments every 15 s.",
-            **{**common, "errors": PERSONAL_ERRORS},
         ),
     )

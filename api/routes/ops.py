@@ -6,7 +6,7 @@ import asyncio
 
 from starlette.responses import Response
 
-from api.edge import Ctx, Operation
+from api.edge import Area, Ctx, Operation
 from api.metrics import CONTENT_TYPE
 from api.problems import Problem
 from api.render import json_response
@@ -63,52 +63,19 @@ async def openapi_json(ctx: Ctx) -> Response:
 
 def operations() -> tuple[Operation, ...]:
     """Health, metrics and the document."""
+    area = Area("operations", None, caching="none", errors=())
     return (
-        Operation(
-            method="GET",
-            path="/healthz",
-            op_id="healthz",
-            summary="Liveness",
-            tag="operations",
-            handler=healthz,
-            scopes=None,
-            response="Health",
-            caching="none",
-            errors=(),
-        ),
-        Operation(
-            method="GET",
-            path="/readyz",
-            op_id="readyz",
-            summary="Readiness (Cassandra, Kafka, revocations)",
-            tag="operations",
-            handler=readyz,
-            scopes=None,
+        area.get("/healthz", "healthz", "Liveness", healthz, response="Health"),
+        area.get(
+            "/readyz",
+            "readyz",
+            "Readiness (Cassandra, Kafka, revocations)",
+            readyz,
             response="Ready",
-            caching="none",
             errors=(503,),
         ),
-        Operation(
-            method="GET",
-            path="/metrics",
-            op_id="metrics",
-            summary="Prometheus metrics",
-            tag="operations",
-            handler=metrics_text,
-            scopes=None,
-            media_type="text/plain",
-            caching="none",
-            errors=(),
+        area.get(
+            "/metrics", "metrics", "Prometheus metrics", metrics_text, media_type="text/plain"
         ),
-        Operation(
-            method="GET",
-            path="/openapi.json",
-            op_id="openapi",
-            summary="This document",
-            tag="operations",
-            handler=openapi_json,
-            scopes=None,
-            caching="none",
-            errors=(),
-        ),
+        area.get("/openapi.json", "openapi", "This document", openapi_json),
     )

@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from api import auth
 from api.edge import (
-    AGGREGATE_ERRORS,
-    PERSONAL_ERRORS,
+    AGGREGATE,
+    Area,
     Ctx,
     Operation,
     area_name,
@@ -102,36 +102,29 @@ async def get_turnaround(ctx: Ctx) -> Response:
 
 def operations() -> tuple[Operation, ...]:
     """``getSample`` and ``getTurnaround`` (apart in the document: coverage stands between)."""
+    area = Area("health staff", auth.MOH_PROVINCE)
     return (
-        Operation(
-            method="GET",
-            path="/v1/samples/{sample_id}",
-            op_id="getSample",
-            summary="A sample and its result",
-            tag="health staff",
-            handler=get_sample,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/samples/{sample_id}",
+            "getSample",
+            "A sample and its result",
+            get_sample,
             params=(id_path("sample_id"),),
             response="Sample",
             audited=True,
-            errors=PERSONAL_ERRORS,
             description="province:<P> sees samples collected in P (others are 404). Audited.",
         ),
-        Operation(
-            method="GET",
-            path="/v1/testing/turnaround",
-            op_id="getTurnaround",
-            summary="Turnaround percentiles and samples pending too long, per lab and province",
-            tag="health staff",
-            handler=get_turnaround,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/testing/turnaround",
+            "getTurnaround",
+            "Turnaround percentiles and samples pending too long, per lab and province",
+            get_turnaround,
             params=(
                 area_param(required=True),
                 date_param("from", "First local day of results (default: to - 6 days)."),
                 date_param("to", "Last day (default today)."),
             ),
             response="Turnaround",
-            caching="aggregate",
-            errors=AGGREGATE_ERRORS,
+            **AGGREGATE,
         ),
     )

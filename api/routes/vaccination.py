@@ -33,7 +33,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import auth
-from api.edge import AGGREGATE_ERRORS, Ctx, Operation, from_ms, ms, page_int, page_params, page_str
+from api.edge import (
+    AGGREGATE,
+    REACH_ERRORS,
+    Area,
+    Ctx,
+    Operation,
+    from_ms,
+    ms,
+    page_int,
+    page_params,
+    page_str,
+)
 from api.params import enum_param, province_param, province_path, text_param
 from api.problems import Problem
 from api.render import conditional_response, iso, iso_or_none, json_response
@@ -318,88 +329,62 @@ async def public_csv(ctx: Ctx) -> Response:
 def operations(max_page_size: int = 500) -> tuple[Operation, ...]:
     """The programme's read operations (scopes, parameters, handlers)."""
     paging = page_params(None, max_page_size)
-    personal = (400, 401, 403, 503)
+    area = Area("vaccination", auth.MOH_PROVINCE)
+    public = Area("public", None, caching="aggregate", errors=(304, 503))
+    province = province_param(required=True)
     return (
-        Operation(
-            method="GET",
-            path="/v1/vaccination/registrations",
-            op_id="listVaccinationRegistrations",
-            summary="Registrations of a province by priority group and status",
-            tag="vaccination",
-            handler=list_registrations,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/vaccination/registrations",
+            "listVaccinationRegistrations",
+            "Registrations of a province by priority group and status",
+            list_registrations,
             params=(
-                province_param(required=True),
+                province,
                 enum_param("group", _GROUPS, "Only this priority group."),
                 enum_param("status", _STATUSES, "Only this status."),
                 *paging,
             ),
-            audited=True,
-            errors=personal,
             description="Counts by group x status and the registrations behind them. Audited.",
-        ),
-        Operation(
-            method="GET",
-            path="/v1/vaccination/waiting-list",
-            op_id="getVaccinationWaitingList",
-            summary="People of a district not yet vaccinated, in serving order",
-            tag="vaccination",
-            handler=waiting_list,
-            scopes=auth.MOH_PROVINCE,
-            params=(
-                province_param(required=True),
-                text_param("district", 64, "District code.", required=True),
-                *paging,
-            ),
             audited=True,
-            errors=personal,
+            errors=REACH_ERRORS,
+        ),
+        area.get(
+            "/v1/vaccination/waiting-list",
+            "getVaccinationWaitingList",
+            "People of a district not yet vaccinated, in serving order",
+            waiting_list,
+            params=(province, text_param("district", 64, "District code.", required=True), *paging),
             description="Priority group first, then registration time. Audited.",
+            audited=True,
+            errors=REACH_ERRORS,
         ),
-        Operation(
-            method="GET",
-            path="/v1/vaccination/stock",
-            op_id="getVaccineStock",
-            summary="Stock per province and product, with days left at the last 7 days' rate",
-            tag="vaccination",
-            handler=get_stock,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/vaccination/stock",
+            "getVaccineStock",
+            "Stock per province and product, with days left at the last 7 days' rate",
+            get_stock,
             params=(province_param(description="One province (default: every one in reach)."),),
-            caching="aggregate",
-            errors=AGGREGATE_ERRORS,
+            **AGGREGATE,
         ),
-        Operation(
-            method="GET",
-            path="/v1/vaccination/plans/{province}/progress",
-            op_id="getVaccinationPlanProgress",
-            summary="Plan progress per priority group and projected completion",
-            tag="vaccination",
-            handler=get_plan_progress,
-            scopes=auth.MOH_PROVINCE,
+        area.get(
+            "/v1/vaccination/plans/{province}/progress",
+            "getVaccinationPlanProgress",
+            "Plan progress per priority group and projected completion",
+            get_plan_progress,
             params=(province_path(),),
-            caching="aggregate",
-            errors=AGGREGATE_ERRORS,
+            **AGGREGATE,
         ),
-        Operation(
-            method="GET",
-            path="/v1/public/vaccination",
-            op_id="getPublicVaccination",
-            summary="Public figures per province (no token; aggregates only)",
-            tag="public",
-            handler=public_json,
-            scopes=None,
-            caching="aggregate",
-            errors=(304, 503),
+        public.get(
+            "/v1/public/vaccination",
+            "getPublicVaccination",
+            "Public figures per province (no token; aggregates only)",
+            public_json,
         ),
-        Operation(
-            method="GET",
-            path="/v1/public/vaccination.csv",
-            op_id="getPublicVaccinationCsv",
-            summary="Public figures per province as CSV",
-            tag="public",
-            handler=public_csv,
-            scopes=None,
+        public.get(
+            "/v1/public/vaccination.csv",
+            "getPublicVaccinationCsv",
+            "Public figures per province as CSV",
+            public_csv,
             media_type="text/csv",
-            caching="aggregate",
-            errors=(304, 503),
         ),
     )
