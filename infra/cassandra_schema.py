@@ -63,6 +63,14 @@ def create_keyspace(
     )
 
 
+def _agreed(session: Any, within: float = 120.0) -> None:
+    """Wait until every node has the schema just changed (the driver waits only 10 s by
+    itself, too short for nodes starting together on two cores); a statement sent before
+    to a node without it fails with INCOMPATIBLE_SCHEMA. One node agrees with itself."""
+    if not session.cluster.control_connection.wait_for_schema_agreement(wait_time=within):
+        raise MigrationError(f"the Cassandra nodes did not agree on the schema within {within}s")
+
+
 def migrate(
     session: Any,
     keyspace: str,
@@ -76,6 +84,7 @@ def migrate(
         f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations ("
         "version int PRIMARY KEY, name text, checksum text, applied_at timestamp)"
     )
+    _agreed(session)
     applied = {
         row.version: row.checksum
         for row in session.execute(f"SELECT version, checksum FROM {keyspace}.schema_migrations")
@@ -95,6 +104,7 @@ def migrate(
                 session.execute(stmt, timeout=60)
             except Exception as e:  # driver errors carry the server's message
                 raise MigrationError(f"V{mig.version:03d} failed at: {stmt[:200]}: {e}") from e
+        _agreed(session)
         session.execute(
             f"INSERT INTO {keyspace}.schema_migrations (version, name, checksum, applied_at) "
             "VALUES (%s, %s, %s, toTimestamp(now()))",

@@ -90,6 +90,30 @@ def cassandra_answers(s: Settings, host: str | None = None, login_refused_ok: bo
         session.cluster.shutdown()  # type: ignore[attr-defined]
 
 
+def ring_formed(s: Settings) -> bool:
+    """True when every Cassandra node knows the other ``s.nodes - 1`` as peers and all agree
+    on one schema version: a node answers CQL before gossip has told it of the others, and a
+    keyspace created then would be replicated by the nodes it knew (and a table made on one
+    node would be unknown to another for a while: INCOMPATIBLE_SCHEMA)."""
+    versions: set[object] = set()
+    for host in s.cassandra_contact_points:
+        try:
+            session: Any = cassandra_session(s, timeout=5, only=host)
+        except Exception:
+            return False
+        try:
+            peers = list(session.execute("SELECT peer, schema_version FROM system.peers"))
+            local = session.execute("SELECT schema_version FROM system.local").one()
+        except Exception:
+            return False
+        finally:
+            session.cluster.shutdown()
+        if len(peers) != len(s.cassandra_contact_points) - 1:
+            return False
+        versions |= {p.schema_version for p in peers} | {local.schema_version}
+    return len(versions) == 1
+
+
 def kafka_node_answers(s: Settings, svc: services.Service) -> bool:
     """True when the broker of ``svc`` answers a metadata request itself."""
     return broker_answers(with_overrides(s, kafka_bootstrap=f"{svc.host}:{svc.port}"))
@@ -155,6 +179,8 @@ def up(s: Settings, log: Log = print, with_schema: bool = True) -> Timing:
     log(f"kafka     ready on {s.kafka_bootstrap} (pid {pids}) after {t_kafka:.1f}s")
     for svc, pid in nodes:
         _wait_for_node(s, svc, pid)
+    if len(nodes) > 1:
+        services.wait_until(lambda: ring_formed(s), 300, "cassandra ring")
     t_cass = time.monotonic() - t0
     hosts = ",".join(s.cassandra_contact_points)
     pids = ", ".join(str(pid) for _svc, pid in nodes)
