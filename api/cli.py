@@ -19,6 +19,7 @@ import uvicorn
 
 from covidtech import settings as settings_mod
 from covidtech.settings import SettingsError
+from covidtech.web import KEEP_ALIVE_S
 
 __all__ = ["ReadApiServer", "read_api"]
 
@@ -89,6 +90,7 @@ def read_api(
             forwarded_allow_ips=forwarded_allow_ips,
             timeout_graceful_shutdown=10,
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         return
     app = create_app(settings, config=config)
@@ -102,6 +104,7 @@ def read_api(
             forwarded_allow_ips=forwarded_allow_ips,
             timeout_graceful_shutdown=10,
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
     )
     server.run()

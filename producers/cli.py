@@ -13,6 +13,7 @@ import click
 from covidtech import settings as settings_mod
 from covidtech.settings import Settings, SettingsError, parse_duration
 from covidtech.tokens import InvalidScope, Scope, parse_ttl
+from covidtech.web import KEEP_ALIVE_S
 from domain.reference import is_province
 
 __all__ = ["ingest_api_command", "token_group"]
@@ -144,5 +145,6 @@ def ingest_api_command(host: str, port: int | None, workers: int, log_level: str
         workers=workers,
         log_level=log_level,
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="on",
     )
