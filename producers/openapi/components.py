@@ -1,10 +1,13 @@
 """The ``components.schemas`` of the ingest API's OpenAPI document: the bodies of the check-in,
-testing and dose routes, problem details and batch results. Field limits mirror
-``producers/requests/``; the programme's bodies are inline in :mod:`producers.openapi.vaccination`.
+testing and dose routes, problem details and batch results. The check-in bodies are generated
+from their request models (``producers.requests.checkins``: declared once, for validation and
+documentation); the others' field limits mirror ``producers/requests/``; the programme's bodies
+are inline in :mod:`producers.openapi.vaccination`.
 """
 
 from __future__ import annotations
 
+from covidtech.web.models import body_schema
 from covidtech.web.problems import PROBLEM_TYPES, type_uri
 from domain.status import CheckInStatus
 from domain.vaccines import VACCINES
@@ -17,9 +20,8 @@ from producers.openapi.parts import (
     id_schema,
     obj,
     ref,
-    text,
 )
-from producers.requests.checkins import ScanMethod, Symptom
+from producers.requests.checkins import DeclarationBody, PersonBody, ScanBody, VenueBody
 from producers.requests.common import CLIENT_ID, PERSON_ID, SAMPLE_ID, SCOPE_ID
 
 __all__ = ["schemas"]
@@ -93,22 +95,7 @@ def schemas() -> dict[str, Schema]:
                 "message": {"type": "string"},
             },
         },
-        "VenueRequest": obj(
-            ["name", "address", "province", "district", "category"],
-            {
-                "name": text(200),
-                "address": text(500),
-                "province": PROVINCE,
-                "district": text(64),
-                "category": text(64),
-                "default_dwell_minutes": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": 720,
-                    "default": 60,
-                },
-            },
-        ),
+        "VenueRequest": body_schema(VenueBody),
         "VenueCreated": {
             "type": "object",
             "properties": {
@@ -120,18 +107,7 @@ def schemas() -> dict[str, Schema]:
                 "poster_svg": {"type": "string"},
             },
         },
-        "PersonRequest": obj(
-            ["province", "district"],
-            {
-                "province": PROVINCE,
-                "district": text(64),
-                "birth_year": {
-                    "type": "integer",
-                    "minimum": 1900,
-                    "description": "At most the current year.",
-                },
-            },
-        ),
+        "PersonRequest": body_schema(PersonBody),
         "PersonCreated": {
             "type": "object",
             "properties": {
@@ -149,45 +125,13 @@ def schemas() -> dict[str, Schema]:
             "required": ["person_id", "token", "token_expires_at", "scopes"],
             "properties": {"person_id": {"type": "string"}, **PERSON_TOKEN},
         },
-        "Scan": obj(
-            ["scan_id", "venue_qr", "person_qr", "scanned_at", "direction"],
-            {
-                "scan_id": id_schema(client_id, "Client-generated; idempotency key and event id."),
-                "venue_qr": {"type": "string", "maxLength": 256},
-                "person_qr": {"type": "string", "maxLength": 256},
-                "scanned_at": {
-                    **TIME,
-                    "description": "Device time; at most 72 h old and 5 min ahead.",
-                },
-                "direction": {"enum": ["IN", "OUT"]},
-                "method": {
-                    "enum": [m.value for m in ScanMethod],
-                    "description": "Default: PERSON_SCANNED_VENUE for the person's own token "
-                    "(person:<id>), else staff (venue:<id>@<code>, venue-admin:<code>).",
-                },
-                "device_id": id_schema(SCOPE_ID.pattern, "Scanning device."),
-            },
-        ),
+        "Scan": body_schema(ScanBody),
         "ScanBatch": obj(
             ["scans"],
             {"scans": {"type": "array", "minItems": 1, "maxItems": 500, "items": ref("Scan")}},
             PER_ITEM,
         ),
-        "Declaration": obj(
-            ["person_qr", "province", "contact_with_case"],
-            {
-                "declaration_id": id_schema(client_id, "Optional; makes retries idempotent."),
-                "person_qr": {"type": "string", "maxLength": 256},
-                "province": PROVINCE,
-                "symptoms": {
-                    "type": "array",
-                    "uniqueItems": True,
-                    "items": {"enum": [s.value for s in Symptom]},
-                },
-                "contact_with_case": {"type": "boolean"},
-                "travelled_from_province": {"anyOf": [PROVINCE, {"type": "null"}]},
-            },
-        ),
+        "Declaration": body_schema(DeclarationBody),
         "SampleMember": {
             "type": "object",
             "properties": {

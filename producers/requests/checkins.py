@@ -5,25 +5,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
+from pydantic import AfterValidator, Field, ValidationInfo
+
+from covidtech.web.models import (
+    Context,
+    RequestBody,
+    choice,
+    client_id,
+    context_of,
+    invalid,
+    matching,
+    province,
+    read,
+    signed_qr,
+    text,
+    timestamp,
+)
 from domain.presence import Direction, ScanInFuture, ScanTooLate, check_scan_time
 from domain.qr import QrKind, QrSigner
-from producers.requests.common import (
-    SCOPE_ID,
-    IngestLimits,
-    client_id_field,
-    ok,
-    province_field,
-    qr_subject,
+from producers.requests.common import SCOPE_ID, IngestLimits
+from producers.validation import FieldError
+
+_SCAN_ID = "Client-generated; idempotency key and event id."
+_METHOD = (
+    "Default: PERSON_SCANNED_VENUE for the person's own token (person:<id>), else staff "
+    "(venue:<id>@<code>, venue-admin:<code>)."
 )
-from producers.validation import FieldError, Fields
+_DEVICE_HINT = "must be 1-64 letters, digits, '_' or '-'"
 
 __all__ = [
+    "DeclarationBody",
     "DeclarationRequest",
+    "PersonBody",
     "PersonRequest",
+    "ScanBody",
     "ScanMethod",
     "ScanRequest",
     "Symptom",
+    "VenueBody",
     "VenueRequest",
     "parse_declaration",
     "parse_person",
@@ -99,48 +120,124 @@ class DeclarationRequest:
     travelled_from_province: str | None
 
 
+def _limits(info: ValidationInfo) -> IngestLimits:
+    limits = context_of(info).limits
+    return limits if isinstance(limits, IngestLimits) else IngestLimits()
+
+
+def _dwell(minutes: int, info: ValidationInfo) -> int:
+    most = int(_limits(info).presence.max_dwell.total_seconds() // 60)
+    if minutes > most:
+        raise invalid("out-of-range", f"must be between 1 and {most}")
+    return minutes
+
+
+def _born(year: int, info: ValidationInfo) -> int:
+    now = context_of(info).now
+    if now is not None and year > now.year:
+        raise invalid("out-of-range", f"must be between 1900 and {now.year}")
+    return year
+
+
+def _scan_time(at: datetime, info: ValidationInfo) -> datetime:
+    context = context_of(info)
+    assert context.now is not None, "a scan is read at a time"
+    try:
+        check_scan_time(at, context.now, _limits(info).presence)
+    except ScanTooLate as e:
+        raise invalid("scan-too-late", str(e)) from None
+    except ScanInFuture as e:
+        raise invalid("scan-in-future", str(e)) from None
+    return at
+
+
+class VenueBody(RequestBody):
+    """A venue to register: its poster's QR code names it."""
+
+    name: Annotated[str, text(200)]
+    address: Annotated[str, text(500)]
+    province: Annotated[str, province()]
+    district: Annotated[str, text(64)]
+    category: Annotated[str, text(64)]
+    default_dwell_minutes: Annotated[int, Field(ge=1), AfterValidator(_dwell)] | None = Field(
+        None,
+        json_schema_extra={"maximum": 720, "default": 60},
+        description="At most the rules' max_dwell (720 by default); default default_dwell.",
+    )
+
+
+class PersonBody(RequestBody):
+    """A person to register: the answer carries the person's QR code."""
+
+    province: Annotated[str, province()]
+    district: Annotated[str, text(64)]
+    birth_year: Annotated[int, Field(ge=1900), AfterValidator(_born)] | None = Field(
+        None, description="At most the current year."
+    )
+
+
+class ScanBody(RequestBody):
+    """One check-in scan: a person's QR and a venue's, at a time, in or out."""
+
+    scan_id: Annotated[str, client_id(), Field(description=_SCAN_ID)]
+    venue_qr: Annotated[str, signed_qr(QrKind.VENUE)]
+    person_qr: Annotated[str, signed_qr(QrKind.PERSON)]
+    scanned_at: Annotated[
+        datetime,
+        timestamp(),
+        AfterValidator(_scan_time),
+        Field(description="Device time; at most 72 h old and 5 min ahead."),
+    ]
+    direction: Annotated[Direction, choice(Direction)]
+    method: Annotated[ScanMethod, choice(ScanMethod)] | None = Field(None, description=_METHOD)
+    device_id: Annotated[str, matching(SCOPE_ID, _DEVICE_HINT)] | None = Field(
+        None, description="Scanning device."
+    )
+
+
+def _distinct(symptoms: list[Symptom]) -> list[Symptom]:
+    if len(set(symptoms)) != len(symptoms):
+        raise invalid("duplicate", "each symptom at most once")
+    return symptoms
+
+
+class DeclarationBody(RequestBody):
+    """A health declaration: symptoms, contact with a case, travel."""
+
+    declaration_id: Annotated[str, client_id()] | None = Field(
+        None, description="Optional; makes retries idempotent."
+    )
+    person_qr: Annotated[str, signed_qr(QrKind.PERSON)]
+    province: Annotated[str, province()]
+    symptoms: Annotated[
+        list[Annotated[Symptom, choice(Symptom)]],
+        Field(max_length=len(Symptom), json_schema_extra={"uniqueItems": True}),
+        AfterValidator(_distinct),
+    ] = Field(default_factory=list)
+    contact_with_case: bool
+    travelled_from_province: Annotated[str, province()] | None = None
+
+
 def parse_venue(
     body: object, errors: list[FieldError], limits: IngestLimits | None = None
 ) -> VenueRequest | None:
-    """``{name, address, province, district, category, default_dwell_minutes?}``."""
+    """A :class:`VenueBody`, its dwell within the rules' ``max_dwell``."""
+    venue = read(VenueBody, body, errors, context=Context(limits=limits))
+    if venue is None:
+        return None
     rules = (limits or IngestLimits()).presence
-    before = len(errors)
-    f = Fields.of(body, "", errors)
-    if f is None:
-        return None
-    name = f.text("name", max_length=200)
-    address = f.text("address", max_length=500)
-    province = province_field(f, "province")
-    district = f.text("district", max_length=64)
-    category = f.text("category", max_length=64)
-    dwell = f.integer(
-        "default_dwell_minutes",
-        required=False,
-        minimum=1,
-        maximum=int(rules.max_dwell.total_seconds() // 60),
+    dwell = venue.default_dwell_minutes or int(rules.default_dwell.total_seconds() // 60)
+    return VenueRequest(
+        venue.name, venue.address, venue.province, venue.district, venue.category, dwell
     )
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert name and address and province and district and category
-    default_dwell = int(rules.default_dwell.total_seconds() // 60)
-    return VenueRequest(name, address, province, district, category, dwell or default_dwell)
 
 
 def parse_person(body: object, errors: list[FieldError], now: datetime) -> PersonRequest | None:
-    """``{province, district, birth_year?}``."""
-    before = len(errors)
-    f = Fields.of(body, "", errors)
-    if f is None:
+    """A :class:`PersonBody`, born at the latest this year."""
+    person = read(PersonBody, body, errors, context=Context(now=now))
+    if person is None:
         return None
-    province = province_field(f, "province")
-    district = f.text("district", max_length=64)
-    birth_year = f.integer("birth_year", required=False, minimum=1900, maximum=now.year)
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert province and district
-    return PersonRequest(province, district, birth_year)
+    return PersonRequest(person.province, person.district, person.birth_year)
 
 
 def parse_scan(
@@ -151,85 +248,34 @@ def parse_scan(
     now: datetime,
     limits: IngestLimits,
 ) -> ScanRequest | None:
-    """``{scan_id, venue_qr, person_qr, scanned_at, direction, method?, device_id?}``.
-
-    Both QR signatures are checked, and ``scanned_at`` against DESIGN's bounds (72 h late,
-    5 min ahead) with :func:`domain.presence.check_scan_time`.
-    """
-    before = len(errors)
-    f = Fields.of(value, path, errors)
-    if f is None:
+    """A :class:`ScanBody`: both QR signatures checked, ``scanned_at`` within DESIGN's
+    bounds (72 h late, 5 min ahead: :func:`domain.presence.check_scan_time`)."""
+    scan = read(ScanBody, value, errors, path, Context(qr, now, limits))
+    if scan is None:
         return None
-    scan_id = client_id_field(f, "scan_id")
-    venue_id = qr_subject(f, "venue_qr", qr, QrKind.VENUE)
-    person_id = qr_subject(f, "person_qr", qr, QrKind.PERSON)
-    scanned_at = f.timestamp("scanned_at")
-    direction = f.choice("direction", Direction)
-    method = f.choice("method", ScanMethod, required=False)
-    device_id = f.string(
-        "device_id",
-        required=False,
-        max_length=64,
-        pattern=SCOPE_ID,
-        pattern_hint="must be 1-64 letters, digits, '_' or '-'",
+    return ScanRequest(
+        scan.scan_id,
+        scan.venue_qr,
+        scan.person_qr,
+        scan.scanned_at,
+        scan.direction,
+        scan.method,
+        scan.device_id,
     )
-    f.finish()
-    if scanned_at is not None:
-        try:
-            check_scan_time(scanned_at, now, limits.presence)
-        except ScanTooLate as e:
-            f.error("scanned_at", "scan-too-late", str(e))
-        except ScanInFuture as e:
-            f.error("scanned_at", "scan-in-future", str(e))
-    if not ok(errors, before):
-        return None
-    assert scan_id and venue_id and person_id and scanned_at and direction
-    return ScanRequest(scan_id, venue_id, person_id, scanned_at, direction, method, device_id)
-
-
-def _symptoms(fields: Fields) -> tuple[Symptom, ...] | None:
-    before = len(fields.errors)
-    items = fields.array("symptoms", required=False, max_items=len(Symptom))
-    if items is None:
-        return () if len(fields.errors) == before else None
-    out: list[Symptom] = []
-    for path, item in items:
-        if not isinstance(item, str):
-            fields.errors.append(FieldError(path, "wrong-type", "must be a string"))
-            continue
-        try:
-            symptom = Symptom(item)
-        except ValueError:
-            symbols = ", ".join(s.value for s in Symptom)
-            fields.errors.append(FieldError(path, "unknown-enum", f"must be one of {symbols}"))
-            continue
-        if symptom in out:
-            fields.errors.append(FieldError(path, "duplicate", "each symptom at most once"))
-            continue
-        out.append(symptom)
-    return tuple(out)
 
 
 def parse_declaration(
     body: object, errors: list[FieldError], qr: QrSigner
 ) -> DeclarationRequest | None:
-    """A health declaration.
-
-    ``{declaration_id?, person_qr, province, symptoms?, contact_with_case,
-    travelled_from_province?}``
-    """
-    before = len(errors)
-    f = Fields.of(body, "", errors)
-    if f is None:
+    """A :class:`DeclarationBody`."""
+    d = read(DeclarationBody, body, errors, context=Context(qr))
+    if d is None:
         return None
-    declaration_id = client_id_field(f, "declaration_id", required=False)
-    person_id = qr_subject(f, "person_qr", qr, QrKind.PERSON)
-    province = province_field(f, "province")
-    symptoms = _symptoms(f)
-    contact = f.boolean("contact_with_case")
-    travelled = province_field(f, "travelled_from_province", required=False)
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert person_id and province and symptoms is not None and contact is not None
-    return DeclarationRequest(declaration_id, person_id, province, symptoms, contact, travelled)
+    return DeclarationRequest(
+        d.declaration_id,
+        d.person_qr,
+        d.province,
+        tuple(d.symptoms),
+        d.contact_with_case,
+        d.travelled_from_province,
+    )
