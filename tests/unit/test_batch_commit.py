@@ -110,20 +110,25 @@ async def test_writes_are_stamped_with_the_clock_and_flush_number() -> None:
     assert rows["flush"] == "3"
 
 
-class FailingOnBad(Counting):
-    """Counts like ``Counting`` but refuses the person ``bad`` after staging its state."""
+class FailingOn(Counting):
+    """Counts like ``Counting``, then fails with ``error`` on the person ``key`` (after
+    staging its state)."""
+
+    def __init__(self, key: str, error: Exception) -> None:
+        self.key, self.error = key.encode(), error
 
     async def handle(self, ctx: BatchContext, msg: Message) -> None:
         await super().handle(ctx, msg)
-        if msg.key == b"bad":
-            raise ValueError("refused after staging")
+        if msg.key == self.key:
+            raise self.error
 
 
 async def test_a_refused_message_leaves_no_staged_state_behind() -> None:
     tables: dict[str, dict[str, Any]] = {"seen": {}, "totals": {}, COMMITS: {}}
     batch = [person(0, "a"), person(1, "bad"), person(2, "a")]
+    handler = FailingOn("bad", ValueError("refused after staging"))
     ctx = await process_batch(
-        FailingOnBad(), batch, InMemoryStore(), tables, REGISTRY, clock=lambda: 1_000
+        handler, batch, InMemoryStore(), tables, REGISTRY, clock=lambda: 1_000
     )
     staged = {k: v for (k, v) in ctx.staged.items() if k[0] != COMMITS}
     # "bad" added a key and changed a shared one; both changes are gone, the others stay
@@ -134,21 +139,12 @@ async def test_a_refused_message_leaves_no_staged_state_behind() -> None:
     assert len(ctx.mutations) == 2
 
 
-class Buggy(Counting):
-    """Fails with an error no handler declares on the person ``bug``."""
-
-    async def handle(self, ctx: BatchContext, msg: Message) -> None:
-        await super().handle(ctx, msg)
-        if msg.key == b"bug":
-            raise ZeroDivisionError("a bug")
-
-
 async def test_an_unexpected_error_is_raised_then_dead_letters_only_its_message() -> None:
     """The worker retries a batch whose handler fails unexpectedly (it may be passing); its
     last attempt dead-letters the message instead, so a bug never stops the partition."""
     import pytest
 
-    handler = Buggy()
+    handler = FailingOn("bug", ZeroDivisionError("a bug"))  # an error no handler declares
     tables: dict[str, dict[str, Any]] = {"seen": {}, "totals": {}, COMMITS: {}}
     batch = [person(0, "a"), person(1, "bug"), person(2, "b")]
     with pytest.raises(ZeroDivisionError):

@@ -37,21 +37,10 @@ from domain.exposure import (
 )
 from domain.presence import Direction, Scan, Visit, diff_visits, pair_visits
 from domain.rules import DEFAULT_RULES, PresenceRules
+from tests.unit.presence_support import DAY, HOUR, MIN, T0, at, visit
 
-T0 = datetime(2021, 7, 10, 1, 0, tzinfo=UTC)
-MIN = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 VENUE = "venue-1"
 PROPERTY = settings(max_examples=200, deadline=None)
-
-
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
-def visit(start_min: float, end_min: float) -> Visit:
-    return Visit(at(start_min), at(end_min))
 
 
 def iv(start_min: float, end_min: float) -> Interval:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -24,24 +24,14 @@ from domain.presence import (
     pair_visits,
 )
 from domain.rules import DEFAULT_RULES, PresenceRules
+from tests.unit.presence_support import HOUR, MIN, T0, at, visit
 
-T0 = datetime(2021, 7, 10, 1, 0, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-MIN = timedelta(minutes=1)
 DWELL = timedelta(minutes=60)
 IN, OUT = Direction.IN, Direction.OUT
 
 
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
 def scan(scan_id: str, minutes: float, direction: Direction) -> Scan:
     return Scan(scan_id, at(minutes), direction)
-
-
-def visit(start_min: float, end_min: float) -> Visit:
-    return Visit(at(start_min), at(end_min))
 
 
 # --- rules --------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ def test_overrides_reach_the_rules_of_both_objects() -> None:
         ("default_dwell=13h", "exceeds max_dwell"),
         ("pool_max=1", "pool"),
         ("timezone=Asia/Bangkok", "fixed"),
+        # the check-in status rules (domain/status.py)
+        ("red_window=0d", "must be positive"),
+        ("vaccination_delay=-1d", "must not be negative"),
+        ("recovery_window=7d", "shorter than red_window"),
     ],
 )
 def test_a_bad_rule_fails_the_start_naming_it(raw: str, message: str) -> None:
