@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 from covidtech.settings import SettingsError
 
@@ -17,81 +18,67 @@ __all__ = ["PREFIX", "ReadApiConfig", "load"]
 
 PREFIX = "COVIDTECH_READ_"
 
+T = TypeVar("T")
+
+
+def _setting(default: T, doc: str) -> T:
+    """A field of the config: its default and what it is for (``metadata["doc"]``)."""
+    return field(default=default, metadata={"doc": doc})
+
 
 @dataclass(frozen=True)
 class ReadApiConfig:
     """The read API's numbers. Field ``x`` is read from ``COVIDTECH_READ_X``."""
 
-    lookup_rate_per_second: float = field(
-        default=5.0, metadata={"doc": "citizen lookups refilled per second, per client address"}
+    lookup_rate_per_second: float = _setting(
+        5.0, "citizen lookups refilled per second, per client address"
     )
-    lookup_burst: int = field(
-        default=30, metadata={"doc": "citizen lookups a client may make at once"}
+    lookup_burst: int = _setting(30, "citizen lookups a client may make at once")
+    lookup_code_rate_per_second: float = _setting(
+        0.1, "lookups of one code refilled per second, whatever the address"
     )
-    lookup_code_rate_per_second: float = field(
-        default=0.1,
-        metadata={"doc": "lookups of one code refilled per second, whatever the address"},
+    lookup_code_burst: int = _setting(
+        10, "lookups of one code allowed at once, whatever the address"
     )
-    lookup_code_burst: int = field(
-        default=10, metadata={"doc": "lookups of one code allowed at once, whatever the address"}
+    certificate_rate_per_second: float = _setting(
+        20.0, "certificate verifications and key reads refilled per second, per address"
     )
-    certificate_rate_per_second: float = field(
-        default=20.0,
-        metadata={
-            "doc": "certificate verifications and key reads refilled per second, per address"
-        },
+    certificate_burst: int = _setting(200, "certificate verifications a client may make at once")
+    rate_limit_clients: int = _setting(100_000, "client addresses tracked by the rate limiter")
+    cache_max_age: int = _setting(60, "Cache-Control max-age of aggregates (seconds)")
+    aggregate_cache_seconds: float = _setting(
+        15.0, "how long the API reuses a computed aggregate (0: never)"
     )
-    certificate_burst: int = field(
-        default=200, metadata={"doc": "certificate verifications a client may make at once"}
+    page_size: int = _setting(100, "default page size of lists")
+    max_page_size: int = _setting(500, "largest page size a client may ask")
+    max_range_days: int = _setting(366, "longest date range of a series or a daily query")
+    max_grant_days: int = _setting(366, "longest validity of a grant")
+    sse_keepalive_seconds: float = _setting(15.0, "keep-alive comment interval of the alert stream")
+    stream_recheck_seconds: float = _setting(
+        1.0, "how often an open alert stream re-checks its token (revoked, expired)"
     )
-    rate_limit_clients: int = field(
-        default=100_000, metadata={"doc": "client addresses tracked by the rate limiter"}
+    sse_queue_size: int = _setting(1000, "alerts buffered per stream client before it is dropped")
+    catchup_timeout_seconds: float = _setting(
+        30.0, "longest wait for Kafka when a stream resumes or starts"
     )
-    cache_max_age: int = field(
-        default=60, metadata={"doc": "Cache-Control max-age of aggregates (seconds)"}
-    )
-    aggregate_cache_seconds: float = field(
-        default=15.0, metadata={"doc": "how long the API reuses a computed aggregate (0: never)"}
-    )
-    page_size: int = field(default=100, metadata={"doc": "default page size of lists"})
-    max_page_size: int = field(default=500, metadata={"doc": "largest page size a client may ask"})
-    max_range_days: int = field(
-        default=366, metadata={"doc": "longest date range of a series or a daily query"}
-    )
-    max_grant_days: int = field(default=366, metadata={"doc": "longest validity of a grant"})
-    sse_keepalive_seconds: float = field(
-        default=15.0, metadata={"doc": "keep-alive comment interval of the alert stream"}
-    )
-    stream_recheck_seconds: float = field(
-        default=1.0,
-        metadata={"doc": "how often an open alert stream re-checks its token (revoked, expired)"},
-    )
-    sse_queue_size: int = field(
-        default=1000, metadata={"doc": "alerts buffered per stream client before it is dropped"}
-    )
-    catchup_timeout_seconds: float = field(
-        default=30.0, metadata={"doc": "longest wait for Kafka when a stream resumes or starts"}
-    )
-    pending_alarm_hours: int = field(
-        default=48, metadata={"doc": "a sample pending longer than this is reported as late"}
-    )
-    notice_advice_high: str = field(
-        default="You were at this place at the same time as a confirmed case, for 15 minutes "
+    pending_alarm_hours: int = _setting(48, "a sample pending longer than this is reported as late")
+    notice_advice_high: str = _setting(
+        "You were at this place at the same time as a confirmed case, for 15 minutes "
         "or more. Stay at home and keep away from others, book a PCR test at a testing site, "
         "declare your health in the app, and call the health hotline 19009095 if you have "
         "fever, cough or difficulty breathing.",
-        metadata={"doc": "what an exposure notice of HIGH risk tells the person to do"},
+        "what an exposure notice of HIGH risk tells the person to do",
     )
-    notice_advice_low: str = field(
-        default="You were at this place around the time a confirmed case was there. Watch for "
+    notice_advice_low: str = _setting(
+        "You were at this place around the time a confirmed case was there. Watch for "
         "symptoms (fever, cough, sore throat, loss of taste or smell) for 14 days, wear a mask, "
         "limit contacts, and get tested if symptoms appear.",
-        metadata={"doc": "what an exposure notice of LOW risk tells the person to do"},
+        "what an exposure notice of LOW risk tells the person to do",
     )
-    notice_advice_withdrawn: str = field(
-        default="This notice was withdrawn: newer check-in records show you were not at this "
+    notice_advice_withdrawn: str = _setting(
+        "This notice was withdrawn: newer check-in records show you were not at this "
         "place at the same time as the case. Nothing more to do for this visit.",
-        metadata={"doc": "what a withdrawn exposure notice tells the person"},
+        "what a withdrawn exposure notice tells the person",
     )
 
     def __post_init__(self) -> None:

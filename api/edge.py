@@ -15,6 +15,7 @@ answered as problems; metrics are recorded by route template. A handler sees the
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ __all__ = [
     "page_int",
     "page_params",
     "page_str",
-    "province_in_reach",
+    "read_in_reach",
     "route",
 ]
 
@@ -333,9 +334,12 @@ RESUME_PARAMS = (
 )
 
 
-def day_range(ctx: Ctx, default_days: int) -> tuple[date, date]:
+def day_range(
+    ctx: Ctx, default_days: int, at_most: tuple[int, str] | None = None
+) -> tuple[date, date]:
     """The ``from`` and ``to`` parameters, local days: ``to`` defaults to today, ``from`` to
-    ``default_days`` days ending on ``to``; 400 if reversed or longer than the config allows."""
+    ``default_days`` days ending on ``to``; 400 if reversed or longer than the config allows,
+    or than ``at_most`` (days, what: "<what> <days> days at a time")."""
     end: date = ctx.params["to"] or ctx.today
     start: date = ctx.params["from"] or end - timedelta(days=default_days - 1)
     if start > end:
@@ -346,6 +350,11 @@ def day_range(ctx: Ctx, default_days: int) -> tuple[date, date]:
             "invalid-parameter",
             f"the range spans more than {limit} days",
             extra={"parameter": "from"},
+        )
+    if at_most is not None and (end - start).days >= at_most[0]:
+        days, what = at_most
+        raise Problem(
+            "invalid-parameter", f"{what} {days} days at a time", extra={"parameter": "from"}
         )
     return start, end
 
@@ -396,17 +405,19 @@ def area_name(area: str) -> str:
     return "Việt Nam" if area == NATION else reference.PROVINCES[area].name
 
 
-def province_in_reach(
-    ctx: Ctx, row: Row | None, rows: Sequence[Row], column: str, what: str
-) -> str:
-    """The province of ``row`` (else ``column`` of the first of ``rows``) if the token reaches
-    it; otherwise 404, as if the ``what`` did not exist."""
-    province = row["province"] if row is not None else None
-    if province is None and rows:
-        province = rows[0][column]
+async def read_in_reach(
+    ctx: Ctx, what: str, column: str, row: Awaitable[Row | None], rows: Awaitable[list[Row]]
+) -> tuple[Row | None, list[Row], str]:
+    """``row`` (a person, a venue) and ``rows`` (its doses, its windows), read together, and
+    the province of ``row`` (else ``column`` of the first of ``rows``) if the token reaches it;
+    otherwise 404, as if the ``what`` did not exist."""
+    one, many = await asyncio.gather(row, rows)
+    province = one["province"] if one is not None else None
+    if province is None and many:
+        province = many[0][column]
     if province is None or not ctx.must_reach().allows(province):
         raise Problem("not-found", f"no such {what} in your scope")
-    return str(province)
+    return one, many, str(province)
 
 
 # ------------------------------------------------------------------------------ pages

@@ -68,6 +68,15 @@ _STATS: dict[str, Any] = {
     "mean": _null(NUM),
     "max": _null(NUM),
 }
+#: A dose of a person's record (the person's own, or a province's view with its residence).
+_DOSE = {
+    "dose_id": STR,
+    "administered_at": TIME,
+    "vaccine": _null(STR),
+    "vaccine_name": _null(STR),
+    "site_id": _null(STR),
+}
+
 _ALERT = _obj(
     {
         "alert_id": STR,
@@ -187,18 +196,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "person_id": STR,
             "province": STR,
-            "doses": _array(
-                _obj(
-                    {
-                        "dose_id": STR,
-                        "administered_at": TIME,
-                        "vaccine": _null(STR),
-                        "vaccine_name": _null(STR),
-                        "site_id": _null(STR),
-                        "residence_province": _null(STR),
-                    }
-                )
-            ),
+            "doses": _array(_obj({**_DOSE, "residence_province": _null(STR)})),
             "status": {
                 "oneOf": [
                     {"type": "null"},
@@ -286,21 +284,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             )
         }
     ),
-    "MyDoses": _obj(
-        {
-            "items": _array(
-                _obj(
-                    {
-                        "dose_id": STR,
-                        "administered_at": TIME,
-                        "vaccine": _null(STR),
-                        "vaccine_name": _null(STR),
-                        "site_id": _null(STR),
-                    }
-                )
-            )
-        }
-    ),
+    "MyDoses": _obj({"items": _array(_obj(_DOSE))}),
     "Notice": _obj(
         {
             "notice_id": STR,

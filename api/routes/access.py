@@ -83,13 +83,7 @@ def _grant(r: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 
 async def list_audit(ctx: Ctx) -> Response:
-    start, end = day_range(ctx, 1)
-    if (end - start).days >= MAX_AUDIT_DAYS:
-        raise Problem(
-            "invalid-parameter",
-            f"the audit log is read {MAX_AUDIT_DAYS} days at a time",
-            extra={"parameter": "from"},
-        )
+    start, end = day_range(ctx, 1, (MAX_AUDIT_DAYS, "the audit log is read"))
     actor, subject = ctx.params["actor"], ctx.params["subject"]
     binding = {"from": start.isoformat(), "to": end.isoformat(), "actor": actor, "subject": subject}
     position = ctx.open_page(binding)

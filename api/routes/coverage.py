@@ -6,7 +6,6 @@ person's record is personal data, audited and never cached.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -23,7 +22,7 @@ from api.edge import (
     area_name,
     check_area,
     day_range,
-    province_in_reach,
+    read_in_reach,
 )
 from api.params import area_param, date_param, enum_param, id_path
 from api.problems import Problem
@@ -176,10 +175,8 @@ async def get_doses_daily(ctx: Ctx) -> Response:
 async def get_vaccinations(ctx: Ctx) -> Response:
     person_id = ctx.params["person_id"]
     store = ctx.services.store
-    person, doses = await asyncio.gather(
-        queries.person(store, person_id), queries.vaccinations(store, person_id)
-    )
-    province = province_in_reach(ctx, person, doses, "residence_province", "person")
+    reads = queries.person(store, person_id), queries.vaccinations(store, person_id)
+    _, doses, province = await read_in_reach(ctx, "person", "residence_province", *reads)
     await ctx.audit(f"person:{person_id}", (person_id,))
     status: dict[str, Any] | None = None
     try:

@@ -19,16 +19,7 @@ from typing import Any
 from starlette.responses import Response
 
 from api import auth
-from api.edge import (
-    AGGREGATE,
-    Area,
-    Ctx,
-    Handler,
-    Operation,
-    area_name,
-    check_area,
-    day_range,
-)
+from api.edge import AGGREGATE, Area, Ctx, Handler, Operation, area_name, check_area, day_range
 from api.params import area_param, date_param
 from api.render import aggregate_response, conditional_response
 from domain.epidemiology import estimate_rt, positivity
@@ -39,6 +30,7 @@ from projections.epidemiology_queries import daily_counts
 __all__ = ["operations"]
 
 Rows = list[dict[str, Any]]
+Compute = Callable[[Ctx, date, date], Awaitable[Rows]]
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -69,43 +61,25 @@ async def _series(ctx: Ctx, table: str, start: date, end: date) -> dict[str, lis
     return out
 
 
-async def _cases(ctx: Ctx, start: date, end: date) -> Rows:
-    series = await _series(ctx, "cases_by_province", start, end)
-    return [
-        {"province": p, "date": d.isoformat(), "by_sampling_date": c[0], "by_result_date": c[1]}
-        for p, values in series.items()
-        for d, c in zip(_days(start, end), values, strict=True)
-    ]
+def _daily(table: str, first: str, second: str, share: str | None = None) -> Compute:
+    """The rows of ``table``'s two daily counts, named ``first`` and ``second``, and
+    ``share``: the second's share of the first (rounded; None where the first is 0)."""
 
+    async def compute(ctx: Ctx, start: date, end: date) -> Rows:
+        series = await _series(ctx, table, start, end)
+        return [
+            {
+                "province": p,
+                "date": d.isoformat(),
+                first: c[0],
+                second: c[1],
+                **({share: _ratio(c[1], c[0])} if share else {}),
+            }
+            for p, values in series.items()
+            for d, c in zip(_days(start, end), values, strict=True)
+        ]
 
-async def _positivity(ctx: Ctx, start: date, end: date) -> Rows:
-    series = await _series(ctx, "tests_by_province", start, end)
-    return [
-        {
-            "province": p,
-            "date": d.isoformat(),
-            "tests": c[0],
-            "positives": c[1],
-            "positivity": _ratio(c[1], c[0]),
-        }
-        for p, values in series.items()
-        for d, c in zip(_days(start, end), values, strict=True)
-    ]
-
-
-async def _syndromic(ctx: Ctx, start: date, end: date) -> Rows:
-    series = await _series(ctx, "syndromic_by_province", start, end)
-    return [
-        {
-            "province": p,
-            "date": d.isoformat(),
-            "declarations": c[0],
-            "symptomatic": c[1],
-            "symptomatic_share": _ratio(c[1], c[0]),
-        }
-        for p, values in series.items()
-        for d, c in zip(_days(start, end), values, strict=True)
-    ]
+    return compute
 
 
 async def _rt(ctx: Ctx, start: date, end: date) -> Rows:
@@ -148,9 +122,6 @@ def _method(ctx: Ctx) -> dict[str, Any]:
         "min_cases": r.rt_min_cases,
         "interval": 0.95,
     }
-
-
-Compute = Callable[[Ctx, date, date], Awaitable[Rows]]
 
 
 def _pair(name: str, compute: Compute, fields: list[str]) -> tuple[Handler, Handler]:
@@ -201,21 +172,21 @@ _ROUTES: tuple[tuple[str, str, str, Compute, list[str]], ...] = (
         "cases",
         "Cases",
         "Confirmed cases per province and day, by sampling date and by result date",
-        _cases,
+        _daily("cases_by_province", "by_sampling_date", "by_result_date"),
         ["province", "date", "by_sampling_date", "by_result_date"],
     ),
     (
         "positivity",
         "Positivity",
         "Tests resulted per province and day, the positive ones and their share",
-        _positivity,
+        _daily("tests_by_province", "tests", "positives", "positivity"),
         ["province", "date", "tests", "positives", "positivity"],
     ),
     (
         "syndromic",
         "Syndromic",
         "Health declarations per province and day, the symptomatic ones and their share",
-        _syndromic,
+        _daily("syndromic_by_province", "declarations", "symptomatic", "symptomatic_share"),
         ["province", "date", "declarations", "symptomatic", "symptomatic_share"],
     ),
     (

@@ -27,7 +27,7 @@ from api.edge import (
     newest_page,
     page,
     page_str,
-    province_in_reach,
+    read_in_reach,
 )
 from api.params import (
     Param,
@@ -230,10 +230,8 @@ async def list_visits(ctx: Ctx) -> Response:
 async def get_exposure_windows(ctx: Ctx) -> Response:
     venue_id = ctx.params["venue_id"]
     store = ctx.services.store
-    venue, windows = await asyncio.gather(
-        queries.venue(store, venue_id), queries.exposure_windows(store, venue_id)
-    )
-    province = province_in_reach(ctx, venue, windows, "venue_province", "venue")
+    reads = queries.venue(store, venue_id), queries.exposure_windows(store, venue_id)
+    venue, windows, province = await read_in_reach(ctx, "venue", "venue_province", *reads)
     return json_response(
         {
             "venue_id": venue_id,

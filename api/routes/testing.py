@@ -8,15 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from api import auth
-from api.edge import (
-    AGGREGATE,
-    Area,
-    Ctx,
-    Operation,
-    area_name,
-    check_area,
-    day_range,
-)
+from api.edge import AGGREGATE, Area, Ctx, Operation, area_name, check_area, day_range
 from api.params import area_param, date_param, id_path
 from api.problems import Problem
 from api.render import iso_or_none, json_response
@@ -55,13 +47,7 @@ async def get_sample(ctx: Ctx) -> Response:
 async def get_turnaround(ctx: Ctx) -> Response:
     area = ctx.params["area"]
     check_area(ctx, area)
-    start, end = day_range(ctx, 7)
-    if (end - start).days >= MAX_TURNAROUND_DAYS:
-        raise Problem(
-            "invalid-parameter",
-            f"turnaround is reported {MAX_TURNAROUND_DAYS} days at a time",
-            extra={"parameter": "from"},
-        )
+    start, end = day_range(ctx, 7, (MAX_TURNAROUND_DAYS, "turnaround is reported"))
     services = ctx.services
     hours = services.config.pending_alarm_hours
     now = ctx.now

@@ -82,21 +82,24 @@ async def _as_of(ctx: Ctx, province: str) -> str | None:
 # --------------------------------------------------------------------------- registrations
 
 
-def _registration(r: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "person_id": r["person_id"],
-        "registration_id": r["registration_id"],
-        "priority_group": r["priority_group"],
-        "status": r["status"],
-        "district": r["district"],
-        "registered_at": iso(r["registered_at"]),
-        "institution_id": r["institution_id"],
-        "appointment_at": iso_or_none(r["appointment_at"]),
-        "appointment_site_id": r["appointment_site_id"],
-        "doses": r["doses"],
-        "first_dose_date": iso_or_none(r["first_dose_date"]),
-        "completed_date": iso_or_none(r["completed_date"]),
-    }
+#: The fields of a registration, in the order answered.
+_REGISTRATION = (
+    "person_id registration_id priority_group status district registered_at institution_id "
+    "appointment_at appointment_site_id doses first_dose_date completed_date"
+)
+#: The fields of a place on the waiting list, in the order answered.
+_WAITING = (
+    "person_id registration_id priority_group registered_at status appointment_at "
+    "appointment_site_id appointment_overdue institution_id"
+)
+#: Fields answered as RFC 3339 (times) or ISO dates.
+_TIMES = {"registered_at", "appointment_at", "first_dose_date", "completed_date"}
+
+
+def _fields(r: Mapping[str, Any], names: str) -> dict[str, Any]:
+    """The fields ``names`` (space-separated) of a row of registrations (or of the waiting
+    list), times rendered."""
+    return {n: iso_or_none(r[n]) if n in _TIMES else r[n] for n in names.split()}
 
 
 async def list_registrations(ctx: Ctx) -> Response:
@@ -136,7 +139,7 @@ async def list_registrations(ctx: Ctx) -> Response:
                     key=lambda kv: (_GROUPS.index(kv[0][0]), _STATUSES.index(kv[0][1])),
                 )
             ],
-            "items": [_registration(r) for r in rows],
+            "items": [_fields(r, _REGISTRATION) for r in rows],
             "next_page_token": token,
         }
     )
@@ -166,19 +169,7 @@ async def waiting_list(ctx: Ctx) -> Response:
             and r["appointment_at"] is not None
             and now >= no_show_deadline(r["appointment_at"], DEFAULT_PROGRAMME_RULES)
         )
-        items.append(
-            {
-                "person_id": r["person_id"],
-                "registration_id": r["registration_id"],
-                "priority_group": r["priority_group"],
-                "registered_at": iso(r["registered_at"]),
-                "status": r["status"],
-                "appointment_at": iso_or_none(r["appointment_at"]),
-                "appointment_site_id": r["appointment_site_id"],
-                "appointment_overdue": overdue,
-                "institution_id": r["institution_id"],
-            }
-        )
+        items.append(_fields({**r, "appointment_overdue": overdue}, _WAITING))
     token = None
     if following is not None:
         rank, at, ident = following
