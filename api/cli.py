@@ -76,35 +76,22 @@ def read_api(
         config = config_mod.load()
     except SettingsError as e:
         raise click.ClickException(f"bad setting: {e}") from e
+    # What the server is, whether uvicorn's supervisor runs workers or this process serves.
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port or settings.read_port,
+        "log_level": log_level,
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips,
+        "timeout_graceful_shutdown": 10,
+        "access_log": False,
+        "timeout_keep_alive": KEEP_ALIVE_S,
+    }
     if workers > 1:
         # uvicorn's supervisor runs the workers; open alert streams end at the graceful
         # shutdown timeout instead of at once (clients resume with their Last-Event-ID).
-        uvicorn.run(
-            "api.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port or settings.read_port,
-            workers=workers,
-            log_level=log_level,
-            proxy_headers=proxy_headers,
-            forwarded_allow_ips=forwarded_allow_ips,
-            timeout_graceful_shutdown=10,
-            access_log=False,
-            timeout_keep_alive=KEEP_ALIVE_S,
-        )
+        uvicorn.run("api.app:app_from_env", factory=True, workers=workers, **options)
         return
     app = create_app(settings, config=config)
-    server = ReadApiServer(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port or settings.read_port,
-            log_level=log_level,
-            proxy_headers=proxy_headers,
-            forwarded_allow_ips=forwarded_allow_ips,
-            timeout_graceful_shutdown=10,
-            access_log=False,
-            timeout_keep_alive=KEEP_ALIVE_S,
-        )
-    )
+    server = ReadApiServer(uvicorn.Config(app, **options))
     server.run()

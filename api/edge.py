@@ -16,6 +16,7 @@ answered as problems; metrics are recorded by route template. A handler sees the
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from starlette.routing import Route
 
 from api.auth import Reach, authenticate, reach_of
 from api.paging import InvalidPageToken
-from api.params import Param, int_param, text_param
+from api.params import Param, id_path, int_param, text_param
 from api.problems import LogUnavailable, Problem, exception_handlers
 from api.render import aggregate_response
 from api.services import Services
@@ -216,6 +217,8 @@ class Ctx:
 
 
 Handler = Callable[[Ctx], Awaitable[Response]]
+#: The names of a path template's parameters (``{person_id}``).
+_PATH_NAMES = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,7 +245,9 @@ class Area:
     """The declarations of one area of ``api/routes/``: what its operations share (its tag,
     scope kinds and any other field of :class:`Operation`, e.g. ``caching``, ``errors``,
     ``audited``) stated once, so that each operation states only its path, id, summary,
-    handler and what it does not share (a keyword overrides the area's value)."""
+    handler and what it does not share (a keyword overrides the area's value). A parameter
+    of the path that ``params`` does not declare is an id (:func:`api.params.id_path`), put
+    first."""
 
     def __init__(self, tag: str, scopes: frozenset[ScopeKind] | None, **shared: Any) -> None:
         self.shared: dict[str, Any] = {"tag": tag, "scopes": scopes, **shared}
@@ -251,7 +256,12 @@ class Area:
         self, method: str, path: str, op_id: str, summary: str, handler: Handler, **own: Any
     ) -> Operation:
         fields = {"method": method, "path": path, "op_id": op_id, "summary": summary}
-        return Operation(**{**self.shared, **fields, "handler": handler, **own})
+        params: tuple[Param, ...] = own.get("params", self.shared.get("params", ()))
+        declared = {p.name for p in params}
+        ids = tuple(id_path(n) for n in _PATH_NAMES.findall(path) if n not in declared)
+        return Operation(
+            **{**self.shared, **fields, "handler": handler, **own, "params": (*ids, *params)}
+        )
 
     def get(self, path: str, op_id: str, summary: str, handler: Handler, **own: Any) -> Operation:
         return self.op("GET", path, op_id, summary, handler, **own)

@@ -31,7 +31,7 @@ from api.edge import (
     page,
     page_int,
 )
-from api.params import Param, date_param, id_path, parse_datetime, text_param
+from api.params import Param, date_param, parse_datetime, text_param
 from api.problems import Problem
 from api.render import iso, iso_or_none, json_response
 from covidtech.revocations import GRANT_ISSUED, GRANT_REVOKED
@@ -295,7 +295,6 @@ async def revoke_grant(ctx: Ctx) -> Response:
 def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
     """MOH's operations; ``paging``: the page parameters of the config."""
     area = Area("MOH", auth.MOH)
-    grant = id_path("grant_id")
     return (
         area.get(
             "/v1/audit",
@@ -339,7 +338,6 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
             "getGrant",
             "One grant",
             get_grant,
-            params=(grant,),
             response="Grant",
         ),
         area.op(
@@ -348,7 +346,7 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
             "revokeGrant",
             "Revoke a grant: its token is refused by both APIs within seconds",
             revoke_grant,
-            params=(grant, text_param("reason", 500, "Why (recorded).")),
+            params=(text_param("reason", 500, "Why (recorded)."),),
             response="Grant",
             description="Idempotent: revoking a revoked grant answers it unchanged.",
         ),

@@ -30,7 +30,6 @@ from starlette.responses import Response
 
 from api import auth
 from api.edge import Area, Ctx, Operation, invalid_body, json_body
-from api.params import id_path
 from api.problems import Problem
 from api.render import conditional_response, json_response
 from domain.certificate import (
@@ -209,7 +208,6 @@ def operations() -> tuple[Operation, ...]:
             "Issue a person's vaccination certificate (MOH)",
             person_certificate,
             scopes=auth.MOH,
-            params=(id_path("person_id"),),
             response="Certificate",
             audited=True,
             description="A certificate signed now from the person's recorded doses (404 "

@@ -15,7 +15,6 @@ from starlette.responses import Response
 from api import auth
 from api.edge import (
     AGGREGATE,
-    PERSONAL_ERRORS,
     Area,
     Ctx,
     Operation,
@@ -24,7 +23,7 @@ from api.edge import (
     day_range,
     read_in_reach,
 )
-from api.params import area_param, date_param, enum_param, id_path
+from api.params import area_param, date_param, enum_param
 from api.problems import Problem
 from api.render import iso, iso_or_none, json_response
 from domain import reference
@@ -227,7 +226,7 @@ async def get_vaccinations(ctx: Ctx) -> Response:
 
 def operations() -> tuple[Operation, ...]:
     """Coverage, its series, daily doses and a person's vaccinations."""
-    area = Area("vaccination", auth.MOH_PROVINCE, **AGGREGATE)
+    area = Area("vaccination", auth.MOH_PROVINCE)
     band = enum_param(
         "age_band",
         ["all", "18+", *AGE_BANDS],
@@ -252,6 +251,7 @@ def operations() -> tuple[Operation, ...]:
                 band,
             ),
             response="Coverage",
+            **AGGREGATE,
         ),
         area.get(
             "/v1/coverage/series",
@@ -260,6 +260,7 @@ def operations() -> tuple[Operation, ...]:
             get_coverage_series,
             params=days,
             response="CoverageSeries",
+            **AGGREGATE,
         ),
         area.get(
             "/v1/doses/daily",
@@ -276,17 +277,15 @@ def operations() -> tuple[Operation, ...]:
                 ),
             ),
             response="DosesDaily",
+            **AGGREGATE,
         ),
         area.get(
             "/v1/people/{person_id}/vaccinations",
             "getVaccinations",
             "A person's vaccination record",
             get_vaccinations,
-            params=(id_path("person_id"),),
             response="VaccinationRecord",
-            caching="personal",
             audited=True,
-            errors=PERSONAL_ERRORS,
             description="province:<P> sees people registered (else vaccinated as residents) in "
             "P. Audited.",
         ),

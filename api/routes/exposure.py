@@ -34,7 +34,6 @@ from api.params import (
     date_param,
     datetime_param,
     enum_param,
-    id_path,
     province_param,
 )
 from api.problems import Problem
@@ -333,7 +332,6 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
     area = Area("tracers", auth.MOH_PROVINCE_TRACER, audited=True)
     since_time = datetime_param("since", "Only entries from this time on (default: 21 days ago).")
     risk = enum_param("risk", ["HIGH", "LOW"])
-    person = id_path("person_id")
     return (
         area.get(
             "/v1/alerts",
@@ -374,7 +372,7 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
             "Alerts where a person is the contact",
             list_exposures,
             scopes=auth.MOH_TRACER,
-            params=(person, since_time, *paging),
+            params=(since_time, *paging),
             response="AlertPage",
             description="tracer:<P> sees people registered in P; unknown people are 404.",
         ),
@@ -385,7 +383,6 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
             list_visits,
             scopes=auth.MOH_TRACER,
             params=(
-                person,
                 datetime_param("from", "Visits starting at or after."),
                 datetime_param("to", "Visits starting at or before."),
                 *paging,
@@ -397,7 +394,6 @@ def operations(paging: tuple[Param, ...]) -> tuple[Operation, ...]:
             "getExposureWindows",
             "Exposure windows at a venue",
             get_exposure_windows,
-            params=(id_path("venue_id"),),
             response="ExposureWindows",
             caching="none",
             audited=False,

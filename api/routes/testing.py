@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from api import auth
 from api.edge import AGGREGATE, Area, Ctx, Operation, area_name, check_area, day_range
-from api.params import area_param, date_param, id_path
+from api.params import area_param, date_param
 from api.problems import Problem
 from api.render import iso_or_none, json_response
 from projections import queries
@@ -95,7 +95,6 @@ def operations() -> tuple[Operation, ...]:
             "getSample",
             "A sample and its result",
             get_sample,
-            params=(id_path("sample_id"),),
             response="Sample",
             audited=True,
             description="province:<P> sees samples collected in P (others are 404). Audited.",
