@@ -156,18 +156,19 @@ class ScanLoad:
         assert not self.refused, self.refused
         return len(self.acked) > count
 
-    def more_acks(self, count: int, timeout: float, what: str, log: Path) -> None:
-        """Wait for ``count`` more acknowledgements; on failure say what the load saw and
-        what the ingest API last logged."""
+    def more_acks(self, count: int, timeout: float, what: str, log: Path, pid: int) -> None:
+        """Wait for ``count`` more acknowledgements; on failure say what the load saw, what
+        the ingest API (process ``pid``) last logged and where its threads are (py-spy)."""
         seen, started = len(self.acked), time.monotonic()
         try:
             eventually(lambda: self.acks_beyond(seen + count), timeout=timeout, what=what)
         except AssertionError as e:
-            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
             raise AssertionError(
                 f"{e}; {len(self.acked) - seen} acks, statuses {dict(self.statuses)}, "
                 f"{self.in_flight} in flight, last answer "
-                f"{time.monotonic() - self.last_answer:.1f}s ago; ingest log:\n{tail}"
+                f"{time.monotonic() - self.last_answer:.1f}s ago; ingest log:\n{tail}\n"
+                f"ingest threads:\n{threads_of(pid)}"
             ) from None
         print(f"[cluster] {what}: {count} acks in {time.monotonic() - started:.1f}s")
 
@@ -227,6 +228,24 @@ class ScanLoad:
                     i += 1
                 await asyncio.gather(*batch)
                 await asyncio.sleep(0.02)
+
+
+def threads_of(pid: int) -> str:
+    """Where each thread of process ``pid`` is (py-spy's dump, with local variables)."""
+    import subprocess
+    import sys
+
+    spy = Path(sys.executable).with_name("py-spy")
+    try:
+        done = subprocess.run(
+            [str(spy), "dump", "--pid", str(pid), "--locals"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"(py-spy failed: {e!r})"
+    return (done.stdout + done.stderr)[-12000:]
 
 
 def rows_of(s: Settings, wanted: list[tuple[str, datetime]]) -> set[tuple[str, datetime]]:
@@ -296,16 +315,16 @@ def test_a_broker_and_a_node_killed_under_load_lose_no_acknowledged_scan(
                 people.append(p.json())
         with ScanLoad(ingest_url, s, venue_qr, people) as load:
             broker, node = services.kafka(s, 2), services.cassandra(s, 3)
-            load.more_acks(5 * RATE, 60, "load running", ingest_log)
+            load.more_acks(5 * RATE, 60, "load running", ingest_log, ingest.pid)
             kill_service(s, broker)
-            load.more_acks(5 * RATE, 120, "acks without broker 2", ingest_log)
+            load.more_acks(5 * RATE, 120, "acks without broker 2", ingest_log, ingest.pid)
             services.start_kafka(s, node=2)
             eventually(lambda: kafka_node_answers(s, broker), timeout=120, what="broker 2")
             kill_service(s, node)
-            load.more_acks(5 * RATE, 120, "acks without node 3", ingest_log)
+            load.more_acks(5 * RATE, 120, "acks without node 3", ingest_log, ingest.pid)
             services.start_cassandra(s, node=3)
             eventually(lambda: cassandra_answers(s, node.host), timeout=240, what="node 3")
-            load.more_acks(3 * RATE, 120, "acks with node 3 back", ingest_log)
+            load.more_acks(3 * RATE, 120, "acks with node 3 back", ingest_log, ingest.pid)
         assert set(load.statuses) <= {202, 503}, load.statuses
         assert worker.poll() is None and ingest.poll() is None
         eventually(lambda: run_coroutine(caught_up(s)), timeout=300, interval=1, what="caught up")
