@@ -329,7 +329,8 @@ def field_errors(
     for e in error.errors(include_url=False, include_input=False):
         where = path
         for part in e["loc"]:
-            where = field_path(where, part)
+            if part != "[key]":  # a mapping's key is named by the key itself
+                where = field_path(where, part)
         out.append(
             _field_error(
                 where or "body", e["type"], e.get("ctx") or {}, e["msg"], _at(body, e["loc"])
@@ -356,7 +357,7 @@ def _field_error(
     where: str, kind: str, ctx: Mapping[str, Any], message: str, given: Any
 ) -> FieldError:
     if kind == "missing":
-        return FieldError(where, "missing", "is required")
+        return FieldError(where, "missing", "is required" if given is _MISSING else message)
     if kind == "extra_forbidden":
         return FieldError(where, "unknown-field", "is not a field of this request")
     if kind in _EXPECTED or kind.endswith("_type"):
@@ -410,9 +411,24 @@ def type_name(value: object) -> str:
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema (2020-12, OpenAPI 3.1's dialect) of ``model`` for an OpenAPI
-    document, without pydantic's generated titles and ``null`` defaults."""
-    tidy: dict[str, Any] = _tidy(model.model_json_schema(mode="validation"))
+    document, without pydantic's generated titles and ``null`` defaults, the models it
+    nests written in place (a ``#/$defs/`` reference would not resolve in the document)."""
+    schema = model.model_json_schema(mode="validation")
+    defs = schema.pop("$defs", {})
+    tidy: dict[str, Any] = _tidy(_nested(schema, defs))
     return tidy
+
+
+def _nested(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return {**_nested(defs[ref.removeprefix("#/$defs/")], defs), **rest}
+        return {k: _nested(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_nested(v, defs) for v in node]
+    return node
 
 
 def _tidy(node: Any) -> Any:

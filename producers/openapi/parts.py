@@ -11,7 +11,6 @@ __all__ = [
     "ONE_PERSON",
     "PER_ITEM",
     "PROVINCE",
-    "TEXT_RULE",
     "TIME",
     "WRITE_ERRORS",
     "Schema",
@@ -23,7 +22,6 @@ __all__ = [
     "path_param",
     "problem_responses",
     "ref",
-    "text",
 ]
 
 Schema = dict[str, Any]
@@ -40,17 +38,8 @@ TIME: Schema = {
 }
 
 
-#: What ``Fields.text`` accepts, which a schema pattern would state only approximately.
-TEXT_RULE = (
-    "Human text: leading and trailing white space is stripped; what remains must not be "
-    "blank nor contain control characters (422)."
-)
 #: A person is named by exactly one of ``person_qr`` and ``person_id`` (both: 422).
 ONE_PERSON: list[Schema] = [{"required": ["person_qr"]}, {"required": ["person_id"]}]
-
-
-def text(max_length: int) -> Schema:
-    return {"type": "string", "minLength": 1, "maxLength": max_length, "description": TEXT_RULE}
 
 
 #: How a batch's items are judged (a JSON schema cannot say it).

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+
 from covidtech.settings import Settings
+from covidtech.web.models import Context, RequestBody, Rules, invalid, matching, read, signed_qr
 from domain.programme import DEFAULT_PROGRAMME_RULES, ProgrammeRules
 from domain.qr import ForgedQr, MalformedQr, QrKind, QrSigner, QrSubject
 from domain.reference import is_province
@@ -21,7 +24,7 @@ from domain.results import DEFAULT_RULES as RESULT_RULES
 from domain.results import ResultRules
 from domain.rules import DEFAULT_RULES as PRESENCE_RULES
 from domain.rules import PresenceRules
-from domain.vaccines import UnknownVaccine, get_vaccine
+from domain.vaccines import VACCINES, UnknownVaccine, get_vaccine
 from producers.validation import FieldError, Fields
 
 __all__ = [
@@ -34,17 +37,23 @@ __all__ = [
     "VENUE_ID",
     "CachedQrSigner",
     "IngestLimits",
+    "NamesPerson",
+    "PersonId",
     "VaccinationLimits",
     "batch_items",
+    "between",
     "bounded_time",
     "client_id_field",
     "limits_of",
     "ok",
     "person_field",
+    "person_qr",
     "province_field",
     "qr_subject",
+    "read_naming_person",
+    "site",
     "site_field",
-    "time_between",
+    "vaccine",
     "vaccine_field",
 ]
 
@@ -59,6 +68,8 @@ SAMPLE_ID = re.compile(r"[A-Za-z0-9._-]{4,64}")
 SCOPE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 CLIENT_ID_HINT = "must be 8-64 letters, digits, '_' or '-' (a UUID is fine)"
+
+B = TypeVar("B", bound=RequestBody)
 
 
 @dataclass(frozen=True)
@@ -286,18 +297,115 @@ def bounded_time(
     return value
 
 
-def time_between(
-    fields: Fields, name: str, earliest: datetime, latest: datetime
-) -> datetime | None:
-    """The instant ``name`` if it lies between ``earliest`` and ``latest`` (the programme's
-    wording)."""
-    value = fields.timestamp(name)
-    if value is None:
-        return None
-    if value > latest:
-        fields.error(name, "time-in-future", f"must not be after {latest.isoformat()}")
-        return None
-    if value < earliest:
-        fields.error(name, "time-too-old", f"must not be before {earliest.isoformat()}")
-        return None
-    return value
+# ------------------------------------------------------------- field rules of request models
+
+_SITE_HINT = "must be a site id like the one of your site:<id> scope"
+
+
+def site() -> Rules:
+    """``site_id``: needed only when the token holds several ``site:`` scopes."""
+    schema = {
+        "type": "string",
+        "pattern": f"^{SCOPE_ID.pattern}$",
+        "description": "Needed only if the token has several sites.",
+    }
+    return Rules(*matching(SCOPE_ID, _SITE_HINT), WithJsonSchema(schema))
+
+
+def _vaccine(code: str) -> str:
+    try:
+        get_vaccine(code)
+    except UnknownVaccine as e:
+        raise invalid("unknown-vaccine", str(e)) from None
+    return code
+
+
+def vaccine() -> Rules:
+    """``vaccine``: a product code of :data:`domain.vaccines.VACCINES` (``unknown-vaccine``
+    otherwise)."""
+    return Rules(
+        Field(max_length=32),
+        AfterValidator(_vaccine),
+        WithJsonSchema({"enum": list(VACCINES)}),
+    )
+
+
+def between(at: datetime, earliest: datetime, latest: datetime) -> datetime:
+    """``at`` if it lies between ``earliest`` and ``latest`` (a validator's check, the
+    programme's wording)."""
+    if at > latest:
+        raise invalid("time-in-future", f"must not be after {latest.isoformat()}")
+    if at < earliest:
+        raise invalid("time-too-old", f"must not be before {earliest.isoformat()}")
+    return at
+
+
+def person_qr(*, forged: str = FORGED_QR, wrong_kind: str | None = None) -> Rules:
+    """``person_qr``: a person's signed QR payload, read as the person's id."""
+    return signed_qr(QrKind.PERSON, forged=forged, wrong_kind=wrong_kind)
+
+
+#: ``person_id``: typed by staff when the QR cannot be scanned.
+PersonId = Annotated[str, matching(PERSON_ID, "must be a person id issued by the API")]
+
+#: The fields that name a person, with their descriptions.
+_PERSON = {
+    "person_qr": "The person's signed QR payload.",
+    "person_id": "Typed by staff when the QR cannot be scanned.",
+}
+
+
+def _one_person_schema(schema: dict[str, Any]) -> None:
+    properties = schema.get("properties", {})
+    for name, description in _PERSON.items():
+        if name in properties:
+            field = properties[name]
+            (value,) = [s for s in field.pop("anyOf") if s != {"type": "null"}]
+            properties[name] = {**value, "description": description, **field}
+    schema["oneOf"] = [{"required": [name]} for name in _PERSON if name in properties]
+
+
+class NamesPerson(RequestBody):
+    """A body naming a person by exactly one of ``person_qr`` and ``person_id`` (declared
+    ``person_qr: Annotated[str, person_qr()] | None = None``, ``person_id: PersonId | None =
+    None``), read with :func:`read_naming_person`, which judges the pair: the schema says
+    so (``oneOf``), and neither is nullable."""
+
+    model_config = ConfigDict(json_schema_extra=_one_person_schema)
+
+
+def read_naming_person(
+    model: type[B],
+    value: object,
+    errors: list[FieldError],
+    path: str = "",
+    context: Context | None = None,
+    *,
+    allow_id: bool = True,
+) -> B | None:
+    """``value`` read as ``model`` (a :class:`NamesPerson`), which names its person by
+    exactly one of ``person_qr`` and, where staff may type it (``allow_id``), ``person_id``;
+    both (even ``null``) is ``person_id``'s error. The errors in the model's field order."""
+    if not isinstance(value, dict):
+        return read(model, value, errors, path, context)
+    found: list[FieldError] = []
+    body = dict(value)
+    at = (lambda name: f"{path}.{name}") if path else (lambda name: name)
+    if not allow_id and "person_id" in body:
+        del body["person_id"]
+        found.append(FieldError(at("person_id"), "unknown-field", "is not a field of this request"))
+    if "person_qr" in body and "person_id" in body:
+        del body["person_qr"], body["person_id"]
+        found.append(
+            FieldError(at("person_id"), "invalid-value", "give person_qr or person_id, not both")
+        )
+    else:
+        name = "person_id" if "person_id" in body else "person_qr"
+        if body.get(name) is None:
+            message = "must not be null" if name in body else "is required"
+            found.append(FieldError(at(name), "missing", message))
+    model_value = read(model, body, found, path, context)
+    order = {at(name): i for i, name in enumerate(model.model_fields)}
+    found.sort(key=lambda e: order.get(e.field, len(order)))
+    errors.extend(found)
+    return model_value if not found else None

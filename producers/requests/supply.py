@@ -4,25 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Annotated
 
+from pydantic import AfterValidator, Field, ValidationInfo
+
+from covidtech.web.models import (
+    Context,
+    RequestBody,
+    choice,
+    client_id,
+    context_of,
+    day,
+    invalid,
+    province,
+    read,
+    timestamp,
+)
 from domain import reference
 from domain.programme import DiscardReason, PriorityGroup
-from producers.requests.common import (
-    PROGRAMME_LIMITS,
-    VaccinationLimits,
-    client_id_field,
-    ok,
-    province_field,
-    site_field,
-    time_between,
-    vaccine_field,
-)
-from producers.validation import FieldError, Fields, field_path
+from producers.requests.common import PROGRAMME_LIMITS, VaccinationLimits, between, site, vaccine
+from producers.validation import FieldError
 
 __all__ = [
+    "AllocationBody",
     "AllocationRequest",
+    "DiscardBody",
     "DiscardRequest",
+    "PlanBody",
     "PlanRequest",
+    "TargetBody",
     "parse_allocation",
     "parse_discard",
     "parse_plan",
@@ -62,23 +72,142 @@ class PlanRequest:
     targets: tuple[tuple[PriorityGroup, int, int], ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class _PlanLimits:
+    """What a plan is read against: the programme's limits, the local day, the province's
+    census population (None: an unknown province, refused by the route)."""
+
+    limits: VaccinationLimits
+    today: date
+    population: int | None
+
+
+def _limits(info: ValidationInfo) -> VaccinationLimits:
+    limits = context_of(info).limits
+    if isinstance(limits, _PlanLimits):
+        return limits.limits
+    return limits if isinstance(limits, VaccinationLimits) else PROGRAMME_LIMITS
+
+
+def _at_most(limit: str) -> AfterValidator:
+    """At most the limits' ``limit`` (a number of doses)."""
+
+    def check(doses: int, info: ValidationInfo) -> int:
+        most: int = getattr(_limits(info), limit)
+        if doses > most:
+            raise invalid("out-of-range", f"must be between 1 and {most}")
+        return doses
+
+    return AfterValidator(check)
+
+
+def _discarded(at: datetime, info: ValidationInfo) -> datetime:
+    now, limits = context_of(info).now, _limits(info)
+    assert now is not None, "a discard is read at a time"
+    return between(at, now - limits.discard_lateness, now + limits.future_tolerance)
+
+
+class AllocationBody(RequestBody):
+    """Doses of a product the ministry sends to a province."""
+
+    allocation_id: Annotated[str, client_id()]
+    province: Annotated[str, province()]
+    vaccine: Annotated[str, vaccine()]
+    doses: Annotated[int, Field(ge=1), _at_most("max_allocation_doses")] = Field(
+        json_schema_extra={"maximum": PROGRAMME_LIMITS.max_allocation_doses}
+    )
+
+
+class DiscardBody(RequestBody):
+    """Doses a site threw away, and why."""
+
+    discard_id: Annotated[str, client_id()]
+    province: Annotated[str, province()]
+    vaccine: Annotated[str, vaccine()]
+    doses: Annotated[int, Field(ge=1), _at_most("max_discard_doses")] = Field(
+        json_schema_extra={"maximum": PROGRAMME_LIMITS.max_discard_doses}
+    )
+    reason: Annotated[DiscardReason, choice(DiscardReason)]
+    discarded_at: Annotated[
+        datetime,
+        timestamp(),
+        AfterValidator(_discarded),
+        Field(description="At most 30 days old."),
+    ]
+    site_id: Annotated[str, site()] | None = None
+
+
+def _plan(info: ValidationInfo) -> _PlanLimits:
+    limits = context_of(info).limits
+    assert isinstance(limits, _PlanLimits), "a plan is read with its _PlanLimits"
+    return limits
+
+
+def _census(people: int, info: ValidationInfo) -> int:
+    """At most the province's census population."""
+    population = _plan(info).population
+    if population is not None and people > population:
+        raise invalid("out-of-range", f"must be between 0 and {population}")
+    return people
+
+
+def _fully(people: int, info: ValidationInfo) -> int:
+    first = info.data.get("people_vaccinated")
+    if first is not None and people > first:
+        raise invalid("invalid-value", "must not exceed people_vaccinated")
+    return people
+
+
+_PEOPLE = Annotated[int, Field(ge=0, le=10**9), AfterValidator(_census)]
+
+
+class TargetBody(RequestBody):
+    """A priority group's target: people with a dose, and fully vaccinated, each at most the
+    province's census population."""
+
+    people_vaccinated: _PEOPLE
+    people_fully_vaccinated: Annotated[
+        _PEOPLE, AfterValidator(_fully), Field(description="At most people_vaccinated.")
+    ]
+
+
+def _target_day(target: date, info: ValidationInfo) -> date:
+    plan = _plan(info)
+    latest = plan.today + plan.limits.plan_horizon
+    if target < plan.today:
+        raise invalid("time-too-old", f"must not be before today ({plan.today})")
+    if target > latest:
+        raise invalid("time-in-future", f"must not be after {latest}")
+    return target
+
+
+class PlanBody(RequestBody):
+    """A province's targets per priority group by a date (the latest plan wins)."""
+
+    plan_id: Annotated[str, client_id()] | None = Field(
+        None, description="Optional; derived from the content when absent."
+    )
+    target_date: Annotated[
+        date,
+        day(),
+        AfterValidator(_target_day),
+        Field(description="From today to about three years ahead."),
+    ]
+    targets: dict[Annotated[PriorityGroup, choice(PriorityGroup)], TargetBody] = Field(
+        min_length=1,
+        json_schema_extra={"propertyNames": {"enum": [g.value for g in PriorityGroup]}},
+        description="Keyed by priority group; at least one.",
+    )
+
+
 def parse_allocation(
     value: object, errors: list[FieldError], limits: VaccinationLimits = PROGRAMME_LIMITS
 ) -> AllocationRequest | None:
-    """``{allocation_id, province, vaccine, doses}``."""
-    before = len(errors)
-    f = Fields.of(value, "", errors)
-    if f is None:
+    """An :class:`AllocationBody`."""
+    a = read(AllocationBody, value, errors, context=Context(limits=limits))
+    if a is None:
         return None
-    allocation_id = client_id_field(f, "allocation_id")
-    province = province_field(f, "province")
-    vaccine = vaccine_field(f)
-    doses = f.integer("doses", minimum=1, maximum=limits.max_allocation_doses)
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert allocation_id and province and vaccine and doses
-    return AllocationRequest(allocation_id, province, vaccine, doses)
+    return AllocationRequest(a.allocation_id, a.province, a.vaccine, a.doses)
 
 
 def parse_discard(
@@ -87,25 +216,13 @@ def parse_discard(
     now: datetime,
     limits: VaccinationLimits = PROGRAMME_LIMITS,
 ) -> DiscardRequest | None:
-    """``{discard_id, province, vaccine, doses, reason, discarded_at, site_id?}``."""
-    before = len(errors)
-    f = Fields.of(value, "", errors)
-    if f is None:
+    """A :class:`DiscardBody`, its time within the lateness and the clock drift."""
+    d = read(DiscardBody, value, errors, context=Context(now=now, limits=limits))
+    if d is None:
         return None
-    discard_id = client_id_field(f, "discard_id")
-    province = province_field(f, "province")
-    vaccine = vaccine_field(f)
-    doses = f.integer("doses", minimum=1, maximum=limits.max_discard_doses)
-    reason = f.choice("reason", DiscardReason)
-    at = time_between(
-        f, "discarded_at", now - limits.discard_lateness, now + limits.future_tolerance
+    return DiscardRequest(
+        d.discard_id, d.province, d.vaccine, d.doses, d.reason, d.discarded_at, d.site_id
     )
-    site_id = site_field(f)
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert discard_id and province and vaccine and doses and reason and at
-    return DiscardRequest(discard_id, province, vaccine, doses, reason, at, site_id)
 
 
 def parse_plan(
@@ -115,60 +232,17 @@ def parse_plan(
     today: date,
     limits: VaccinationLimits = PROGRAMME_LIMITS,
 ) -> PlanRequest | None:
-    """``{plan_id?, target_date, targets: {<GROUP>: {people_vaccinated,
-    people_fully_vaccinated}}}``: at least one group; a target at most the province's census
-    population; fully vaccinated at most people with a dose."""
-    before = len(errors)
-    f = Fields.of(value, "", errors)
-    if f is None:
+    """A :class:`PlanBody` for ``province``, its targets in priority order."""
+    population = reference.population(province) if reference.is_province(province) else None
+    context = Context(limits=_PlanLimits(limits, today, population))
+    plan = read(PlanBody, value, errors, context=context)
+    if plan is None:
         return None
-    plan_id = client_id_field(f, "plan_id", required=False)
-    target_date = f.day("target_date")
-    if target_date is not None:
-        latest = today + limits.plan_horizon
-        if target_date < today:
-            f.error("target_date", "time-too-old", f"must not be before today ({today})")
-        elif target_date > latest:
-            f.error("target_date", "time-in-future", f"must not be after {latest}")
-    targets: list[tuple[PriorityGroup, int, int]] = []
-    raw = value.get("targets") if isinstance(value, dict) else None
-    f.ignore("targets")  # read here: an object keyed by group, which Fields has no getter for
-    if raw is None:
-        f.error("targets", "missing", "must not be null" if f.has("targets") else "is required")
-    elif not isinstance(raw, dict):
-        f.error("targets", "wrong-type", "must be an object keyed by priority group")
-    else:
-        base = f.at("targets")
-        if not raw:
-            errors.append(FieldError(base, "too-few-items", "must name at least one group"))
-        population = reference.population(province) if reference.is_province(province) else None
-        for name in sorted(raw, key=lambda g: (g not in PriorityGroup.__members__, g)):
-            path = field_path(base, name)
-            try:
-                group = PriorityGroup(name)
-            except ValueError:
-                symbols = ", ".join(g.value for g in PriorityGroup)
-                errors.append(FieldError(path, "unknown-enum", f"must be one of {symbols}"))
-                continue
-            t = Fields.of(raw[name], path, errors)
-            if t is None:
-                continue
-            bound = population if population is not None else 10**9
-            first = t.integer("people_vaccinated", minimum=0, maximum=bound)
-            full = t.integer("people_fully_vaccinated", minimum=0, maximum=bound)
-            t.finish()
-            if first is not None and full is not None:
-                if full > first:
-                    t.error(
-                        "people_fully_vaccinated",
-                        "invalid-value",
-                        "must not exceed people_vaccinated",
-                    )
-                else:
-                    targets.append((group, first, full))
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert target_date is not None
-    targets.sort(key=lambda t: t[0].rank)
-    return PlanRequest(plan_id, target_date, tuple(targets))
+    targets = sorted(
+        (
+            (group, t.people_vaccinated, t.people_fully_vaccinated)
+            for group, t in plan.targets.items()
+        ),
+        key=lambda t: t[0].rank,
+    )
+    return PlanRequest(plan.plan_id, plan.target_date, tuple(targets))

@@ -7,33 +7,59 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema
+
+from covidtech.web.models import (
+    Context,
+    RequestBody,
+    body_schema,
+    choice,
+    client_id,
+    context_of,
+    invalid,
+    province,
+    read,
+    text,
+    timestamp,
+)
 from domain.programme import PriorityGroup
 from domain.qr import QrSigner
 from producers.requests.common import (
     PROGRAMME_LIMITS,
     IngestLimits,
+    NamesPerson,
+    PersonId,
     VaccinationLimits,
+    between,
     bounded_time,
     client_id_field,
     ok,
     person_field,
+    person_qr,
     province_field,
+    read_naming_person,
+    site,
     site_field,
-    time_between,
     vaccine_field,
 )
-from producers.validation import FieldError, Fields
+from producers.validation import FieldError, Fields, field_path
 
 __all__ = [
+    "AppointmentBody",
     "AppointmentRequest",
+    "CancellationBody",
     "CancellationRequest",
     "DoseRequest",
+    "RegistrationBody",
+    "RegistrationListBody",
     "RegistrationRequest",
     "parse_appointment",
     "parse_cancellation",
     "parse_dose",
     "parse_registration",
+    "parse_registration_list",
 ]
 
 
@@ -114,16 +140,93 @@ def parse_dose(
     return DoseRequest(dose_id, person_id, administered_at, site_id, vaccine, birth_year, residence)
 
 
-def _person(f: Fields, qr: QrSigner, *, allow_id: bool) -> str | None:
-    """``person_qr`` (scanned, signed) or, where staff may type it, ``person_id``; the
-    programme's routes word the QR errors more briefly than the dose route."""
-    return person_field(
-        f,
-        qr,
-        allow_id=allow_id,
-        forged="the QR code's signature does not match",
-        wrong_kind="must be a personal QR code",
+#: The programme's routes word a QR code's errors more briefly than the dose route.
+_QR = person_qr(
+    forged="the QR code's signature does not match", wrong_kind="must be a personal QR code"
+)
+
+
+def _limits(info: ValidationInfo) -> VaccinationLimits:
+    limits = context_of(info).limits
+    return limits if isinstance(limits, VaccinationLimits) else PROGRAMME_LIMITS
+
+
+def _born(year: int, info: ValidationInfo) -> int:
+    """A birth year up to this year, that fits the age groups (65+, 12-17)."""
+    now = context_of(info).now
+    assert now is not None, "a registration is read at a time"
+    least = _limits(info).min_birth_year
+    if not least <= year <= now.year:
+        raise invalid("out-of-range", f"must be between {least} and {now.year}")
+    group, age = info.data.get("priority_group"), now.year - year
+    if group is PriorityGroup.AGE_65_PLUS and age < 65:
+        raise invalid("invalid-value", "the 65+ group needs an age of 65 or more")
+    if group is PriorityGroup.AGE_12_17 and not 12 <= age <= 17:
+        raise invalid("invalid-value", "the 12-17 group needs an age of 12 to 17")
+    return year
+
+
+def _booked(at: datetime, info: ValidationInfo) -> datetime:
+    now, limits = context_of(info).now, _limits(info)
+    assert now is not None, "an appointment is read at a time"
+    return between(at, now - limits.appointment_lateness, now + limits.appointment_horizon)
+
+
+class RegistrationBody(NamesPerson):
+    """A person registering for vaccination, in a priority group."""
+
+    registration_id: Annotated[str, client_id()]
+    person_qr: Annotated[str, _QR] | None = None
+    person_id: PersonId | None = None
+    province: Annotated[str, province()]
+    district: Annotated[str, text(64)]
+    priority_group: Annotated[PriorityGroup, choice(PriorityGroup)]
+    birth_year: Annotated[int, AfterValidator(_born)] | None = Field(
+        None,
+        json_schema_extra={"minimum": PROGRAMME_LIMITS.min_birth_year},
+        description="At most the current year; fits the group's ages (422).",
     )
+
+
+class RegistrationListBody(RequestBody):
+    """An institution's list of registrations, each judged on its own."""
+
+    # The items are read one by one (parse_registration_list, then parse_registration), so
+    # a bad item does not sink the others.
+
+    institution_id: str | None = Field(
+        None, description="Needed only if the token has several institution:<id> scopes."
+    )
+    registrations: list[Annotated[Any, WithJsonSchema(body_schema(RegistrationBody))]] = Field(
+        min_length=1,
+        max_length=PROGRAMME_LIMITS.max_bulk_registrations,
+        description="Items are validated one by one: an invalid item is rejected in the "
+        "results and the others are written; all rejected: 422.",
+    )
+
+
+class AppointmentBody(NamesPerson):
+    """An appointment booked at a site."""
+
+    appointment_id: Annotated[str, client_id()]
+    person_qr: Annotated[str, _QR] | None = None
+    person_id: PersonId | None = None
+    appointment_at: Annotated[
+        datetime,
+        timestamp(),
+        AfterValidator(_booked),
+        Field(description="At most 30 days old and 180 days ahead."),
+    ]
+    site_id: Annotated[str, site()] | None = None
+
+
+class CancellationBody(NamesPerson):
+    """An appointment's cancellation (the appointment is named by the path)."""
+
+    person_qr: Annotated[str, _QR] | None = None
+    person_id: PersonId | None = None
+    reason: Annotated[str, text(200)] | None = None
+    site_id: Annotated[str, site()] | None = None
 
 
 def parse_registration(
@@ -136,31 +239,32 @@ def parse_registration(
     allow_person_id: bool,
     limits: VaccinationLimits = PROGRAMME_LIMITS,
 ) -> RegistrationRequest | None:
-    """``{registration_id, person_qr | person_id, province, district, priority_group,
-    birth_year?}``; a birth year must fit the age groups (65+, 12-17)."""
-    before = len(errors)
-    f = Fields.of(value, path, errors)
-    if f is None:
-        return None
-    registration_id = client_id_field(f, "registration_id")
-    person_id = _person(f, qr, allow_id=allow_person_id)
-    province = province_field(f, "province")
-    district = f.text("district", max_length=64)
-    group = f.choice("priority_group", PriorityGroup)
-    birth_year = f.integer(
-        "birth_year", required=False, minimum=limits.min_birth_year, maximum=now.year
+    """A :class:`RegistrationBody`, by ``person_qr`` only unless ``allow_person_id``."""
+    context = Context(qr, now, limits)
+    reg = read_naming_person(
+        RegistrationBody, value, errors, path, context, allow_id=allow_person_id
     )
-    if birth_year is not None and group is not None:
-        age = now.year - birth_year
-        if group is PriorityGroup.AGE_65_PLUS and age < 65:
-            f.error("birth_year", "invalid-value", "the 65+ group needs an age of 65 or more")
-        elif group is PriorityGroup.AGE_12_17 and not 12 <= age <= 17:
-            f.error("birth_year", "invalid-value", "the 12-17 group needs an age of 12 to 17")
-    f.finish()
-    if not ok(errors, before):
+    if reg is None:
         return None
-    assert registration_id and person_id and province and district and group
-    return RegistrationRequest(registration_id, person_id, province, district, group, birth_year)
+    person_id = reg.person_qr or reg.person_id
+    assert person_id is not None
+    return RegistrationRequest(
+        reg.registration_id,
+        person_id,
+        reg.province,
+        reg.district,
+        reg.priority_group,
+        reg.birth_year,
+    )
+
+
+def parse_registration_list(body: object, errors: list[FieldError]) -> list[tuple[str, Any]] | None:
+    """The items of a :class:`RegistrationListBody` with their paths (each to be read by
+    :func:`parse_registration`)."""
+    envelope = read(RegistrationListBody, body, errors)
+    if envelope is None:
+        return None
+    return [(field_path("registrations", i), item) for i, item in enumerate(envelope.registrations)]
 
 
 def parse_appointment(
@@ -170,37 +274,22 @@ def parse_appointment(
     now: datetime,
     limits: VaccinationLimits = PROGRAMME_LIMITS,
 ) -> AppointmentRequest | None:
-    """``{appointment_id, person_qr | person_id, appointment_at, site_id?}``."""
-    before = len(errors)
-    f = Fields.of(value, "", errors)
-    if f is None:
+    """An :class:`AppointmentBody`, its time within the lateness and the horizon."""
+    appt = read_naming_person(AppointmentBody, value, errors, context=Context(qr, now, limits))
+    if appt is None:
         return None
-    appointment_id = client_id_field(f, "appointment_id")
-    person_id = _person(f, qr, allow_id=True)
-    at = time_between(
-        f, "appointment_at", now - limits.appointment_lateness, now + limits.appointment_horizon
-    )
-    site_id = site_field(f)
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert appointment_id and person_id and at
-    return AppointmentRequest(appointment_id, person_id, at, site_id)
+    person_id = appt.person_qr or appt.person_id
+    assert person_id is not None
+    return AppointmentRequest(appt.appointment_id, person_id, appt.appointment_at, appt.site_id)
 
 
 def parse_cancellation(
     value: object, errors: list[FieldError], qr: QrSigner
 ) -> CancellationRequest | None:
-    """``{person_qr | person_id, reason?, site_id?}`` (the appointment id is in the path)."""
-    before = len(errors)
-    f = Fields.of(value, "", errors)
-    if f is None:
+    """A :class:`CancellationBody`."""
+    cancellation = read_naming_person(CancellationBody, value, errors, context=Context(qr))
+    if cancellation is None:
         return None
-    person_id = _person(f, qr, allow_id=True)
-    reason = f.text("reason", required=False, max_length=200)
-    site_id = site_field(f)
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert person_id
-    return CancellationRequest(person_id, reason, site_id)
+    person_id = cancellation.person_qr or cancellation.person_id
+    assert person_id is not None
+    return CancellationRequest(person_id, cancellation.reason, cancellation.site_id)

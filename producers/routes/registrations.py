@@ -13,8 +13,7 @@ from covidtech.tokens import Claims, ScopeKind
 from covidtech.web.problems import validation_problem
 from producers.events import vaccination_registered
 from producers.openapi import vaccination as doc
-from producers.requests.common import PROGRAMME_LIMITS, batch_items
-from producers.requests.vaccination import parse_registration
+from producers.requests.vaccination import parse_registration, parse_registration_list
 from producers.routes.common import (
     BatchItem,
     Write,
@@ -88,9 +87,7 @@ async def _register_list(
     svc: IngestService, body: dict[str, Any], institution: str, now: datetime
 ) -> Response:
     envelope: list[FieldError] = []
-    raw_items = batch_items(
-        body, "registrations", PROGRAMME_LIMITS.max_bulk_registrations, envelope
-    )
+    raw_items = parse_registration_list(body, envelope)
     if raw_items is None:
         raise validation_problem(envelope)
     items: list[BatchItem] = []

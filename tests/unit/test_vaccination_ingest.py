@@ -16,11 +16,17 @@ from starlette.routing import Route
 
 from covidtech.settings import Settings
 from covidtech.web.problems import Problem, problem_response
-from domain.qr import QrKind
+from domain import reference
+from domain.programme import PriorityGroup
+from domain.qr import QrKind, QrSigner
 from producers.app import ROUTES
 from producers.memory import memory_service, with_service
 from producers.openapi import openapi_document
+from producers.requests.common import VaccinationLimits
+from producers.requests.supply import parse_allocation, parse_discard, parse_plan
+from producers.requests.vaccination import parse_registration, parse_registration_list
 from producers.service import IngestService
+from producers.validation import FieldError
 from tests.unit.ingest_support import MemoryLog
 
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
@@ -322,3 +328,134 @@ def test_the_openapi_paths_cover_every_route() -> None:
         for method in route.methods - {"HEAD"}:
             operation = paths[route.path][method.lower()]
             assert {"401", "403", "422", "503"} <= set(operation["responses"])
+
+
+QR = QrSigner(SECRET)
+PERSON = pid(1)
+
+
+@pytest.mark.parametrize(
+    ("person", "allow_id", "expected"),
+    [
+        ({}, True, {("person_qr", "missing", "is required")}),
+        ({"person_qr": None}, True, {("person_qr", "missing", "must not be null")}),
+        ({"person_id": None}, True, {("person_id", "missing", "must not be null")}),
+        (
+            {"person_id": PERSON, "person_qr": None},
+            True,
+            {("person_id", "invalid-value", "give person_qr or person_id, not both")},
+        ),
+        (
+            {"person_id": PERSON},
+            False,
+            {
+                ("person_qr", "missing", "is required"),
+                ("person_id", "unknown-field", "is not a field of this request"),
+            },
+        ),
+        (
+            {"person_qr": QrSigner("another-secret-0123456789").payload(QrKind.PERSON, PERSON)},
+            False,
+            {("person_qr", "forged-qr", "the QR code's signature does not match")},
+        ),
+        (
+            {"person_qr": QR.payload(QrKind.VENUE, "v_abcdefghijklmnopqrst")},
+            True,
+            {("person_qr", "wrong-qr-kind", "must be a personal QR code")},
+        ),
+    ],
+)
+def test_a_registration_names_its_person_once(
+    person: dict[str, Any], allow_id: bool, expected: set[tuple[str, str, str]]
+) -> None:
+    body = {k: v for k, v in registration(1).items() if k != "person_id"} | person
+    errors: list[FieldError] = []
+    assert parse_registration(body, "", errors, QR, NOW, allow_person_id=allow_id) is None
+    assert {(e.field, e.code, e.message) for e in errors} == expected
+
+
+def test_a_body_s_errors_come_in_field_order_under_its_path() -> None:
+    body = registration(1, registration_id="x", person_qr=QR.payload(QrKind.PERSON, PERSON))
+    body["district"] = " "
+    errors: list[FieldError] = []
+    assert (
+        parse_registration(body, "registrations[4]", errors, QR, NOW, allow_person_id=True) is None
+    )
+    assert [(e.field, e.code) for e in errors] == [
+        ("registrations[4].registration_id", "invalid-value"),
+        ("registrations[4].person_id", "invalid-value"),
+        ("registrations[4].district", "invalid-value"),
+    ]
+
+
+def test_a_registration_list_is_judged_as_an_envelope_first() -> None:
+    errors: list[FieldError] = []
+    assert parse_registration_list({"registrations": []}, errors) is None
+    assert parse_registration_list({"registrations": [{}], "x": 1}, errors) is None
+    assert parse_registration_list({"registrations": {}}, errors) is None
+    assert [(e.field, e.code) for e in errors] == [
+        ("registrations", "too-few-items"),
+        ("x", "unknown-field"),
+        ("registrations", "wrong-type"),
+    ]
+    items = parse_registration_list({"registrations": [{"a": 1}, 2]}, [])
+    assert items == [("registrations[0]", {"a": 1}), ("registrations[1]", 2)]
+
+
+def test_a_plan_s_targets_are_at_most_the_province_s_census() -> None:
+    population = reference.population("01")
+    errors: list[FieldError] = []
+    body = {
+        "target_date": "2021-12-31",
+        "targets": {"GENERAL": {"people_vaccinated": population + 1, "people_fully_vaccinated": 0}},
+    }
+    assert parse_plan(body, "01", errors, NOW.date()) is None
+    assert [(e.field, e.code, e.message) for e in errors] == [
+        ("targets.GENERAL.people_vaccinated", "out-of-range", f"must be between 0 and {population}")
+    ]
+    plan = parse_plan(body, "79", [], NOW.date())  # Ho Chi Minh City has more people
+    assert plan is not None and plan.targets == ((PriorityGroup.GENERAL, population + 1, 0),)
+
+
+def test_stock_limits_and_windows_come_from_the_programme_s_limits() -> None:
+    limits = VaccinationLimits(max_allocation_doses=10, discard_lateness=timedelta(days=1))
+    alloc = {"allocation_id": "alloc-0001", "province": "79", "vaccine": "AZ", "doses": 11}
+    errors: list[FieldError] = []
+    assert parse_allocation(alloc, errors, limits) is None
+    assert parse_allocation({**alloc, "doses": 10}, errors, limits) is not None
+    discard = {
+        "discard_id": "disc-0001",
+        "province": "79",
+        "vaccine": "AZ",
+        "doses": 1,
+        "reason": "EXPIRED",
+        "discarded_at": "2021-07-31T00:00:00Z",
+    }
+    assert parse_discard(discard, errors, NOW) is not None
+    assert parse_discard(discard, errors, NOW, limits) is None
+    assert [(e.field, e.code) for e in errors] == [
+        ("doses", "out-of-range"),
+        ("discarded_at", "time-too-old"),
+    ]
+
+
+def test_the_programme_bodies_are_documented_by_their_models() -> None:
+    document = openapi_document()
+    paths = document["paths"]
+
+    def body(path: str, method: str = "post") -> dict[str, Any]:
+        schema: dict[str, Any] = paths[path][method]["requestBody"]["content"]["application/json"][
+            "schema"
+        ]
+        return schema
+
+    single, batch = body("/v1/vaccination/registrations")["oneOf"]
+    assert batch["properties"]["registrations"]["items"] == single
+    assert batch["properties"]["registrations"]["maxItems"] == 1000
+    for schema in (single, body("/v1/vaccination/appointments")):
+        assert schema["oneOf"] == [{"required": ["person_qr"]}, {"required": ["person_id"]}]
+        assert schema["properties"]["person_qr"]["type"] == "string"  # not nullable
+    plan = body("/v1/vaccination/plans/{province}", "put")
+    target = plan["properties"]["targets"]["additionalProperties"]
+    assert target["required"] == ["people_vaccinated", "people_fully_vaccinated"]
+    assert "$defs" not in str(document)
