@@ -33,12 +33,12 @@ from typing import Any
 from domain import chains
 from domain.exposure import AlertStatus, Risk
 from domain.results import DEFAULT_RULES as RESULT_RULES
-from domain.results import CaseRecord, PersonCases, ResultRules, cases, record_positive
+from domain.results import CaseRecord, ResultRules, cases, record_positive
 from domain.rules import DEFAULT_RULES, PresenceRules
 from projections.model import Delete, Upsert
 from streams.context import BatchContext, Message
-from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
-from streams.people import expired_positives
+from streams.ids import derived_id, from_ms, to_days, to_ms
+from streams.people import expired_positives, person_cases
 
 TABLE = "chains"
 ALERT = "covidtech.exposure.ExposureAlertRaised"
@@ -117,7 +117,7 @@ class ChainHandler:
         candidate = CaseRecord(
             person, rec["sample_id"], rec["collected_at"], rec["symptom_onset"], rec["province"]
         )
-        decision = record_positive(_person_cases(person, st), candidate, self.results)
+        decision = record_positive(person_cases(person, st), candidate, self.results)
         if decision.state is None or not decision.changed:
             return False
         st["positives"] = [
@@ -134,7 +134,7 @@ class ChainHandler:
     def _cases(self, person: str, st: dict[str, Any]) -> list[chains.CaseRef]:
         return [
             chains.CaseRef(c.collected_at, person, c.sample_id)
-            for c in cases(_person_cases(person, st), self.results)
+            for c in cases(person_cases(person, st), self.results)
         ]
 
     # ------------------------------------------------------------------ contact side
@@ -263,15 +263,24 @@ def _version(entry: list[Any] | None) -> int:
     return int(entry[6]) if entry is not None else 0
 
 
-def _on_alert(st: dict[str, Any], rec: dict[str, Any]) -> bool:
-    """Keep the latest version of an alert about this contact; False if not newer."""
+def _keep_latest(st: dict[str, Any], part: str, rec: dict[str, Any], entry: list[Any]) -> bool:
+    """Keep ``entry`` as ``part``'s copy of ``rec``'s alert unless the one held is as new
+    (both kinds of entry hold the version at index 6); False if not newer."""
     aid = rec["alert_id"]
-    held = st["exposures"].get(aid)
+    held = st[part].get(aid)
     if held is not None and held[6] >= rec["version"]:
         return False
-    st["exposures"] = {
-        **st["exposures"],
-        aid: [
+    st[part] = {**st[part], aid: entry}
+    return True
+
+
+def _on_alert(st: dict[str, Any], rec: dict[str, Any]) -> bool:
+    """Keep the latest version of an alert about this contact; False if not newer."""
+    return _keep_latest(
+        st,
+        "exposures",
+        rec,
+        [
             rec["case_person_id"],
             rec["venue_id"],
             rec["province"],
@@ -280,19 +289,16 @@ def _on_alert(st: dict[str, Any], rec: dict[str, Any]) -> bool:
             rec["status"],
             rec["version"],
         ],
-    }
-    return True
+    )
 
 
 def _on_claim(st: dict[str, Any], rec: dict[str, Any]) -> bool:
     """Keep the latest version of a claim naming this source; False if not newer."""
-    aid = rec["alert_id"]
-    held = st["claims"].get(aid)
-    if held is not None and held[6] >= rec["version"]:
-        return False
-    st["claims"] = {
-        **st["claims"],
-        aid: [
+    return _keep_latest(
+        st,
+        "claims",
+        rec,
+        [
             rec["case_person_id"],
             rec["case_sample_id"],
             to_ms(rec["case_collected_at"]),
@@ -302,19 +308,6 @@ def _on_claim(st: dict[str, Any], rec: dict[str, Any]) -> bool:
             rec["version"],
             rec["removed"],
         ],
-    }
-    return True
-
-
-def _person_cases(person: str, st: dict[str, Any]) -> PersonCases:
-    return PersonCases(
-        person,
-        tuple(
-            CaseRecord(
-                person, p[0], from_ms(p[1]), from_days(p[2]) if p[2] is not None else None, p[3]
-            )
-            for p in st["positives"]
-        ),
     )
 
 

@@ -195,7 +195,7 @@ class PersonHandler:
             rec["province"],
             rec.get("resulted_at"),
         )
-        known = _person_cases(person, st)
+        known = person_cases(person, st)
         decision = record_positive(known, candidate)
         assert decision.state is not None
         # The positive as the person's cases keep it (of two copies of one sample id, the
@@ -268,7 +268,7 @@ class PersonHandler:
     ) -> None:
         visits = [Visit(from_ms(a), from_ms(b)) for a, b in st["visits"].get(venue, [])]
         new: dict[datetime, Interval] = {}
-        for case in cases(_person_cases(person, st)):
+        for case in cases(person_cases(person, st)):
             iw = infectious_window(case.collected_at, case.symptom_onset, self.rules)
             for start, window in exposure_windows(visits, iw, self.rules).items():
                 new.setdefault(start, window)
@@ -379,7 +379,9 @@ def prune_person(
     return out
 
 
-def _person_cases(person: str, st: dict[str, Any]) -> PersonCases:
+def person_cases(person: str, st: dict[str, Any]) -> PersonCases:
+    """The cases of a person's ``positives`` state (this agent's, or the chain agent's, which
+    keeps no ``resulted_at``)."""
     return PersonCases(
         person,
         tuple(

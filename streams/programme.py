@@ -63,6 +63,7 @@ from domain.vaccines import UnknownVaccine, get_vaccine
 from projections.model import Delete, Mutation, Upsert
 from streams.context import BatchContext, Message
 from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
+from streams.vaccination import dose_of
 
 log = logging.getLogger(__name__)
 
@@ -251,13 +252,7 @@ class RegistrationHandler:
         if rec["dose_id"] in st["doses"]:
             return False
         try:
-            dose = Dose(
-                rec["dose_id"],
-                rec["administered_at"],
-                rec["vaccine"],
-                rec["birth_year"],
-                rec["residence_province"],
-            )
+            dose = dose_of(rec)
         except (InvalidDose, UnknownVaccine) as e:
             # The coverage agent dead-letters this dose; it counts nowhere, here neither.
             log.info("dose %s not counted by the programme: %s", rec["dose_id"], e)
@@ -349,9 +344,14 @@ def _appointment(person: str, appointment_id: str, v: list[Any]) -> Appointment:
 
 
 @dataclass
-class _Dirty:
-    """What one message changed in a province, so each affected row is written once."""
+class _Change:
+    """One message's work on a province: the batch, the message, the province and its state
+    being changed, and what the message changed, so each affected row is written once."""
 
+    ctx: BatchContext
+    msg: Message
+    province: str
+    pv: dict[str, Any]
     counts: set[tuple[str, str]] = field(default_factory=set)  # (group, status)
     stock: set[str] = field(default_factory=set)  # vaccines
     plan: set[str] = field(default_factory=set)  # groups
@@ -387,42 +387,34 @@ class ProvinceProgrammeHandler:
             raise ValueError(f"{name} for province {rec['province']} keyed by {province}")
         held = ctx.state(PROVINCES, province)
         pv = _copy_province(held) if held else _empty_province()
-        dirty = _Dirty()
+        ch = _Change(ctx, msg, province, pv)
         if name == STATUS:
-            self._on_status(ctx, msg, province, pv, dirty, rec)
+            self._on_status(ch, rec)
         elif name in (ALLOCATED, DISCARDED, DRAWN):
-            if not self._on_movement(ctx, msg, province, pv, dirty, name, rec):
+            if not self._on_movement(ch, name, rec):
                 return
         elif name == PLAN_SET:
-            self._on_plan(ctx, msg, province, pv, dirty, rec)
+            self._on_plan(ch, rec)
         else:
             ctx.dead_letter(msg, f"unexpected event {name} on {msg.topic}")
             return
-        self._write(ctx, province, pv, dirty)
+        self._write(ch)
         ctx.set_state(PROVINCES, province, pv, msg)
 
     # ---------------------------------------------------------------- events
 
     def _on_status(
         self,
-        ctx: BatchContext,
-        msg: Message,
-        province: str,
-        pv: dict[str, Any],
-        dirty: _Dirty,
+        ch: _Change,
         rec: dict[str, Any],
     ) -> None:
         incoming = StatusFacts.from_record(rec)
-        new = incoming if incoming.province == province else None  # None: a retraction
-        self._apply_person(ctx, msg, province, pv, dirty, rec["person_id"], new)
+        new = incoming if incoming.province == ch.province else None  # None: a retraction
+        self._apply_person(ch, rec["person_id"], new)
 
     def _on_movement(
         self,
-        ctx: BatchContext,
-        msg: Message,
-        province: str,
-        pv: dict[str, Any],
-        dirty: _Dirty,
+        ch: _Change,
         name: str,
         rec: dict[str, Any],
     ) -> bool:
@@ -437,30 +429,26 @@ class ProvinceProgrammeHandler:
         get_vaccine(vaccine)  # an unknown product is dead-lettered (UnknownVaccine)
         if doses <= 0:
             raise ValueError(f"{name} {movement_id}: doses must be positive, got {doses}")
-        seen_key = f"{province}|{kind}|{movement_id}"
-        if ctx.state(SEEN, seen_key) is not None:
+        seen_key = f"{ch.province}|{kind}|{movement_id}"
+        if ch.ctx.state(SEEN, seen_key) is not None:
             return False  # counted already (a redelivery, possibly at a new offset)
-        ctx.set_state(SEEN, seen_key, 1, msg)
-        self._advance_clock(ctx, msg, province, pv, dirty, to_ms(rec[at]))
-        level = pv["stock"].setdefault(vaccine, [0, 0, 0])
+        ch.ctx.set_state(SEEN, seen_key, 1, ch.msg)
+        self._advance_clock(ch, to_ms(rec[at]))
+        level = ch.pv["stock"].setdefault(vaccine, [0, 0, 0])
         level[column] += doses
         if kind == "dose":
             day = to_days(self._local_day(rec[at]))
-            first, _ = rate_window(from_days(self._as_of_day(pv)), self.rules.stock_rate_days)
+            first, _ = rate_window(from_days(self._as_of_day(ch.pv)), self.rules.stock_rate_days)
             if day >= to_days(first):
-                daily = pv["daily"].setdefault(vaccine, {})
+                daily = ch.pv["daily"].setdefault(vaccine, {})
                 daily[str(day)] = daily.get(str(day), 0) + 1
-        dirty.stock.add(vaccine)
-        dirty.totals = True
+        ch.stock.add(vaccine)
+        ch.totals = True
         return True
 
     def _on_plan(
         self,
-        ctx: BatchContext,
-        msg: Message,
-        province: str,
-        pv: dict[str, Any],
-        dirty: _Dirty,
+        ch: _Change,
         rec: dict[str, Any],
     ) -> None:
         targets: dict[PriorityGroup, PlanTarget] = {}
@@ -470,19 +458,19 @@ class ProvinceProgrammeHandler:
                 raise ValueError(f"plan {rec['plan_id']} has two targets for {group}")
             targets[group] = PlanTarget(t["people_vaccinated"], t["people_fully_vaccinated"])
         incoming = VaccinationPlan(
-            rec["plan_id"], province, rec["target_date"], targets, rec["set_at"]
+            rec["plan_id"], ch.province, rec["target_date"], targets, rec["set_at"]
         )
-        held = _plan_from_state(province, pv["plan"]) if pv["plan"] else None
+        held = _plan_from_state(ch.province, ch.pv["plan"]) if ch.pv["plan"] else None
         winner = latest_plan(held, incoming)
-        self._advance_clock(ctx, msg, province, pv, dirty, to_ms(incoming.set_at))
+        self._advance_clock(ch, to_ms(incoming.set_at))
         if winner != held:
             old_groups = set(held.targets) if held else set()
             for group in old_groups - set(winner.targets):
-                ctx.write(
-                    [Delete("plan_progress", {"province": province, "priority_group": group})]
+                ch.ctx.write(
+                    [Delete("plan_progress", {"province": ch.province, "priority_group": group})]
                 )
-            pv["plan"] = _plan_to_state(winner)
-            dirty.plan |= {g.value for g in winner.targets}
+            ch.pv["plan"] = _plan_to_state(winner)
+            ch.plan |= {g.value for g in winner.targets}
 
     # ---------------------------------------------------------------- the clock
 
@@ -495,104 +483,93 @@ class ProvinceProgrammeHandler:
 
     def _advance_clock(
         self,
-        ctx: BatchContext,
-        msg: Message,
-        province: str,
-        pv: dict[str, Any],
-        dirty: _Dirty,
+        ch: _Change,
         t: int,
     ) -> None:
         """Move the province's clock to ``t`` if later: no-shows, rate windows, as-of days."""
-        old = pv["wm"]
+        old = ch.pv["wm"]
         if old is not None and t <= old:
             return
-        old_day = self._as_of_day(pv) if old is not None else None
-        pv["wm"] = t
-        dirty.totals = True
-        new_day = self._as_of_day(pv)
+        old_day = self._as_of_day(ch.pv) if old is not None else None
+        ch.pv["wm"] = t
+        ch.totals = True
+        new_day = self._as_of_day(ch.pv)
         if new_day != old_day:
             first, _ = rate_window(from_days(new_day), self.rules.stock_rate_days)
-            for vaccine, daily in pv["daily"].items():
-                pv["daily"][vaccine] = {d: n for d, n in daily.items() if int(d) >= to_days(first)}
-            dirty.stock |= set(pv["stock"])
-            if pv["plan"]:
-                dirty.plan |= set(pv["plan"][3])
-        due_now = [d for d in pv["due"] if to_ms(day_deadline(from_days(d), self.rules)) <= t]
+            for vaccine, daily in ch.pv["daily"].items():
+                ch.pv["daily"][vaccine] = {
+                    d: n for d, n in daily.items() if int(d) >= to_days(first)
+                }
+            ch.stock |= set(ch.pv["stock"])
+            if ch.pv["plan"]:
+                ch.plan |= set(ch.pv["plan"][3])
+        due_now = [d for d in ch.pv["due"] if to_ms(day_deadline(from_days(d), self.rules)) <= t]
         if not due_now:
             return
-        pv["due"] = [d for d in pv["due"] if d not in due_now]
+        ch.pv["due"] = [d for d in ch.pv["due"] if d not in due_now]
         for day in due_now:
-            bucket_key = f"{province}|due|{day}"
-            for person in sorted(ctx.state(PROVINCES, bucket_key) or {}):
-                entry = ctx.state(REGISTRATIONS, f"{province}|{person}")
+            bucket_key = f"{ch.province}|due|{day}"
+            for person in sorted(ch.ctx.state(PROVINCES, bucket_key) or {}):
+                entry = ch.ctx.state(REGISTRATIONS, f"{ch.province}|{person}")
                 if entry is not None and entry["s"] == RegistrationStatus.SCHEDULED:
                     facts = StatusFacts(*entry["f"])
-                    self._apply_person(ctx, msg, province, pv, dirty, person, facts)
-            ctx.set_state(PROVINCES, bucket_key, None, msg)
+                    self._apply_person(ch, person, facts)
+            ch.ctx.set_state(PROVINCES, bucket_key, None, ch.msg)
 
     # ---------------------------------------------------------------- a person
 
     def _apply_person(
         self,
-        ctx: BatchContext,
-        msg: Message,
-        province: str,
-        pv: dict[str, Any],
-        dirty: _Dirty,
+        ch: _Change,
         person: str,
         new: StatusFacts | None,
     ) -> None:
         """Replace a person's contribution to the province: rows, counts and daily gains."""
-        key = f"{province}|{person}"
-        entry = ctx.state(REGISTRATIONS, key)
+        key = f"{ch.province}|{person}"
+        entry = ch.ctx.state(REGISTRATIONS, key)
         old = StatusFacts(*entry["f"]) if entry else None
         old_status = RegistrationStatus(entry["s"]) if entry else None
-        new_status = new.status(pv["wm"], self.rules) if new else None
+        new_status = new.status(ch.pv["wm"], self.rules) if new else None
         if old == new and old_status == new_status:
             return
         if old is not None and old_status is not None:
-            self._count(pv, dirty, old.priority_group, old_status, -1)
+            self._count(ch, old.priority_group, old_status, -1)
             if new is None:
-                dirty.totals = True
+                ch.totals = True
         elif new is not None:
-            dirty.totals = True
+            ch.totals = True
         if new is not None and new_status is not None:
-            self._count(pv, dirty, new.priority_group, new_status, +1)
+            self._count(ch, new.priority_group, new_status, +1)
         if old != new:
-            self._move_gains(ctx, msg, province, dirty, old, new)
-        ctx.write(self._person_rows(province, person, old, old_status, new, new_status))
+            self._move_gains(ch, old, new)
+        ch.ctx.write(self._person_rows(ch.province, person, old, old_status, new, new_status))
         if new is not None and new_status == RegistrationStatus.SCHEDULED:
             assert new.appointment_at is not None
             day = to_days(self._local_day(from_ms(new.appointment_at)))
-            bucket_key = f"{province}|due|{day}"
-            bucket = ctx.state(PROVINCES, bucket_key) or {}
+            bucket_key = f"{ch.province}|due|{day}"
+            bucket = ch.ctx.state(PROVINCES, bucket_key) or {}
             if person not in bucket:
-                ctx.set_state(PROVINCES, bucket_key, {**bucket, person: 1}, msg)
-            if day not in pv["due"]:
-                pv["due"] = sorted([*pv["due"], day])
+                ch.ctx.set_state(PROVINCES, bucket_key, {**bucket, person: 1}, ch.msg)
+            if day not in ch.pv["due"]:
+                ch.pv["due"] = sorted([*ch.pv["due"], day])
         if new is None:
-            ctx.set_state(REGISTRATIONS, key, None, msg)
+            ch.ctx.set_state(REGISTRATIONS, key, None, ch.msg)
         else:
             assert new_status is not None
-            ctx.set_state(REGISTRATIONS, key, {"f": list(new), "s": new_status.value}, msg)
+            ch.ctx.set_state(REGISTRATIONS, key, {"f": list(new), "s": new_status.value}, ch.msg)
 
     @staticmethod
-    def _count(
-        pv: dict[str, Any], dirty: _Dirty, group: str, status: RegistrationStatus, sign: int
-    ) -> None:
-        by_status = pv["counts"].setdefault(group, {})
+    def _count(ch: _Change, group: str, status: RegistrationStatus, sign: int) -> None:
+        by_status = ch.pv["counts"].setdefault(group, {})
         n = by_status.get(status.value, 0) + sign
         if n < 0:
             raise ValueError(f"registration count {group}/{status} would become {n}")
         by_status[status.value] = n
-        dirty.counts.add((group, status.value))
+        ch.counts.add((group, status.value))
 
     def _move_gains(
         self,
-        ctx: BatchContext,
-        msg: Message,
-        province: str,
-        dirty: _Dirty,
+        ch: _Change,
         old: StatusFacts | None,
         new: StatusFacts | None,
     ) -> None:
@@ -608,8 +585,8 @@ class ProvinceProgrammeHandler:
         for (group, day, column), change in changes.items():
             if change == 0:
                 continue
-            series_key = f"{province}|series|{group}"
-            series = dict(ctx.state(PROVINCES, series_key) or {})
+            series_key = f"{ch.province}|series|{group}"
+            series = dict(ch.ctx.state(PROVINCES, series_key) or {})
             counts = list(series.get(str(day), [0, 0]))
             counts[column] += change
             if counts[column] < 0:
@@ -618,8 +595,8 @@ class ProvinceProgrammeHandler:
                 series.pop(str(day), None)
             else:
                 series[str(day)] = counts
-            ctx.set_state(PROVINCES, series_key, series, msg)
-            dirty.plan.add(group)
+            ch.ctx.set_state(PROVINCES, series_key, series, ch.msg)
+            ch.plan.add(group)
 
     @staticmethod
     def _person_rows(
@@ -696,26 +673,26 @@ class ProvinceProgrammeHandler:
 
     # ---------------------------------------------------------------- rows
 
-    def _write(self, ctx: BatchContext, province: str, pv: dict[str, Any], dirty: _Dirty) -> None:
+    def _write(self, ch: _Change) -> None:
         rows: list[Mutation] = []
-        for group, status in sorted(dirty.counts):
-            n = pv["counts"].get(group, {}).get(status, 0)
-            key = {"province": province, "priority_group": group, "status": status}
+        for group, status in sorted(ch.counts):
+            n = ch.pv["counts"].get(group, {}).get(status, 0)
+            key = {"province": ch.province, "priority_group": group, "status": status}
             rows.append(
                 Upsert("registration_counts", {**key, "people": n})
                 if n
                 else Delete("registration_counts", key)
             )
-        as_of = from_days(self._as_of_day(pv)) if pv["wm"] is not None else None
-        for vaccine in sorted(dirty.stock):
-            level = StockLevel(*pv["stock"][vaccine])
-            daily = {from_days(int(d)): n for d, n in pv["daily"].get(vaccine, {}).items()}
+        as_of = from_days(self._as_of_day(ch.pv)) if ch.pv["wm"] is not None else None
+        for vaccine in sorted(ch.stock):
+            level = StockLevel(*ch.pv["stock"][vaccine])
+            daily = {from_days(int(d)): n for d, n in ch.pv["daily"].get(vaccine, {}).items()}
             outlook = stock_outlook(level, daily, as_of, self.rules)
             rows.append(
                 Upsert(
                     "vaccine_stock",
                     {
-                        "province": province,
+                        "province": ch.province,
                         "vaccine": vaccine,
                         "allocated": level.allocated,
                         "administered": level.administered,
@@ -729,16 +706,16 @@ class ProvinceProgrammeHandler:
                     },
                 )
             )
-        if pv["plan"] is not None:
-            plan = _plan_from_state(province, pv["plan"])
-            for group in sorted(dirty.plan):
+        if ch.pv["plan"] is not None:
+            plan = _plan_from_state(ch.province, ch.pv["plan"])
+            for group in sorted(ch.plan):
                 target = plan.targets.get(PriorityGroup(group))
                 if target is not None:
-                    series = ctx.state(PROVINCES, f"{province}|series|{group}") or {}
+                    series = ch.ctx.state(PROVINCES, f"{ch.province}|series|{group}") or {}
                     rows.append(self._progress_row(plan, group, target, series, as_of))
-        if dirty.totals:
-            rows.append(self._totals_row(province, pv))
-        ctx.write(rows)
+        if ch.totals:
+            rows.append(self._totals_row(ch.province, ch.pv))
+        ch.ctx.write(rows)
 
     def _progress_row(
         self,

@@ -41,6 +41,17 @@ SERIES = "coverage_series"
 STATUS = "covidtech.vaccination.PersonCoverageStatus"
 
 
+def dose_of(rec: dict[str, Any]) -> Dose:
+    """The dose of a DoseAdministered record; raises InvalidDose or UnknownVaccine."""
+    return Dose(
+        rec["dose_id"],
+        rec["administered_at"],
+        rec["vaccine"],
+        rec["birth_year"],
+        rec["residence_province"],
+    )
+
+
 class DoseHandler:
     """A person's doses and coverage status."""
 
@@ -55,13 +66,7 @@ class DoseHandler:
         if any(d[0] == rec["dose_id"] for d in st["doses"]):
             return  # dose ids are idempotency keys
         try:
-            dose = Dose(
-                rec["dose_id"],
-                rec["administered_at"],
-                rec["vaccine"],
-                rec["birth_year"],
-                rec["residence_province"],
-            )
+            dose = dose_of(rec)
         except InvalidDose as e:
             ctx.dead_letter(msg, f"InvalidDose: {e}")
             return
