@@ -27,6 +27,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from domain.rules import refuse
+
 __all__ = [
     "DEFAULT_RULES",
     "EpidemiologyRules",
@@ -73,8 +75,7 @@ class EpidemiologyRules:
             problems.append(f"rt_min_cases={self.rt_min_cases} must not be negative")
         if self.si_max_days < 2:
             problems.append(f"si_max_days={self.si_max_days} must be at least 2")
-        if problems:
-            raise ValueError("invalid epidemiology rules: " + "; ".join(problems))
+        refuse("epidemiology", problems)
 
 
 DEFAULT_RULES = EpidemiologyRules()

@@ -46,10 +46,10 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from domain import reference
 from domain.coverage import Dose, person_status
+from domain.rules import LocalZone, field_problems, refuse
 
 __all__ = [
     "DEFAULT_PROGRAMME_RULES",
@@ -127,7 +127,7 @@ class DiscardReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ProgrammeRules:
+class ProgrammeRules(LocalZone):
     """The numbers of the programme rules; defaults are the decisions in docs/design.md."""
 
     no_show_grace: timedelta = timedelta(0)
@@ -142,23 +142,13 @@ class ProgrammeRules:
     """IANA zone of local days."""
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-        if self.no_show_grace < timedelta(0):
-            problems.append(f"no_show_grace={self.no_show_grace} must not be negative")
-        for name in ("stock_rate_days", "plan_rate_days", "max_bulk_registrations"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be at least 1")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            problems.append(f"timezone={self.timezone!r} is not a known IANA zone ({e})")
-        if problems:
-            raise ValueError("invalid programme rules: " + "; ".join(problems))
-
-    @property
-    def zone(self) -> ZoneInfo:
-        """The local zone (``ZoneInfo`` caches instances)."""
-        return ZoneInfo(self.timezone)
+        problems = field_problems(
+            self,
+            non_negative=("no_show_grace",),
+            at_least_one=("stock_rate_days", "plan_rate_days", "max_bulk_registrations"),
+            timezone=self.timezone,
+        )
+        refuse("programme", problems)
 
 
 DEFAULT_PROGRAMME_RULES = ProgrammeRules()

@@ -13,11 +13,58 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["DEFAULT_RULES", "PresenceRules"]
+__all__ = ["DEFAULT_RULES", "LocalZone", "PresenceRules", "field_problems", "refuse"]
+
+
+def field_problems(
+    rules: object,
+    *,
+    positive: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    at_least_one: tuple[str, ...] = (),
+    timezone: str | None = None,
+) -> list[str]:
+    """What is wrong with the named fields of a rules object: each of ``positive`` must be
+    above zero, of ``non_negative`` not below it (durations or numbers), of ``at_least_one``
+    at least 1, and ``timezone``, if given, a known IANA zone."""
+    problems: list[str] = []
+    for name in (*positive, *non_negative, *at_least_one):
+        value = getattr(rules, name)
+        zero = timedelta(0) if isinstance(value, timedelta) else 0
+        if name in positive and value <= zero:
+            problems.append(f"{name}={value} must be positive")
+        elif name in non_negative and value < zero:
+            problems.append(f"{name}={value} must not be negative")
+        elif name in at_least_one and value < 1:
+            problems.append(f"{name}={value} must be at least 1")
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            problems.append(f"timezone={timezone!r} is not a known IANA zone ({e})")
+    return problems
+
+
+def refuse(kind: str, problems: list[str]) -> None:
+    """Raise ``ValueError`` naming every problem of ``kind`` rules, if there is any."""
+    if problems:
+        raise ValueError(f"invalid {kind} rules: " + "; ".join(problems))
+
+
+class LocalZone:
+    """Rules whose ``timezone`` (an IANA name) is the zone of their local days."""
+
+    __slots__ = ()
+    timezone: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The local zone; ``ZoneInfo`` caches instances, so this is cheap to call."""
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True, slots=True)
-class PresenceRules:
+class PresenceRules(LocalZone):
     """Settings of the presence, exposure and cluster rules; defaults are DESIGN.md's."""
 
     # Presence (a visit)
@@ -65,27 +112,18 @@ class PresenceRules:
     """IANA zone of local dates ("day") and local midnights."""
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-        positive = {
-            "default_dwell": self.default_dwell,
-            "max_dwell": self.max_dwell,
-            "out_pairing_limit": self.out_pairing_limit,
-            "presence_retention": self.presence_retention,
-            "high_risk_threshold": self.high_risk_threshold,
-            "incubation_period": self.incubation_period,
-        }
-        for name, value in positive.items():
-            if value <= timedelta(0):
-                problems.append(f"{name}={value} must be positive")
-        non_negative = {
-            "lateness": self.lateness,
-            "future_tolerance": self.future_tolerance,
-            "aerosol_tail_cap": self.aerosol_tail_cap,
-            "cluster_span": self.cluster_span,
-        }
-        for name, value in non_negative.items():
-            if value < timedelta(0):
-                problems.append(f"{name}={value} must not be negative")
+        problems = field_problems(
+            self,
+            positive=(
+                "default_dwell",
+                "max_dwell",
+                "out_pairing_limit",
+                "presence_retention",
+                "high_risk_threshold",
+                "incubation_period",
+            ),
+            non_negative=("lateness", "future_tolerance", "aerosol_tail_cap", "cluster_span"),
+        )
         if self.default_dwell > self.max_dwell:
             problems.append(
                 f"default_dwell={self.default_dwell} exceeds max_dwell={self.max_dwell}"
@@ -100,19 +138,10 @@ class PresenceRules:
                 f"no-onset window [{self.no_onset_window_start}, {self.no_onset_window_end}]"
                 " is empty"
             )
-        if self.cluster_min_cases < 1:
-            problems.append(f"cluster_min_cases={self.cluster_min_cases} must be at least 1")
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            problems.append(f"timezone={self.timezone!r} is not a known IANA zone ({e})")
-        if problems:
-            raise ValueError("invalid presence rules: " + "; ".join(problems))
-
-    @property
-    def zone(self) -> ZoneInfo:
-        """The local zone; ``ZoneInfo`` caches instances, so this is cheap to call."""
-        return ZoneInfo(self.timezone)
+        problems += field_problems(
+            self, at_least_one=("cluster_min_cases",), timezone=self.timezone
+        )
+        refuse("presence", problems)
 
     def effective_dwell(self, dwell: timedelta | None = None) -> timedelta:
         """The dwell to pair a venue's scans with: the venue's own, else the default.

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from domain.rules import field_problems, refuse
+
 __all__ = [
     "DEFAULT_RULES",
     "CheckInStatus",
@@ -58,19 +60,17 @@ class StatusRules:
     """How long after the dose completing the primary series a person is fully vaccinated."""
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-        for name in ("red_window", "exposure_window", "recovery_window"):
-            if getattr(self, name) <= timedelta(0):
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        if self.vaccination_delay < timedelta(0):
-            problems.append(f"vaccination_delay={self.vaccination_delay} must not be negative")
+        problems = field_problems(
+            self,
+            positive=("red_window", "exposure_window", "recovery_window"),
+            non_negative=("vaccination_delay",),
+        )
         if self.recovery_window < self.red_window:
             problems.append(
                 f"recovery_window={self.recovery_window} is shorter than "
                 f"red_window={self.red_window}"
             )
-        if problems:
-            raise ValueError("invalid status rules: " + "; ".join(problems))
+        refuse("status", problems)
 
     @property
     def positive_retention(self) -> timedelta:
