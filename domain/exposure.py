@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
-from domain.presence import Visit, require_aware
+from domain.presence import Span, Visit, require_aware
 from domain.rules import DEFAULT_RULES, PresenceRules
 
 __all__ = [
@@ -54,27 +54,13 @@ _ZERO = timedelta(0)
 
 
 @dataclass(frozen=True, slots=True, order=True)
-class Interval:
+class Interval(Span):
     """A closed span of time ``[start, end]`` in UTC; ``end == start`` is an empty span."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        require_aware("start", self.start)
-        require_aware("end", self.end)
-        if self.end < self.start:
-            raise ValueError(f"interval ends ({self.end}) before it starts ({self.start})")
 
     @classmethod
     def of(cls, visit: Visit) -> Interval:
         """The span a visit covers."""
         return cls(visit.start, visit.end)
-
-    @property
-    def length(self) -> timedelta:
-        """Duration of the span."""
-        return self.end - self.start
 
     def intersection(self, other: Interval | Visit) -> Interval | None:
         """The common part of two spans, or ``None`` when they are disjoint.

@@ -26,6 +26,7 @@ __all__ = [
     "ScanInFuture",
     "ScanTimeError",
     "ScanTooLate",
+    "Span",
     "Visit",
     "VisitDiff",
     "check_scan_time",
@@ -70,13 +71,9 @@ class Scan:
 
 
 @dataclass(frozen=True, slots=True, order=True)
-class Visit:
-    """A person's presence at a venue over ``[start, end]`` (both inclusive, UTC).
-
-    A visit's identity, per person and venue, is its ``start``: re-pairing may move its end but
-    a different start is a different visit. ``end == start`` is a zero-length visit (a bare OUT
-    scan, or an IN and an OUT at the same instant): a point of presence, not a stay.
-    """
+class Span:
+    """``[start, end]`` in UTC, ``end`` not before ``start``: what a visit and an interval
+    (``domain.exposure``) share."""
 
     start: datetime
     end: datetime
@@ -85,12 +82,23 @@ class Visit:
         require_aware("start", self.start)
         require_aware("end", self.end)
         if self.end < self.start:
-            raise ValueError(f"visit ends ({self.end}) before it starts ({self.start})")
+            what = type(self).__name__.lower()
+            raise ValueError(f"{what} ends ({self.end}) before it starts ({self.start})")
 
     @property
     def length(self) -> timedelta:
-        """How long the person was present."""
+        """How long the span lasts."""
         return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Visit(Span):
+    """A person's presence at a venue over ``[start, end]`` (both inclusive, UTC).
+
+    A visit's identity, per person and venue, is its ``start``: re-pairing may move its end but
+    a different start is a different visit. ``end == start`` is a zero-length visit (a bare OUT
+    scan, or an IN and an OUT at the same instant): a point of presence, not a stay.
+    """
 
 
 @dataclass(frozen=True, slots=True)
