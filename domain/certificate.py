@@ -38,11 +38,11 @@ import hashlib
 import hmac
 import io
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
@@ -94,6 +94,7 @@ _PSEUDONYM = re.compile(r"[a-z2-7]{1,64}")
 _VACCINE_CODE = re.compile(r"[A-Z0-9_]{1,32}")
 _PREFIX = re.compile(r"CT([0-9]{1,3}):")
 _CLAIM_KEYS = frozenset({"v", "kid", "iat", "exp", "sub", "by", "d"})
+_K = TypeVar("_K", Ed25519PublicKey, Ed25519PrivateKey)
 
 
 class Refusal(StrEnum):
@@ -194,6 +195,25 @@ def _check_kid(kid: str) -> None:
         raise ValueError(f"key id {kid!r} must be 1-32 letters, digits, '.', '_' or '-'")
 
 
+def _keys_by_id(
+    entries: Iterable[tuple[str, bytes]], wrong_size: str, load: Callable[[bytes], _K]
+) -> dict[str, _K]:
+    """Ed25519 keys by id, each ``load``-ed from 32 raw bytes (a public key, or a private
+    key's seed). Raises ``ValueError`` for a bad or repeated id, a wrong size (``wrong_size``
+    names the key as ``{kid}``) or no key at all."""
+    keys: dict[str, _K] = {}
+    for kid, raw in entries:
+        _check_kid(kid)
+        if kid in keys:
+            raise ValueError(f"key id {kid!r} appears twice")
+        if len(raw) != 32:
+            raise ValueError(wrong_size.format(kid=repr(kid)))
+        keys[kid] = load(raw)
+    if not keys:
+        raise ValueError("a key set needs at least one key")
+    return keys
+
+
 def _b64(text: str) -> bytes:
     padded = text.strip() + "=" * (-len(text.strip()) % 4)
     try:
@@ -206,16 +226,11 @@ class PublicKeys:
     """Ed25519 public keys by id: what a verifier needs, and all it needs."""
 
     def __init__(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        self._keys: dict[str, Ed25519PublicKey] = {}
-        for kid, raw in entries:
-            _check_kid(kid)
-            if kid in self._keys:
-                raise ValueError(f"key id {kid!r} appears twice")
-            if len(raw) != 32:
-                raise ValueError(f"public key {kid!r} must be 32 bytes (raw Ed25519)")
-            self._keys[kid] = Ed25519PublicKey.from_public_bytes(raw)
-        if not self._keys:
-            raise ValueError("a key set needs at least one key")
+        self._keys = _keys_by_id(
+            entries,
+            "public key {kid} must be 32 bytes (raw Ed25519)",
+            Ed25519PublicKey.from_public_bytes,
+        )
 
     @classmethod
     def from_document(cls, doc: Any) -> PublicKeys:
@@ -266,16 +281,9 @@ class CertificateKeys:
     """Ed25519 signing keys by id: the first signs, every one's public key verifies."""
 
     def __init__(self, entries: Sequence[tuple[str, bytes]]) -> None:
-        if not entries:
-            raise ValueError("a key set needs at least one key")
-        self._keys: dict[str, Ed25519PrivateKey] = {}
-        for kid, seed in entries:
-            _check_kid(kid)
-            if kid in self._keys:
-                raise ValueError(f"key id {kid!r} appears twice")
-            if len(seed) != 32:
-                raise ValueError(f"the seed of key {kid!r} must be 32 bytes")
-            self._keys[kid] = Ed25519PrivateKey.from_private_bytes(seed)
+        self._keys = _keys_by_id(
+            entries, "the seed of key {kid} must be 32 bytes", Ed25519PrivateKey.from_private_bytes
+        )
         self.signing_id = entries[0][0]
         self.public = PublicKeys(
             (kid, k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
