@@ -24,6 +24,8 @@ from fractions import Fraction
 from importlib import resources
 from types import MappingProxyType
 
+from domain.errors import UnknownKey
+
 __all__ = [
     "AGE_SHARES",
     "NATION",
@@ -62,18 +64,16 @@ class ReferenceDataError(ValueError):
     """The bundled reference data is malformed (a packaging bug, raised at import)."""
 
 
-class UnknownArea(KeyError):
+class UnknownArea(UnknownKey):
     """An area that is neither ``"VN"`` nor one of the 63 province codes."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown area"
+    unnamed = "unknown area"
 
 
-class UnknownAgeBand(KeyError):
+class UnknownAgeBand(UnknownKey):
     """An age band that the reference data does not have."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown age band"
+    unnamed = "unknown age band"
 
 
 @dataclass(frozen=True)

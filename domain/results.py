@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
+from domain.errors import UnknownKey
+
 __all__ = [
     "DEFAULT_RULES",
     "LOOKUP_CODE_ALPHABET",
@@ -147,11 +149,10 @@ class ConflictingResult(ValueError):
         self.received = received
 
 
-class UnknownMember(KeyError):
+class UnknownMember(UnknownKey):
     """A person who is not a member of the sample asked about."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not a member of the sample"
+    unnamed = "not a member of the sample"
 
 
 def _require_aware(name: str, value: datetime) -> datetime:

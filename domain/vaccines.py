@@ -17,14 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from domain.errors import UnknownKey
+
 __all__ = ["VACCINES", "UnknownVaccine", "Vaccine", "get_vaccine", "is_vaccine"]
 
 
-class UnknownVaccine(KeyError):
+class UnknownVaccine(UnknownKey):
     """A product code that is not in :data:`VACCINES` (the ingest API answers 422)."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown vaccine"
+    unnamed = "unknown vaccine"
 
 
 @dataclass(frozen=True)
