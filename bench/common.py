@@ -135,6 +135,61 @@ def percentile(values: Iterable[float], p: float) -> float:
 
 
 @dataclass
+class LoadStep:
+    """What one step of load measured: calls offered and achieved per second, latency
+    percentiles, errors, and for batches the items per second."""
+
+    offered: float
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    items_per_s: float = 0.0
+
+
+def rank_ms(latencies: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of latencies in seconds, in ms; NaN if none."""
+    if not latencies:
+        return float("nan")
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+Call = Callable[[], Awaitable[bool]]
+"""One request of a load step; False (or an aiohttp or OS error) counts as an error."""
+
+
+async def open_loop(call: Call, rate: float, seconds: float) -> LoadStep:
+    """Offer ``rate`` calls/s for ``seconds``; latency from each call's due time."""
+    latencies: list[float] = []
+    errors = 0
+    total = int(rate * seconds)
+
+    async def one(due: float) -> None:
+        nonlocal errors
+        try:
+            if not await call():
+                errors += 1
+        except (aiohttp.ClientError, OSError):
+            errors += 1
+        latencies.append(time.perf_counter() - due)
+
+    tasks = []
+    t0 = time.perf_counter() + 0.05
+    for i in range(total):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    return LoadStep(
+        rate, total / elapsed, rank_ms(latencies, 0.5), rank_ms(latencies, 0.99), errors
+    )
+
+
+@dataclass
 class Report:
     """Rows of (measure, value, unit, ceiling) printed as a table and saved as JSON."""
 

@@ -22,7 +22,6 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,8 +31,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bench.common import Call, LoadStep, open_loop, rank_ms, serve, wait_ready
 from bench.common import bare_app as common_bare_app
-from bench.common import serve, wait_ready
 from covidtech import settings as settings_mod
 from covidtech.processes import ROOT, free_port
 
@@ -54,60 +53,15 @@ def bare_app() -> Starlette:
 # --------------------------------------------------------------------------- load
 
 
-@dataclass
-class Run:
-    """What one load step measured."""
+def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str], bodies: Any) -> Call:
+    """A call that posts the next of ``bodies`` and checks for a 2xx answer."""
 
-    offered: float
-    achieved: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    items_per_s: float = 0.0
+    async def call() -> bool:
+        async with session.post(url, data=next(bodies), headers=headers) as r:
+            await r.read()
+            return r.status < 300
 
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-async def open_loop(
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str],
-    bodies: Any,
-    rate: float,
-    seconds: float,
-) -> Run:
-    """Offer ``rate`` requests/s for ``seconds``; latency from each request's due time."""
-    latencies: list[float] = []
-    errors = 0
-    total = int(rate * seconds)
-
-    async def one(due: float, body: bytes) -> None:
-        nonlocal errors
-        try:
-            async with session.post(url, data=body, headers=headers) as r:
-                await r.read()
-                if r.status >= 300:
-                    errors += 1
-        except aiohttp.ClientError:
-            errors += 1
-        latencies.append(time.perf_counter() - due)
-
-    tasks = []
-    t0 = time.perf_counter() + 0.05
-    for i in range(total):
-        due = t0 + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(due, next(bodies))))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
-    return Run(rate, total / elapsed, _pct(latencies, 0.5), _pct(latencies, 0.99), errors)
+    return call
 
 
 async def closed_batches(
@@ -118,7 +72,7 @@ async def closed_batches(
     batch: int,
     concurrency: int,
     seconds: float,
-) -> Run:
+) -> LoadStep:
     """``concurrency`` clients posting batches back to back for ``seconds``."""
     latencies: list[float] = []
     errors = 0
@@ -140,11 +94,11 @@ async def closed_batches(
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
-    return Run(
+    return LoadStep(
         float("nan"),
         len(latencies) / elapsed,
-        _pct(latencies, 0.5),
-        _pct(latencies, 0.99),
+        rank_ms(latencies, 0.5),
+        rank_ms(latencies, 0.99),
         errors,
         items_per_s=sent / elapsed,
     )
@@ -233,10 +187,9 @@ async def main(args: argparse.Namespace) -> None:
                 for name, base in (("bare starlette", bare_base), ("ingest api", ingest_base)):
                     # A short warm-up at the same rate, not measured.
                     bodies = _scan_bodies(venue["venue_qr"], person_qrs)
-                    await open_loop(session, f"{base}/v1/scans", scans_auth, bodies, rate, 1.0)
-                    run = await open_loop(
-                        session, f"{base}/v1/scans", scans_auth, bodies, rate, args.seconds
-                    )
+                    post = _post(session, f"{base}/v1/scans", scans_auth, bodies)
+                    await open_loop(post, rate, 1.0)
+                    run = await open_loop(post, rate, args.seconds)
                     print(
                         f"{name:>14} {run.offered:>10.0f} {run.achieved:>11.0f} "
                         f"{run.p50_ms:>8.1f} {run.p99_ms:>8.1f} {run.errors:>7}"

@@ -30,10 +30,8 @@ import contextlib
 import os
 import random
 import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -43,6 +41,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bench.common import Call, LoadStep, open_loop
 from bench.common import bare_app as common_bare_app
 
 LOOKUP_BODY = (
@@ -66,53 +65,6 @@ def bare_app() -> Starlette:
 
 
 # --------------------------------------------------------------------------- load
-
-
-@dataclass
-class Step:
-    offered: float
-    achieved: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def _ms(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
-Call = Callable[[], Awaitable[bool]]
-
-
-async def open_loop(call: Call, rate: float, seconds: float) -> Step:
-    """Offer ``rate`` calls/s for ``seconds``; latency from each call's due time."""
-    latencies: list[float] = []
-    errors = 0
-    total = int(rate * seconds)
-
-    async def one(due: float) -> None:
-        nonlocal errors
-        try:
-            if not await call():
-                errors += 1
-        except (aiohttp.ClientError, OSError):
-            errors += 1
-        latencies.append(time.perf_counter() - due)
-
-    tasks = []
-    t0 = time.perf_counter() + 0.05
-    for i in range(total):
-        due = t0 + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(due)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
-    return Step(rate, total / elapsed, _ms(latencies, 0.5), _ms(latencies, 0.99), errors)
 
 
 def http(
@@ -242,7 +194,7 @@ async def ingest_load(
         return "POST", f"{base}/v1/scans", headers, body
 
     stop = asyncio.Event()
-    results: list[Step] = []
+    results: list[LoadStep] = []
 
     async def run() -> None:
         while not stop.is_set():
