@@ -24,11 +24,9 @@ AUDIT_RETENTION = timedelta(days=365)
 
 def grant_issued_row(event: Mapping[str, Any]) -> Upsert:
     """The ``grants`` row of a GrantIssued event (revocation columns untouched)."""
-    return Upsert(
-        "grants",
+    return _grants_row(
+        event,
         {
-            "grant_id": event["grant_id"],
-            "token_id": event["token_id"],
             "agency": event["agency"],
             "scopes": list(event["scopes"]),
             "purpose": event["purpose"],
@@ -42,15 +40,20 @@ def grant_issued_row(event: Mapping[str, Any]) -> Upsert:
 
 def grant_revoked_row(event: Mapping[str, Any]) -> Upsert:
     """The revocation columns of a ``grants`` row from a GrantRevoked event."""
-    return Upsert(
-        "grants",
+    return _grants_row(
+        event,
         {
-            "grant_id": event["grant_id"],
-            "token_id": event["token_id"],
             "revoked_at": event["revoked_at"],
             "revoked_by": event["revoked_by"],
             "revoke_reason": event.get("reason"),
         },
+    )
+
+
+def _grants_row(event: Mapping[str, Any], columns: dict[str, Any]) -> Upsert:
+    """``columns`` of the ``grants`` row of ``event``'s grant (its key: grant and token id)."""
+    return Upsert(
+        "grants", {"grant_id": event["grant_id"], "token_id": event["token_id"], **columns}
     )
 
 
