@@ -276,39 +276,31 @@ def _keep_latest(st: dict[str, Any], part: str, rec: dict[str, Any], entry: list
 
 def _on_alert(st: dict[str, Any], rec: dict[str, Any]) -> bool:
     """Keep the latest version of an alert about this contact; False if not newer."""
-    return _keep_latest(
-        st,
-        "exposures",
-        rec,
-        [
-            rec["case_person_id"],
-            rec["venue_id"],
-            rec["province"],
-            to_ms(rec["contact_visit_start"]),
-            rec["risk"],
-            rec["status"],
-            rec["version"],
-        ],
-    )
+    entry = [
+        rec["case_person_id"],
+        rec["venue_id"],
+        rec["province"],
+        to_ms(rec["contact_visit_start"]),
+        rec["risk"],
+        rec["status"],
+        rec["version"],
+    ]
+    return _keep_latest(st, "exposures", rec, entry)
 
 
 def _on_claim(st: dict[str, Any], rec: dict[str, Any]) -> bool:
     """Keep the latest version of a claim naming this source; False if not newer."""
-    return _keep_latest(
-        st,
-        "claims",
-        rec,
-        [
-            rec["case_person_id"],
-            rec["case_sample_id"],
-            to_ms(rec["case_collected_at"]),
-            rec["venue_id"],
-            rec["province"],
-            to_ms(rec["exposure_at"]),
-            rec["version"],
-            rec["removed"],
-        ],
-    )
+    entry = [
+        rec["case_person_id"],
+        rec["case_sample_id"],
+        to_ms(rec["case_collected_at"]),
+        rec["venue_id"],
+        rec["province"],
+        to_ms(rec["exposure_at"]),
+        rec["version"],
+        rec["removed"],
+    ]
+    return _keep_latest(st, "claims", rec, entry)
 
 
 def prune_chains(
