@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -40,41 +40,35 @@ class FeedRecord:
     value: bytes | None
 
 
+@dataclass(eq=False)
 class KafkaEventLog:
     """An idempotent acks=all producer; ``publish`` waits for the acknowledgement."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        client_id: str = "covidtech-read-api",
-        timeout_s: float = 5.0,
-        linger_ms: int = 2,
-    ) -> None:
-        self._settings = settings
-        self._client_id = client_id
-        self._timeout_s = timeout_s
-        self._linger_ms = linger_ms
-        self._producer: AIOKafkaProducer | None = None
+    settings: Settings
+    _: KW_ONLY
+    client_id: str = "covidtech-read-api"
+    timeout_s: float = 5.0
+    linger_ms: int = 2
+    _producer: AIOKafkaProducer | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         """Connect; raises LogUnavailable if the broker does not answer in time."""
         producer = kafka_clients.producer(
-            self._settings,
-            client_id=self._client_id,
+            self.settings,
+            client_id=self.client_id,
             acks="all",
             enable_idempotence=True,
-            linger_ms=self._linger_ms,
-            request_timeout_ms=int(self._timeout_s * 1000),
+            linger_ms=self.linger_ms,
+            request_timeout_ms=int(self.timeout_s * 1000),
             retry_backoff_ms=100,
         )
         try:
-            await asyncio.wait_for(producer.start(), self._timeout_s * 2)
+            await asyncio.wait_for(producer.start(), self.timeout_s * 2)
         except (KafkaError, OSError, TimeoutError) as e:
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise LogUnavailable(
-                f"cannot connect to Kafka at {self._settings.kafka_bootstrap}: {e!r}"
+                f"cannot connect to Kafka at {self.settings.kafka_bootstrap}: {e!r}"
             ) from e
         self._producer = producer
 
@@ -82,7 +76,7 @@ class KafkaEventLog:
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), self._timeout_s * 2)
+                await asyncio.wait_for(producer.stop(), self.timeout_s * 2)
 
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         """Append one record and wait for the broker's acknowledgement (all in-sync replicas)."""
@@ -91,7 +85,7 @@ class KafkaEventLog:
             raise LogUnavailable("the event log is not connected")
         try:
             await asyncio.wait_for(
-                producer.send_and_wait(topic, value, key=key.encode("utf-8")), self._timeout_s
+                producer.send_and_wait(topic, value, key=key.encode("utf-8")), self.timeout_s
             )
         except (KafkaError, OSError, TimeoutError) as e:
             raise LogUnavailable(f"{topic} did not acknowledge: {e!r}") from e
@@ -103,38 +97,32 @@ class KafkaEventLog:
             return False
         try:
             return bool(
-                await asyncio.wait_for(producer.client.force_metadata_update(), self._timeout_s)
+                await asyncio.wait_for(producer.client.force_metadata_update(), self.timeout_s)
             )
         except (KafkaError, OSError, TimeoutError):
             return False
 
 
+@dataclass(eq=False)
 class KafkaAlertSource:
     """The ``exposure-alerts`` topic as the alert stream reads it."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        topic: str,
-        *,
-        client_id: str = "covidtech-read-api-alerts",
-        fetch_max_wait_ms: int = 200,
-    ) -> None:
-        self._settings = settings
-        self._topic = topic
-        self._client_id = client_id
-        self._fetch_max_wait_ms = fetch_max_wait_ms
-        self._consumer: AIOKafkaConsumer | None = None
-        self._tps: dict[int, TopicPartition] = {}
+    settings: Settings
+    topic: str
+    _: KW_ONLY
+    client_id: str = "covidtech-read-api-alerts"
+    fetch_max_wait_ms: int = 200
+    _consumer: AIOKafkaConsumer | None = field(default=None, init=False, repr=False)
+    _tps: dict[int, TopicPartition] = field(default_factory=dict, init=False, repr=False)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return kafka_clients.consumer(
-            self._settings,
+            self.settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            client_id=self._client_id,
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            client_id=self.client_id,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
 
     async def _partitions(
@@ -142,16 +130,16 @@ class KafkaAlertSource:
     ) -> dict[int, TopicPartition]:
         deadline = time.monotonic() + within_s
         while True:  # a topic created a moment ago may not be in the metadata yet
-            partitions = consumer.partitions_for_topic(self._topic)
+            partitions = consumer.partitions_for_topic(self.topic)
             if not partitions:
                 # Asking for an end offset makes the client track the topic's metadata.
                 with contextlib.suppress(KafkaError):
-                    await consumer.end_offsets([TopicPartition(self._topic, 0)])
-                partitions = consumer.partitions_for_topic(self._topic)
+                    await consumer.end_offsets([TopicPartition(self.topic, 0)])
+                partitions = consumer.partitions_for_topic(self.topic)
             if partitions:
-                return {p: TopicPartition(self._topic, p) for p in sorted(partitions)}
+                return {p: TopicPartition(self.topic, p) for p in sorted(partitions)}
             if time.monotonic() > deadline:
-                raise LogUnavailable(f"topic {self._topic} does not exist")
+                raise LogUnavailable(f"topic {self.topic} does not exist")
             await asyncio.sleep(0.2)
 
     async def open(self) -> dict[int, int]:
@@ -167,7 +155,7 @@ class KafkaAlertSource:
         except (KafkaError, OSError) as e:
             with contextlib.suppress(Exception):
                 await consumer.stop()
-            raise LogUnavailable(f"cannot follow {self._topic}: {e!r}") from e
+            raise LogUnavailable(f"cannot follow {self.topic}: {e!r}") from e
         except BaseException:
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -207,16 +195,16 @@ class KafkaAlertSource:
         deadline = time.monotonic() + timeout_s
         try:
             await asyncio.wait_for(consumer.start(), timeout_s)
-            tps = {p: TopicPartition(self._topic, p) for p in wanted}
+            tps = {p: TopicPartition(self.topic, p) for p in wanted}
             consumer.assign(list(tps.values()))
             for p, (start, _) in wanted.items():
                 consumer.seek(tps[p], start)
             pending = dict(wanted)
             while pending:
                 if time.monotonic() > deadline:
-                    raise LogUnavailable(f"{self._topic} ranges not read in {timeout_s}s")
+                    raise LogUnavailable(f"{self.topic} ranges not read in {timeout_s}s")
                 batches = await consumer.getmany(
-                    *[tps[p] for p in pending], timeout_ms=self._fetch_max_wait_ms
+                    *[tps[p] for p in pending], timeout_ms=self.fetch_max_wait_ms
                 )
                 for tp, records in batches.items():
                     end = wanted[tp.partition][1]
@@ -230,7 +218,7 @@ class KafkaAlertSource:
                         del pending[p]
                         consumer.pause(tps[p])
         except (KafkaError, OSError, TimeoutError) as e:
-            raise LogUnavailable(f"cannot read {self._topic}: {e!r}") from e
+            raise LogUnavailable(f"cannot read {self.topic}: {e!r}") from e
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
