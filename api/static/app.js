@@ -175,6 +175,45 @@
     return v >= 1000 ? intFmt.format(Math.round(v)) : v.toFixed(Math.min(8, d));
   }
 
+  // ---------------------------------------------------------------- chart parts
+
+  // An empty chart of `width` x `height` pixels in the svg element `host`.
+  function frame(host, width, height) {
+    clear(host);
+    host.setAttribute("width", width);
+    host.setAttribute("height", height);
+    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  }
+
+  // The left margin that fits the widest tick label of `axis`.
+  function marginFor(axis) {
+    return 12 + 6.2 * Math.max(...axis.ticks.map((t) => tickLabel(t, axis.step).length));
+  }
+
+  // A grid line from `left` to `right` at each tick of `axis` (`y` places a value), labelled
+  // `gap` px left of `left`.
+  function gridY(g, axis, y, left, right, gap = 6, dy = 4) {
+    for (const t of axis.ticks) {
+      svg("line", { x1: left, x2: right, y1: y(t), y2: y(t), class: "grid" }, g);
+      svg("text", { x: left - gap, y: y(t) + dy, "text-anchor": "end", class: "tick" }, g, tickLabel(t, axis.step));
+    }
+  }
+
+  // Day labels under a chart of `days` (ISO dates at x(i)), the last day always labelled.
+  function dayTicks(g, days, x, plotW, height) {
+    const every = Math.max(1, Math.ceil(days.length / Math.max(2, Math.floor(plotW / 70))));
+    days.forEach((day, i) => {
+      if ((days.length - 1 - i) % every === 0) {
+        svg("text", { x: x(i), y: height - 6, "text-anchor": "middle", class: "tick" }, g, dayLabel(day));
+      }
+    });
+  }
+
+  // The path of a line through `points` ([x, y] pixels).
+  function polyline(points) {
+    return points.map(([px, py], i) => `${i ? "L" : "M"}${px.toFixed(1)},${py.toFixed(1)}`).join("");
+  }
+
   // ---------------------------------------------------------------- token
 
   function decodeClaims(token) {
@@ -316,10 +355,7 @@
     const top = 22;
     const plotW = width - label - valueW;
     const height = top + Math.max(1, rows.length) * rowH + 4;
-    clear(host);
-    host.setAttribute("width", width);
-    host.setAttribute("height", height);
-    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    frame(host, width, height);
     const axis = niceTicks(axisMax, Math.max(2, Math.floor(plotW / 60)));
     const x = (v) => label + (axis.top ? (v / axis.top) * plotW : 0);
     const g = svg("g", { class: "axis" }, host);
@@ -410,10 +446,7 @@
     const box = $("trend-body");
     const width = Math.max(320, box.clientWidth);
     const height = Math.max(160, box.clientHeight - 4);
-    clear(host);
-    host.setAttribute("width", width);
-    host.setAttribute("height", height);
-    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    frame(host, width, height);
     $("trend-range").textContent = `${dayLabel(s.from)} – ${dayLabel(s.to)} · all ages`;
 
     const pts = s.points.map((p) => ({
@@ -424,8 +457,7 @@
     const daily = new Map(((state.doses && state.doses.days) || []).map((d) => [d.date, d.doses]));
     const max = Math.max(0, ...pts.map((p) => p.first));
     const axis = niceTicks(max, 4);
-    const widest = Math.max(...axis.ticks.map((t) => tickLabel(t, axis.step).length));
-    const left = 12 + 6.2 * widest, right = 70, top = 10, gap = 16;
+    const left = marginFor(axis), right = 70, top = 10, gap = 16;
     const bottom = 22;
     const dosesH = Math.round((height - top - bottom - gap) * 0.26);
     const lineH = height - top - bottom - gap - dosesH;
@@ -435,20 +467,11 @@
 
     const y = (v) => top + lineH - (axis.top ? (v / axis.top) * lineH : 0);
     const g = svg("g", { class: "axis" }, host);
-    for (const t of axis.ticks) {
-      svg("line", { x1: left, x2: left + plotW, y1: y(t), y2: y(t), class: "grid" }, g);
-      svg("text", { x: left - 6, y: y(t) + 4, "text-anchor": "end", class: "tick" }, g, tickLabel(t, axis.step));
-    }
-
-    const every = Math.max(1, Math.ceil(pts.length / Math.max(2, Math.floor(plotW / 70))));
-    pts.forEach((p, i) => {
-      if ((pts.length - 1 - i) % every === 0) {
-        svg("text", { x: x(i), y: height - 6, "text-anchor": "middle", class: "tick" }, g, dayLabel(p.date));
-      }
-    });
+    gridY(g, axis, y, left, left + plotW);
+    dayTicks(g, pts.map((p) => p.date), x, plotW, height);
 
     if (pts.length) {
-      const line = (key) => pts.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p[key]).toFixed(1)}`).join("");
+      const line = (key) => polyline(pts.map((p, i) => [x(i), y(p[key])]));
       svg("path", {
         d: line("first") + `L${x(pts.length - 1).toFixed(1)},${y(0)}L${x(0).toFixed(1)},${y(0)}Z`,
         class: "area-first",
@@ -507,10 +530,7 @@
     const box = $("ops-body");
     const width = Math.max(200, box.clientWidth);
     const height = Math.max(50, box.clientHeight - 2);
-    clear(host);
-    host.setAttribute("width", width);
-    host.setAttribute("height", height);
-    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    frame(host, width, height);
     const samples = r.samples.slice(-90);
     if (samples.length < 2) {
       svg("text", { x: 4, y: height / 2, class: "muted-text" }, host, "Measuring… (a sample every few seconds)");
@@ -524,14 +544,11 @@
     const x = (s) => left + (t1 > t0 ? ((Date.parse(s.at) - t0) / (t1 - t0)) * w : 0);
     const y = (v) => top + h - (v / axis.top) * h;
     const g = svg("g", { class: "axis" }, host);
-    for (const t of axis.ticks) {
-      svg("line", { x1: left, x2: left + w, y1: y(t), y2: y(t), class: "grid" }, g);
-      svg("text", { x: left - 4, y: y(t) + 3, "text-anchor": "end", class: "tick" }, g, tickLabel(t, axis.step));
-    }
+    gridY(g, axis, y, left, left + w, 4, 3);
     const mins = Math.max(1, Math.round((t1 - t0) / 60000));
     svg("text", { x: left, y: height - 2, class: "tick" }, g, `last ${mins} min`);
     svg("text", { x: left + w, y: height - 2, class: "tick", "text-anchor": "end" }, g, "now");
-    const path = (key) => samples.map((s, i) => `${i ? "L" : "M"}${x(s).toFixed(1)},${y(s[key]).toFixed(1)}`).join("");
+    const path = (key) => polyline(samples.map((s) => [x(s), y(s[key])]));
     svg("path", { d: path("ingest_per_second"), class: "line-ingest" }, host);
     svg("path", { d: path("processing_per_second"), class: "line-processed" }, host);
   }
@@ -794,10 +811,7 @@
     const box = $(boxId);
     const width = Math.max(260, box.clientWidth);
     const height = Math.max(120, box.clientHeight - 4);
-    clear(host);
-    host.setAttribute("width", width);
-    host.setAttribute("height", height);
-    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    frame(host, width, height);
     if (!rows.length) {
       svg("text", { x: 4, y: 20, class: "muted-text" }, host, "No data for these days.");
       return;
@@ -805,27 +819,18 @@
     const axis = niceTicks(Math.max(0, ...rows.map((r) => r[bars[0].key])), 4);
     const values = rows.flatMap((r) => [r[line.key], line.upper ? r[line.upper] : null]).filter((v) => v !== null);
     const rAxis = niceTicks(Math.max(line.ref || 0, ...values), 4);
-    const widest = Math.max(...axis.ticks.map((t) => tickLabel(t, axis.step).length));
-    const left = 12 + 6.2 * widest, right = 40, top = 10, bottom = 22;
+    const left = marginFor(axis), right = 40, top = 10, bottom = 22;
     const plotW = width - left - right, plotH = height - top - bottom;
     const slot = plotW / rows.length;
     const x = (i) => left + (i + 0.5) * slot;
     const y = (v) => top + plotH - (axis.top ? (v / axis.top) * plotH : 0);
     const ry = (v) => top + plotH - (rAxis.top ? (v / rAxis.top) * plotH : 0);
     const g = svg("g", { class: "axis" }, host);
-    for (const t of axis.ticks) {
-      svg("line", { x1: left, x2: left + plotW, y1: y(t), y2: y(t), class: "grid" }, g);
-      svg("text", { x: left - 6, y: y(t) + 4, "text-anchor": "end", class: "tick" }, g, tickLabel(t, axis.step));
-    }
+    gridY(g, axis, y, left, left + plotW);
     for (const t of rAxis.ticks) {
       svg("text", { x: left + plotW + 6, y: ry(t) + 4, class: "tick " + line.tickCls }, g, line.fmt(t));
     }
-    const every = Math.max(1, Math.ceil(rows.length / Math.max(2, Math.floor(plotW / 70))));
-    rows.forEach((r, i) => {
-      if ((rows.length - 1 - i) % every === 0) {
-        svg("text", { x: x(i), y: height - 6, "text-anchor": "middle", class: "tick" }, g, dayLabel(r.date));
-      }
-    });
+    dayTicks(g, rows.map((r) => r.date), x, plotW, height);
     const bw = Math.max(1, Math.min(16, slot - 2));
     const barsG = svg("g", { class: "day-bars" }, host);
     for (const b of bars) {
@@ -854,12 +859,12 @@
     });
     if (run.length) runs.push(run);
     for (const idx of runs) {
+      const at = (key) => (i) => [x(i), ry(rows[i][key])];
       if (line.lower) {
-        const up = idx.map((i) => `${x(i).toFixed(1)},${ry(rows[i][line.upper]).toFixed(1)}`);
-        const down = idx.slice().reverse().map((i) => `${x(i).toFixed(1)},${ry(rows[i][line.lower]).toFixed(1)}`);
-        svg("path", { d: "M" + up.join("L") + "L" + down.join("L") + "Z", class: line.band }, host);
+        const band = [...idx.map(at(line.upper)), ...idx.slice().reverse().map(at(line.lower))];
+        svg("path", { d: polyline(band) + "Z", class: line.band }, host);
       }
-      svg("path", { d: "M" + idx.map((i) => `${x(i).toFixed(1)},${ry(rows[i][line.key]).toFixed(1)}`).join("L"), class: line.cls }, host);
+      svg("path", { d: polyline(idx.map(at(line.key))), class: line.cls }, host);
     }
     const dots = svg("g", { class: "points" }, host);
     rows.forEach((r, i) => {
@@ -940,9 +945,7 @@
     const deepest = Math.max(1, ...columns.map((c) => (c ? c.length : 0)));
     const width = Math.max($("chains-body").clientWidth - 4, left + columns.length * colW);
     const height = top + deepest * rowH + 6;
-    host.setAttribute("width", width);
-    host.setAttribute("height", height);
-    host.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    frame(host, width, height);
     const at = new Map();
     columns.forEach((col, gen) => {
       const x = left + gen * colW;
@@ -1012,8 +1015,18 @@
 
   // ---------------------------------------------------------------- loading
 
-  async function loadCoverage() {
+  // Read and draw (`load`), then mark the panels `ids` as loaded; an error shows in the first.
+  async function loading(ids, load) {
     try {
+      await load();
+      for (const id of ids) loaded(id);
+    } catch (e) {
+      failed(ids[0], e);
+    }
+  }
+
+  function loadCoverage() {
+    return loading(["panel-provinces", "panel-trend"], async () => {
       const today = localToday();
       const from = addDays(today, -(TREND_DAYS - 1));
       const q = (o) => new URLSearchParams(o).toString();
@@ -1026,15 +1039,11 @@
       renderProvinces();
       renderTrend();
       renderKpis();
-      loaded("panel-provinces");
-      loaded("panel-trend");
-    } catch (e) {
-      failed("panel-provinces", e);
-    }
+    });
   }
 
-  async function loadEpidemic() {
-    try {
+  function loadEpidemic() {
+    return loading(["panel-cases", "panel-positivity", "panel-syndromic"], async () => {
       const today = localToday();
       const q = new URLSearchParams({ area: "VN", from: addDays(today, -(TREND_DAYS - 1)), to: today }).toString();
       const [cases, rt, positivity, syndromic] = await Promise.all(
@@ -1044,20 +1053,14 @@
       renderCases();
       renderShare("positivity");
       renderShare("syndromic");
-      for (const id of ["panel-cases", "panel-positivity", "panel-syndromic"]) loaded(id);
-    } catch (e) {
-      failed("panel-cases", e);
-    }
+    });
   }
 
-  async function loadStock() {
-    try {
+  function loadStock() {
+    return loading(["panel-stock"], async () => {
       state.stock = await api("/v1/vaccination/stock", { aggregate: true });
       renderStock();
-      loaded("panel-stock");
-    } catch (e) {
-      failed("panel-stock", e);
-    }
+    });
   }
 
   // The chains of the chosen cluster (audited: the answer names the cases).
@@ -1081,53 +1084,41 @@
     }
   }
 
-  async function loadTurnaround() {
-    try {
+  function loadTurnaround() {
+    return loading(["panel-tat"], async () => {
       state.turnaround = await api("/v1/testing/turnaround?area=VN", { aggregate: true });
       renderTurnaround();
       renderKpis();
-      loaded("panel-tat");
-    } catch (e) {
-      failed("panel-tat", e);
-    }
+    });
   }
 
-  async function loadRates() {
-    try {
+  function loadRates() {
+    return loading(["panel-ops"], async () => {
       state.rates = await api("/v1/ops/rates");
       renderRates();
       renderKpis();
-      loaded("panel-ops");
-    } catch (e) {
-      failed("panel-ops", e);
-    }
+    });
   }
 
-  async function loadAlerts() {
-    try {
+  function loadAlerts() {
+    return loading(["panel-alerts"], async () => {
       const page = await api("/v1/alerts?limit=100&status=ANY");
       const live = state.alerts.filter((a) => a._live);
       state.alerts = [...live];
       for (const a of page.items) upsertAlert(a, false);
       state.alertsMore = page.next_page_token !== null;
       renderAlerts();
-      loaded("panel-alerts");
-    } catch (e) {
-      failed("panel-alerts", e);
-    }
+    });
   }
 
-  async function loadClusters() {
-    try {
+  function loadClusters() {
+    return loading(["panel-clusters"], async () => {
       const clusters = await api("/v1/clusters?limit=500");
       state.clusters = clusters.items;
       renderClusters();
-      loaded("panel-clusters");
-      loadChains();
+      loadChains(); // not awaited: the chains panel shows its own state
       nameVenues(state.clusters.map((c) => c.venue_id));
-    } catch (e) {
-      failed("panel-clusters", e);
-    }
+    });
   }
 
   // Venue names for the alerts and clusters shown: one small read per venue, kept for the
