@@ -42,6 +42,8 @@ from typing import Any
 
 import jwt
 
+from domain.keys import keys_by_id, parse_key_list
+
 __all__ = [
     "AUDIENCE",
     "MAX_TOKEN_LENGTH",
@@ -76,7 +78,6 @@ _KEY_LABEL = b"covidtech/bearer-token/v1"
 _VALUE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SUBJECT = re.compile(r"[\w.@:/ -]{1,128}")
 _PROVINCE = re.compile(r"[0-9]{2}")
-_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 class TokenError(ValueError):
@@ -244,22 +245,18 @@ class Claims:
         )
 
 
+def _token_key(kid: str, secret: str | bytes) -> bytes:
+    raw = secret.encode() if isinstance(secret, str) else secret
+    if not raw:
+        raise ValueError(f"the secret of key {kid!r} must not be empty")
+    return hmac.new(raw, _KEY_LABEL, hashlib.sha256).digest()
+
+
 class KeySet:
     """Token keys by id: the first signs, every one verifies (rotation with an overlap)."""
 
     def __init__(self, entries: Sequence[tuple[str, str | bytes]]) -> None:
-        if not entries:
-            raise ValueError("a key set needs at least one key")
-        self._keys: dict[str, bytes] = {}
-        for kid, secret in entries:
-            if not _KEY_ID.fullmatch(kid):
-                raise ValueError(f"key id {kid!r} must be 1-32 letters, digits, '.', '_' or '-'")
-            raw = secret.encode() if isinstance(secret, str) else secret
-            if not raw:
-                raise ValueError(f"the secret of key {kid!r} must not be empty")
-            if kid in self._keys:
-                raise ValueError(f"key id {kid!r} appears twice")
-            self._keys[kid] = hmac.new(raw, _KEY_LABEL, hashlib.sha256).digest()
+        self._keys = keys_by_id(entries, _token_key)
         self.signing_id = entries[0][0]
 
     @classmethod
@@ -267,13 +264,7 @@ class KeySet:
         """``"2026-12:secretA,2026-06:secretB"`` -> two keys, ``2026-12`` signing.
 
         Raises ``ValueError`` naming what is wrong (never the secret)."""
-        entries: list[tuple[str, str]] = []
-        for n, item in enumerate(text.split(","), 1):
-            kid, sep, secret = item.strip().partition(":")
-            if not sep:  # not echoed: the text may be a secret without its id
-                raise ValueError(f"key {n} must look like <key id>:<secret>")
-            entries.append((kid, secret))
-        return cls(entries)
+        return cls(parse_key_list(text, "<secret>"))
 
     @property
     def ids(self) -> tuple[str, ...]:

@@ -38,11 +38,11 @@ import hashlib
 import hmac
 import io
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from domain.coverage import local_date
+from domain.keys import KEY_ID, keys_by_id, parse_key_list
 from domain.vaccines import VACCINES
 
 __all__ = [
@@ -89,12 +90,10 @@ DEFAULT_LEEWAY = timedelta(seconds=60)
 MAX_EPOCH = 32503680000 - 1
 
 _PSEUDONYM_LABEL = b"covidtech/certificate-pseudonym/v1"
-_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _PSEUDONYM = re.compile(r"[a-z2-7]{1,64}")
 _VACCINE_CODE = re.compile(r"[A-Z0-9_]{1,32}")
 _PREFIX = re.compile(r"CT([0-9]{1,3}):")
 _CLAIM_KEYS = frozenset({"v", "kid", "iat", "exp", "sub", "by", "d"})
-_K = TypeVar("_K", Ed25519PublicKey, Ed25519PrivateKey)
 
 
 class Refusal(StrEnum):
@@ -190,28 +189,16 @@ class Verification:
 # ------------------------------------------------------------------------------ keys
 
 
-def _check_kid(kid: str) -> None:
-    if not _KEY_ID.fullmatch(kid):
-        raise ValueError(f"key id {kid!r} must be 1-32 letters, digits, '.', '_' or '-'")
+def _public_key(kid: str, raw: bytes) -> Ed25519PublicKey:
+    if len(raw) != 32:
+        raise ValueError(f"public key {kid!r} must be 32 bytes (raw Ed25519)")
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def _keys_by_id(
-    entries: Iterable[tuple[str, bytes]], wrong_size: str, load: Callable[[bytes], _K]
-) -> dict[str, _K]:
-    """Ed25519 keys by id, each ``load``-ed from 32 raw bytes (a public key, or a private
-    key's seed). Raises ``ValueError`` for a bad or repeated id, a wrong size (``wrong_size``
-    names the key as ``{kid}``) or no key at all."""
-    keys: dict[str, _K] = {}
-    for kid, raw in entries:
-        _check_kid(kid)
-        if kid in keys:
-            raise ValueError(f"key id {kid!r} appears twice")
-        if len(raw) != 32:
-            raise ValueError(wrong_size.format(kid=repr(kid)))
-        keys[kid] = load(raw)
-    if not keys:
-        raise ValueError("a key set needs at least one key")
-    return keys
+def _signing_key(kid: str, seed: bytes) -> Ed25519PrivateKey:
+    if len(seed) != 32:
+        raise ValueError(f"the seed of key {kid!r} must be 32 bytes")
+    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def _b64(text: str) -> bytes:
@@ -226,11 +213,7 @@ class PublicKeys:
     """Ed25519 public keys by id: what a verifier needs, and all it needs."""
 
     def __init__(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        self._keys = _keys_by_id(
-            entries,
-            "public key {kid} must be 32 bytes (raw Ed25519)",
-            Ed25519PublicKey.from_public_bytes,
-        )
+        self._keys = keys_by_id(entries, _public_key)
 
     @classmethod
     def from_document(cls, doc: Any) -> PublicKeys:
@@ -281,9 +264,7 @@ class CertificateKeys:
     """Ed25519 signing keys by id: the first signs, every one's public key verifies."""
 
     def __init__(self, entries: Sequence[tuple[str, bytes]]) -> None:
-        self._keys = _keys_by_id(
-            entries, "the seed of key {kid} must be 32 bytes", Ed25519PrivateKey.from_private_bytes
-        )
+        self._keys = keys_by_id(entries, _signing_key)
         self.signing_id = entries[0][0]
         self.public = PublicKeys(
             (kid, k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
@@ -295,10 +276,7 @@ class CertificateKeys:
         """``"2026-12:<base64 seed>,2025-12:<base64 seed>"`` -> two keys, ``2026-12``
         signing. Raises ``ValueError`` naming what is wrong (never the seed)."""
         entries: list[tuple[str, bytes]] = []
-        for n, item in enumerate(text.split(","), 1):
-            kid, sep, seed = item.strip().partition(":")
-            if not sep:
-                raise ValueError(f"key {n} must look like <key id>:<base64 of a 32-byte seed>")
+        for kid, seed in parse_key_list(text, "<base64 of a 32-byte seed>"):
             try:
                 entries.append((kid, _b64(seed)))
             except ValueError as e:
@@ -471,7 +449,7 @@ def _open(payload: str) -> tuple[bytes, bytes, dict[str, Any]]:
     if version != CLAIMS_VERSION:
         raise _Refused(Refusal.UNKNOWN_VERSION, f"claims version {version} is not 1")
     kid = raw.get("kid")
-    if not isinstance(kid, str) or not _KEY_ID.fullmatch(kid):
+    if not isinstance(kid, str) or not KEY_ID.fullmatch(kid):
         raise _malformed("the claims need a key id kid")
     return signed, signature, raw
 
