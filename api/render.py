@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -12,16 +14,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 __all__ = [
+    "CSV",
     "PERSONAL",
     "aggregate_response",
     "conditional_response",
+    "csv_bytes",
     "iso",
     "iso_or_none",
+    "json_bytes",
     "json_response",
 ]
 
 #: Cache-Control of answers holding personal data: never stored by anyone.
 PERSONAL = "private, no-store"
+#: The media type of the CSV answers.
+CSV = "text/csv; charset=utf-8"
 
 
 def iso(value: datetime | date) -> str:
@@ -43,8 +50,18 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot render {type(value).__name__}")
 
 
-def _dumps(data: Any) -> bytes:
+def json_bytes(data: Any) -> bytes:
+    """``data`` as compact UTF-8 JSON (times as :func:`iso`)."""
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_default).encode()
+
+
+def csv_bytes(fields: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """``rows`` as UTF-8 CSV: a header of ``fields``, a line (LF) a row, None an empty cell."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
 
 
 def json_response(
@@ -55,7 +72,7 @@ def json_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     return Response(
-        _dumps(data),
+        json_bytes(data),
         status_code=status,
         media_type="application/json",
         headers={"Cache-Control": cache_control, **(headers or {})},
@@ -79,14 +96,16 @@ def conditional_response(
     return Response(body, media_type=media_type, headers=sent)
 
 
-def aggregate_response(request: Request, data: Any, max_age: int) -> Response:
-    """An aggregate: cacheable by the caller for ``max_age`` s, with an ETag (304 if it
-    matches If-None-Match). ``private``: the answer depends on the caller's token, so a shared
-    cache must not hand it to someone else."""
+def aggregate_response(
+    request: Request, data: Any, max_age: int, media_type: str = "application/json"
+) -> Response:
+    """An aggregate (``data`` as JSON, or bytes already of ``media_type``): cacheable by the
+    caller for ``max_age`` s, with an ETag (304 if it matches If-None-Match). ``private``: the
+    answer depends on the caller's token, so a shared cache must not hand it to someone else."""
     return conditional_response(
         request,
-        _dumps(data),
-        "application/json",
+        data if isinstance(data, bytes) else json_bytes(data),
+        media_type,
         f"private, max-age={max_age}",
         {"Vary": "Authorization"},
     )

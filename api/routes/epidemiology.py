@@ -10,8 +10,6 @@ without a replay.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
@@ -21,7 +19,7 @@ from starlette.responses import Response
 from api import auth
 from api.edge import AGGREGATE, Area, Ctx, Handler, Operation, area_name, check_area, day_range
 from api.params import area_param, date_param
-from api.render import aggregate_response, conditional_response
+from api.render import CSV, aggregate_response, csv_bytes
 from domain.epidemiology import estimate_rt, positivity
 from domain.reference import NATION
 from projections import queries
@@ -151,18 +149,8 @@ def _pair(name: str, compute: Compute, fields: list[str]) -> tuple[Handler, Hand
 
     async def as_csv(ctx: Ctx) -> Response:
         _, body = await data(ctx)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for row in body["rows"]:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-        return conditional_response(
-            ctx.request,
-            out.getvalue().encode(),
-            "text/csv; charset=utf-8",
-            f"private, max-age={ctx.services.config.cache_max_age}",
-            {"Vary": "Authorization"},
-        )
+        table = csv_bytes(fields, body["rows"])
+        return aggregate_response(ctx.request, table, ctx.services.config.cache_max_age, CSV)
 
     return as_json, as_csv
 

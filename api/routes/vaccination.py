@@ -22,9 +22,6 @@ parameters, problems, metrics).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -47,7 +44,15 @@ from api.edge import (
 )
 from api.params import enum_param, province_param, province_path, text_param
 from api.problems import Problem
-from api.render import conditional_response, iso, iso_or_none, json_response
+from api.render import (
+    CSV,
+    conditional_response,
+    csv_bytes,
+    iso,
+    iso_or_none,
+    json_bytes,
+    json_response,
+)
 from domain import reference
 from domain.programme import (
     DEFAULT_PROGRAMME_RULES,
@@ -300,18 +305,13 @@ def _public_response(request: Request, body: bytes, media_type: str) -> Response
 
 async def public_json(ctx: Ctx) -> Response:
     data = await _public(ctx)
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return _public_response(ctx.request, body, "application/json")
+    return _public_response(ctx.request, json_bytes(data), "application/json")
 
 
 async def public_csv(ctx: Ctx) -> Response:
     data = await _public(ctx)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["date", *pq.PUBLIC_FIELDS], lineterminator="\n")
-    writer.writeheader()
-    for row in data["provinces"]:
-        writer.writerow({"date": data["date"], **row})
-    return _public_response(ctx.request, out.getvalue().encode(), "text/csv; charset=utf-8")
+    rows = ({"date": data["date"], **row} for row in data["provinces"])
+    return _public_response(ctx.request, csv_bytes(["date", *pq.PUBLIC_FIELDS], rows), CSV)
 
 
 # --------------------------------------------------------------------------- routes
