@@ -27,7 +27,7 @@ rows expire (exposure + presence retention), positives with their case (result r
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from domain import chains
@@ -37,7 +37,7 @@ from domain.results import CaseRecord, ResultRules, cases, record_positive
 from domain.rules import DEFAULT_RULES, PresenceRules
 from projections.model import Delete, Upsert
 from streams.context import BatchContext, Message
-from streams.ids import derived_id, from_ms, to_days, to_ms
+from streams.ids import derived_id, duration_ms, from_ms, to_days, to_ms
 from streams.people import expired_positives, person_cases
 
 TABLE = "chains"
@@ -45,7 +45,6 @@ ALERT = "covidtech.exposure.ExposureAlertRaised"
 CASE = "covidtech.testing.CaseConfirmed"
 CLAIM = "covidtech.exposure.TransmissionClaimChanged"
 LINKS = "transmission_links_by_province"
-_MS = timedelta(milliseconds=1)
 
 # State layouts (lists, JSON-friendly, times in epoch ms):
 # exposures[alert_id] = [source, venue, province, at, risk, status, version]
@@ -72,8 +71,8 @@ class ChainHandler:
     ) -> None:
         self.rules = rules
         self.results = results
-        self._presence_ms = int(rules.presence_retention / _MS)
-        self._results_ms = int(results.result_retention / _MS)
+        self._presence_ms = duration_ms(rules.presence_retention)
+        self._results_ms = duration_ms(results.result_retention)
 
     async def handle(self, ctx: BatchContext, msg: Message) -> None:
         assert msg.event is not None

@@ -25,6 +25,11 @@ def to_ms(t: datetime) -> int:
     return (t - EPOCH) // _MS
 
 
+def duration_ms(d: timedelta) -> int:
+    """A duration in whole milliseconds (truncated toward zero)."""
+    return int(d / _MS)
+
+
 def from_ms(ms: int) -> datetime:
     return EPOCH + _MS * ms
 

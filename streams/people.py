@@ -28,9 +28,7 @@ from projections.model import Delete, Upsert
 from streams import status as facts
 from streams.context import BatchContext, Message
 from streams.epidemiology import CASE_COUNTS, add_to_day_count, prune_day_count
-from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
-
-_MS = timedelta(milliseconds=1)
+from streams.ids import derived_id, duration_ms, from_days, from_ms, to_days, to_ms
 
 TABLE = "persons"
 SCAN = "covidtech.checkin.CheckInScanned"
@@ -57,8 +55,8 @@ class PersonHandler:
         self.results = results
         self.status = status
         self.keep = rules.presence_retention + rules.lateness
-        self._keep_ms = int(self.keep / _MS)
-        self._results_ms = int(results.result_retention / _MS)
+        self._keep_ms = duration_ms(self.keep)
+        self._results_ms = duration_ms(results.result_retention)
 
     async def handle(self, ctx: BatchContext, msg: Message) -> None:
         assert msg.event is not None
@@ -340,6 +338,10 @@ def _has_presence_before(st: dict[str, Any], horizon: int) -> bool:
     )
 
 
+#: The default result rules' case_dedup in ms: the ``cases`` rule as this handler applies it.
+_CASE_DEDUP_MS = duration_ms(RESULT_RULES.case_dedup)
+
+
 def expired_positives(positives: list[list[Any]], horizon: int) -> int:
     """How many of ``positives`` (sorted, as the state holds them) are past retention: the
     leading cases whose every positive was collected before ``horizon`` (ms).
@@ -349,9 +351,8 @@ def expired_positives(positives: list[list[Any]], horizon: int) -> int:
     or re-confirms a case."""
     gone = 0
     anchor: int | None = None
-    dedup = int(RESULT_RULES.case_dedup / _MS)  # the rule ``cases`` applies in this handler
     for i, p in enumerate(positives):
-        if anchor is None or p[1] - anchor > dedup:
+        if anchor is None or p[1] - anchor > _CASE_DEDUP_MS:
             anchor = p[1]  # a new case starts here; every positive before it is one case
             gone = i
         if p[1] >= horizon:

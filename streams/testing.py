@@ -36,7 +36,7 @@ from domain.rules import DEFAULT_RULES, PresenceRules
 from projections.model import Delete, Upsert
 from streams.context import BatchContext, Message
 from streams.epidemiology import TEST_COUNTS, add_to_day_count, prune_day_count
-from streams.ids import derived_id, from_days, from_ms, to_days, to_ms
+from streams.ids import derived_id, duration_ms, from_days, from_ms, to_days, to_ms
 
 SAMPLES = "samples_state"
 SYNDROMIC = "syndromic_counts"
@@ -44,7 +44,6 @@ COLLECTED = "covidtech.testing.SampleCollected"
 RESULTED = "covidtech.testing.SampleResulted"
 #: How long a day's syndromic counts live after each declaration.
 SYNDROMIC_RETENTION = timedelta(days=90)
-_MS = timedelta(milliseconds=1)
 
 
 class SampleHandler:
@@ -58,7 +57,7 @@ class SampleHandler:
     ) -> None:
         self.rules = rules
         self.results = results
-        self._retention_ms = int(results.result_retention / _MS)
+        self._retention_ms = duration_ms(results.result_retention)
 
     def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
         """None (delete the key) once the sample was collected more than the result

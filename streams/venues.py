@@ -38,7 +38,7 @@ from domain.status import StatusRules
 from projections.model import Delete, Query, Upsert
 from streams import status as facts
 from streams.context import BatchContext, Message
-from streams.ids import derived_id, from_ms, to_ms
+from streams.ids import derived_id, duration_ms, from_ms, to_ms
 
 TABLE = "venue_exposure"
 VISIT = "covidtech.exposure.VisitChanged"
@@ -46,7 +46,6 @@ WINDOW = "covidtech.exposure.ExposureWindowChanged"
 #: How long a cluster row lives after its last window start (the ``clusters`` topic's 90
 #: days), and so how long a cluster outlives its pruned windows in the venue's state.
 CLUSTER_RETENTION = timedelta(days=90)
-_MS = timedelta(milliseconds=1)
 
 
 class VenueHandler:
@@ -60,9 +59,9 @@ class VenueHandler:
     ) -> None:
         self.rules = rules
         self.status = status
-        self._windows_ms = int((rules.presence_retention + rules.lateness) / _MS)
-        self._alerts_ms = int(rules.presence_retention / _MS)
-        self._cluster_ms = int(CLUSTER_RETENTION / _MS)
+        self._windows_ms = duration_ms(rules.presence_retention + rules.lateness)
+        self._alerts_ms = duration_ms(rules.presence_retention)
+        self._cluster_ms = duration_ms(CLUSTER_RETENTION)
 
     def prune(self, table: str, key: str, value: Any, now_ms: int) -> Any:
         """The venue's state without what is past retention at ``now_ms`` (wall clock):
