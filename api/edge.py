@@ -31,6 +31,7 @@ from api.auth import Reach, authenticate, reach_of
 from api.paging import InvalidPageToken
 from api.params import Param, id_path, int_param, text_param
 from api.problems import LogUnavailable, Problem, exception_handlers
+from api.ratelimit import TokenBuckets
 from api.render import aggregate_response
 from api.services import Services
 from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
@@ -110,6 +111,18 @@ class Ctx:
     def client_address(self) -> str | None:
         client = self.request.client
         return client.host if client is not None else None
+
+    def take(self, limiter: TokenBuckets, what: str, key: str | None = None) -> None:
+        """429 ``rate-limited`` ("too many ``what``", with Retry-After) unless ``limiter`` lets
+        ``key`` (default: the client's address) ask now."""
+        wait = limiter.take(key if key is not None else self.client_address or "unknown")
+        if wait > 0:
+            self.services.metrics.rate_limited.inc()
+            raise Problem(
+                "rate-limited",
+                f"too many {what}; retry later",
+                headers={"Retry-After": str(limiter.retry_after(wait))},
+            )
 
     def must_reach(self) -> Reach:
         assert self.reach is not None, "a public route asked for a reach"

@@ -52,15 +52,7 @@ KEYS_MAX_AGE = 3600
 
 def _take(ctx: Ctx) -> None:
     """429 ``rate-limited`` (with Retry-After) unless the client's address may ask now."""
-    limiter = ctx.services.certificate_limiter
-    wait = limiter.take(ctx.client_address or "unknown")
-    if wait > 0:
-        ctx.services.metrics.rate_limited.inc()
-        raise Problem(
-            "rate-limited",
-            "too many certificate requests from your address; retry later",
-            headers={"Retry-After": str(limiter.retry_after(wait))},
-        )
+    ctx.take(ctx.services.certificate_limiter, "certificate requests from your address")
 
 
 async def get_keys(ctx: Ctx) -> Response:

@@ -11,7 +11,6 @@ from starlette.responses import Response
 from api.edge import Area, Ctx, Operation
 from api.params import text_param
 from api.problems import Problem
-from api.ratelimit import TokenBuckets
 from api.render import iso_or_none, json_response
 from domain.results import InvalidLookupCode, lookup_code_hash
 from projections import queries
@@ -19,21 +18,9 @@ from projections import queries
 __all__ = ["get_result", "operations"]
 
 
-def _take_lookup(ctx: Ctx, limiter: TokenBuckets, key: str, whose: str) -> None:
-    """429 ``rate-limited`` (with Retry-After) unless ``limiter`` lets ``key`` look up now."""
-    wait = limiter.take(key)
-    if wait > 0:
-        ctx.services.metrics.rate_limited.inc()
-        raise Problem(
-            "rate-limited",
-            f"too many lookups {whose}; retry later",
-            headers={"Retry-After": str(limiter.retry_after(wait))},
-        )
-
-
 async def get_result(ctx: Ctx) -> Response:
     services = ctx.services
-    _take_lookup(ctx, services.limiter, ctx.client_address or "unknown", "from your address")
+    ctx.take(services.limiter, "lookups from your address")
     not_found = Problem("not-found", "no result for this lookup code")
     try:
         code_hash = lookup_code_hash(ctx.params["lookup_code"])
@@ -41,7 +28,7 @@ async def get_result(ctx: Ctx) -> Response:
         raise not_found from None
     # One code's attempts are limited too, whatever the address: guessing one code from many
     # addresses (a botnet, or a proxy whose clients cannot be told apart) stays slow.
-    _take_lookup(ctx, services.code_limiter, code_hash, "of this code")
+    ctx.take(services.code_limiter, "lookups of this code", code_hash)
     row = await queries.result_by_lookup(services.store, code_hash)
     if row is None:
         raise not_found

@@ -43,6 +43,7 @@ from domain.vaccines import VACCINES, UnknownVaccine
 from projections import queries
 
 __all__ = [
+    "dose",
     "figures",
     "get_coverage",
     "get_coverage_series",
@@ -171,6 +172,18 @@ async def get_doses_daily(ctx: Ctx) -> Response:
     return await ctx.aggregate(("doses", area, start, end, band), compute)
 
 
+def dose(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A dose of a person's record (a row of ``doses_by_person``), with its vaccine's name."""
+    vaccine = VACCINES.get(r["vaccine"])
+    return {
+        "dose_id": r["dose_id"],
+        "administered_at": iso(r["administered_at"]),
+        "vaccine": r["vaccine"],
+        "vaccine_name": vaccine.name if vaccine is not None else None,
+        "site_id": r["site_id"],
+    }
+
+
 async def get_vaccinations(ctx: Ctx) -> Response:
     person_id = ctx.params["person_id"]
     store = ctx.services.store
@@ -206,19 +219,7 @@ async def get_vaccinations(ctx: Ctx) -> Response:
         {
             "person_id": person_id,
             "province": province,
-            "doses": [
-                {
-                    "dose_id": r["dose_id"],
-                    "administered_at": iso(r["administered_at"]),
-                    "vaccine": r["vaccine"],
-                    "vaccine_name": VACCINES[r["vaccine"]].name
-                    if r["vaccine"] in VACCINES
-                    else None,
-                    "site_id": r["site_id"],
-                    "residence_province": r["residence_province"],
-                }
-                for r in doses
-            ],
+            "doses": [{**dose(r), "residence_province": r["residence_province"]} for r in doses],
             "status": status,
         }
     )

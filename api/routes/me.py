@@ -30,7 +30,7 @@ from api import auth
 from api.edge import PERSONAL_ERRORS, REACH_ERRORS, RESUME_PARAMS, Area, Ctx, Operation
 from api.params import enum_param
 from api.render import iso, iso_or_none, json_response
-from domain.vaccines import VACCINES
+from api.routes.coverage import dose
 from projections import queries
 from projections.access import LOCAL_TZ
 from projections.model import Query, Row
@@ -163,17 +163,7 @@ async def my_doses(ctx: Ctx) -> Response:
     person = _me(ctx)
     rows = await queries.vaccinations(ctx.services.store, person)
     rows = sorted(rows, key=lambda r: (r["administered_at"], r["dose_id"]))
-    items = [
-        {
-            "dose_id": r["dose_id"],
-            "administered_at": iso(r["administered_at"]),
-            "vaccine": r["vaccine"],
-            "vaccine_name": VACCINES[r["vaccine"]].name if r["vaccine"] in VACCINES else None,
-            "site_id": r["site_id"],
-        }
-        for r in rows
-    ]
-    return await _audited(ctx, person, {"items": items})
+    return await _audited(ctx, person, {"items": [dose(r) for r in rows]})
 
 
 async def my_notices(ctx: Ctx) -> Response:
