@@ -2,7 +2,7 @@
 
 Responses are strict (``additionalProperties: false``) so the fuzzer's conformance check catches
 any field the document does not promise. An operation names its body by key
-(``Operation(response="Result")``); :mod:`api.openapi` builds the document around them.
+(``response="Result"`` in its declaration); :mod:`api.openapi` builds the document around them.
 """
 
 from __future__ import annotations
