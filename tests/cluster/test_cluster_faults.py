@@ -148,6 +148,7 @@ class ScanLoad:
         self.statuses: Counter[int] = Counter()
         self.refused: str = ""  # the last answer other than 202 or 503
         self.in_flight = 0
+        self._client: httpx.AsyncClient | None = None
         self.last_answer = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -167,10 +168,23 @@ class ScanLoad:
             raise AssertionError(
                 f"{e}; {len(self.acked) - seen} acks, statuses {dict(self.statuses)}, "
                 f"{self.in_flight} in flight, last answer "
-                f"{time.monotonic() - self.last_answer:.1f}s ago; ingest log:\n{tail}\n"
-                f"ingest threads:\n{threads_of(pid)}"
+                f"{time.monotonic() - self.last_answer:.1f}s ago; the load's connections: "
+                f"{self.connections}; the ingest API's gauges: {gauges_of(self.url)}; "
+                f"ingest log:\n{tail}\ningest threads:\n{threads_of(pid)}"
             ) from None
         print(f"[cluster] {what}: {count} acks in {time.monotonic() - started:.1f}s")
+
+    @property
+    def connections(self) -> dict[str, int]:
+        """The load's HTTP connections by state (ACTIVE: a request sent, no answer yet)."""
+        pool: Any = getattr(getattr(self._client, "_transport", None), "_pool", None)
+        states: Counter[str] = Counter()
+        for conn in list(getattr(pool, "connections", [])):
+            info = conn.info()
+            states[
+                next((w for w in ("ACTIVE", "IDLE", "CLOSED", "CONNECTING") if w in info), info)
+            ] += 1
+        return dict(states)
 
     def __enter__(self) -> ScanLoad:
         self._thread.start()
@@ -190,6 +204,7 @@ class ScanLoad:
         # waiting for a connection is not an answer of the API.
         timeout = httpx.Timeout(60.0, pool=None)
         async with httpx.AsyncClient(base_url=self.url, timeout=timeout) as client:
+            self._client = client
 
             async def one(person: dict[str, str], at: datetime) -> None:
                 self.in_flight += 1
@@ -228,6 +243,21 @@ class ScanLoad:
                     i += 1
                 await asyncio.gather(*batch)
                 await asyncio.sleep(0.02)
+
+
+def gauges_of(url: str) -> str:
+    """The ingest API's writes in flight and broker-unavailable count, asked on a new
+    connection (whether it answers at all is part of the answer)."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError as e:
+        return f"(no answer: {e!r})"
+    wanted = ("writes_in_flight", "broker_unavailable", "requests_total")
+    return "; ".join(
+        line
+        for line in text.splitlines()
+        if not line.startswith("#") and any(w in line for w in wanted)
+    )[:3000]
 
 
 def threads_of(pid: int) -> str:
