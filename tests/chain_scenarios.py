@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from tests.scenarios import T0, Ev, result, sample, scan
+from tests.scenarios import T0, Ev, result, sample, stay
 
 #: The venue visit of the chain: 18 days before T0's day, so the 14 days of incubation after
 #: it are past and every row is still inside the 21 days of presence retention.
@@ -31,18 +31,12 @@ def chain_at_venue(prefix: str = "") -> list[Ev]:
     s, p, low, late, q = (f"{prefix}{n}" for n in ("src", "p", "low", "late", "q"))
     v, w = f"{prefix}venue", f"{prefix}cafe"
     return [
-        scan(s, v, at(0), "IN"),
-        scan(s, v, at(60), "OUT"),
-        scan(p, v, at(10), "IN"),
-        scan(p, v, at(50), "OUT"),
-        scan(low, v, at(80), "IN"),
-        scan(low, v, at(100), "OUT"),
-        scan(late, v, at(5), "IN"),
-        scan(late, v, at(45), "OUT"),
-        scan(p, w, at(0, 6), "IN"),
-        scan(p, w, at(60, 6), "OUT"),
-        scan(q, w, at(0, 6), "IN"),
-        scan(q, w, at(60, 6), "OUT"),
+        *stay(s, v, at(0), at(60)),
+        *stay(p, v, at(10), at(50)),
+        *stay(low, v, at(80), at(100)),
+        *stay(late, v, at(5), at(45)),
+        *stay(p, w, at(0, 6), at(60, 6)),
+        *stay(q, w, at(0, 6), at(60, 6)),
         *positive(s, at(0, 1)),
         *positive(p, at(0, 4)),
         *positive(low, at(0, 3)),

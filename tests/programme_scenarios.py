@@ -187,24 +187,19 @@ def programme_town(seed: int, people: int = 120, days: int = 12) -> list[Ev]:
                     province=province,
                 )
             )
-        out.append(
-            plan(
-                f"plan-{province}-1",
-                day_at(0, 9),
-                day_at(40).date(),
-                {"HEALTH_WORKER": (10, 5), "GENERAL": (30, 10)},
-                province=province,
+        for n, set_day, target_day, targets in (
+            (1, 0, 40, {"HEALTH_WORKER": (10, 5), "GENERAL": (30, 10)}),
+            (2, 5, 30, {"GENERAL": (40, 20), "AGE_65_PLUS": (8, 4)}),
+        ):
+            out.append(
+                plan(
+                    f"plan-{province}-{n}",
+                    day_at(set_day, 9),
+                    day_at(target_day).date(),
+                    targets,
+                    province=province,
+                )
             )
-        )
-        out.append(
-            plan(
-                f"plan-{province}-2",
-                day_at(5, 9),
-                day_at(30).date(),
-                {"GENERAL": (40, 20), "AGE_65_PLUS": (8, 4)},
-                province=province,
-            )
-        )
         out.append(
             discard(
                 f"disc-{province}",

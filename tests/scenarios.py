@@ -52,6 +52,11 @@ def scan(
     )
 
 
+def stay(person: str, venue: str, start: datetime, end: datetime, **scan_kw: Any) -> list[Ev]:
+    """A visit as its two scans: IN at ``start``, OUT at ``end``."""
+    return [scan(person, venue, start, "IN", **scan_kw), scan(person, venue, end, "OUT", **scan_kw)]
+
+
 def sample(
     sample_id: str,
     people: list[str],
@@ -140,14 +145,10 @@ def outbreak_at_venue(prefix: str = "") -> list[Ev]:
     30 min (HIGH), B 10 min (LOW), D not at all; the case tests positive the next day."""
     c, a, b, d, v = (f"{prefix}case", f"{prefix}a", f"{prefix}b", f"{prefix}d", f"{prefix}venue")
     return [
-        scan(c, v, m(0), "IN"),
-        scan(c, v, m(60), "OUT"),
-        scan(a, v, m(0), "IN"),
-        scan(a, v, m(30), "OUT"),
-        scan(b, v, m(80), "IN"),
-        scan(b, v, m(100), "OUT"),
-        scan(d, v, m(180), "IN"),
-        scan(d, v, m(240), "OUT"),
+        *stay(c, v, m(0), m(60)),
+        *stay(a, v, m(0), m(30)),
+        *stay(b, v, m(80), m(100)),
+        *stay(d, v, m(180), m(240)),
         sample(f"{prefix}tube", [c], m(24 * 60)),
         result(f"{prefix}tube", "POSITIVE", m(30 * 60)),
     ]
@@ -184,18 +185,18 @@ def venue_registered(venue: str, name: str) -> Ev:
     )
 
 
-def person_registered(person: str) -> Ev:
+def person_registered(person: str, at: datetime = T0, birth_year: int = 1985) -> Ev:
     return Ev(
         "people",
         person,
         "covidtech.people.PersonRegistered",
         {
             "event_id": f"{person}.registered",
-            "occurred_at": T0,
+            "occurred_at": at,
             "person_id": person,
             "province": "79",
             "district": "760",
-            "birth_year": 1985,
+            "birth_year": birth_year,
         },
     )
 

@@ -7,19 +7,19 @@ how "a dose first, then the registration" and the reverse are both exercised for
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 import pytest
 
 from covidtech.processes import free_port
-from covidtech.settings import Settings, with_overrides
+from covidtech.settings import Settings
 from schemas.codec import default_registry
 from tests.integration.worker_harness import (
     comparable,
     expected_rows,
     publish_sync,
     read_all,
+    resumes_after_a_kill,
     snapshot,
     worker,
 )
@@ -34,7 +34,7 @@ from tests.programme_scenarios import (
     registration,
 )
 from tests.scenarios import Ev, shuffled
-from tests.support import eventually, run_coroutine
+from tests.support import run_coroutine
 
 pytestmark = pytest.mark.integration
 
@@ -181,19 +181,10 @@ def test_a_shuffled_busy_programme_delivered_twice_gives_the_same_rows(
 
 
 def test_a_killed_worker_resumes_the_programme_without_double_counts(isolated: Settings) -> None:
-    events = programme_town(9, people=400)
-    want = expected_rows(events)
-    publish_sync(isolated, events)
-    total = len(want["registrations_by_person"])
-    # Small batches in one lane, so that the stream takes long enough to be seen midway.
-    with worker(with_overrides(isolated, worker_batch=10, worker_lanes=1), free_port()) as proc:
-        eventually(
-            lambda: 0 < len(snapshot(isolated)["registrations_by_person"]) < total or None,
-            timeout=120,
-            interval=0.1,
-            what="worker mid-stream",
-        )
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    with worker(isolated, free_port()) as proc:
-        converge(isolated, want, proc, timeout=240)
+    resumes_after_a_kill(
+        isolated,
+        programme_town(9, people=400),
+        "registrations_by_person",
+        midway_within=120,
+        converge_within=240,
+    )

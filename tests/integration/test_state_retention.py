@@ -25,7 +25,7 @@ from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from covidtech.topics import partition_of
 from tests.integration.worker_harness import publish_sync, snapshot, worker
-from tests.scenarios import Ev, result, sample, scan
+from tests.scenarios import person_registered, result, sample, scan, stay
 from tests.support import eventually, run_coroutine
 
 pytestmark = pytest.mark.integration
@@ -130,22 +130,6 @@ def key_in_partition(prefix: str, partition: int, partitions: int) -> str:
     return f"{prefix}{i}"
 
 
-def person_registered(person: str) -> Ev:
-    return Ev(
-        "people",
-        person,
-        "covidtech.people.PersonRegistered",
-        {
-            "event_id": f"reg-{person}",
-            "occurred_at": datetime.now(UTC),
-            "person_id": person,
-            "province": "79",
-            "district": "760",
-            "birth_year": 1980,
-        },
-    )
-
-
 def test_state_past_retention_leaves_the_rows_the_state_and_the_changelogs(
     isolated: Settings,
 ) -> None:
@@ -155,7 +139,7 @@ def test_state_past_retention_leaves_the_rows_the_state_and_the_changelogs(
     with worker(s, port) as proc:
         # Warm up: once the directory agent has written a row, the group is assigned and
         # every agent reads (events with seconds of retention must not wait for the start).
-        publish_sync(s, [person_registered("warm")])
+        publish_sync(s, [person_registered("warm", datetime.now(UTC), birth_year=1980)])
         eventually(
             lambda: proc.poll() is None and snapshot(s)["people"],
             timeout=120,
@@ -165,10 +149,8 @@ def test_state_past_retention_leaves_the_rows_the_state_and_the_changelogs(
         t = datetime.now(UTC)
         sec = timedelta(seconds=1)
         events = [
-            scan("case", "bar", t, "IN"),
-            scan("case", "bar", t + 10 * sec, "OUT"),
-            scan("contact", "bar", t + 2 * sec, "IN"),
-            scan("contact", "bar", t + 8 * sec, "OUT"),
+            *stay("case", "bar", t, t + 10 * sec),
+            *stay("contact", "bar", t + 2 * sec, t + 8 * sec),
             sample("tube", ["case"], t),
             result("tube", "POSITIVE", t + sec),
         ]

@@ -18,8 +18,11 @@ from tests.integration.worker_harness import (
     converge,
     digest,
     expected_rows,
+    midway,
     publish_sync,
     read_all,
+    resumes_after_a_kill,
+    slow_worker,
     snapshot,
     stable_members,
     uncommitted,
@@ -52,7 +55,7 @@ def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
 ) -> None:
     from streams.rebuild import ONE_STAGE, rebuild
     from streams.replay import caught_up, replay
-    from tests.scenarios import m, scan
+    from tests.scenarios import m, stay
 
     events = mixed_scenario()
     publish_sync(isolated, events)
@@ -62,7 +65,7 @@ def test_worker_builds_the_projections_and_a_replay_rebuilds_them_identically(
     with worker(isolated, free_port()) as proc:
         converge(isolated, want, proc)
         # A contact's scans arrive late, after the case's window was opened.
-        late = [scan("late", "venue", m(20), "IN"), scan("late", "venue", m(50), "OUT")]
+        late = stay("late", "venue", m(20), m(50))
         publish_sync(isolated, late)
         events += late
         want = expected_rows(events)
@@ -114,25 +117,10 @@ def test_shuffled_delivery_gives_the_same_projections(isolated: Settings) -> Non
 
 def test_a_killed_worker_resumes_without_loss_or_double_counts(isolated: Settings) -> None:
     from tests.scenarios import town
-    from tests.support import eventually
 
-    events = town(11, people=300)
-    want = expected_rows(events)
-    publish_sync(isolated, events)
-    # Small batches in one lane, so that the stream takes long enough to be seen midway.
-    with worker(with_overrides(isolated, worker_batch=10, worker_lanes=1), free_port()) as proc:
-        # Kill it in the middle of the stream: some rows written, not all.
-        total = len(want["visits_by_person"])
-        eventually(
-            lambda: 0 < len(snapshot(isolated)["visits_by_person"]) < total or None,
-            timeout=90,
-            interval=0.1,
-            what="worker mid-stream",
-        )
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    with worker(isolated, free_port()) as proc:
-        converge(isolated, want, proc, timeout=180)
+    resumes_after_a_kill(
+        isolated, town(11, people=300), "visits_by_person", midway_within=90, converge_within=180
+    )
 
 
 def test_two_workers_give_the_same_projections_as_one(isolated: Settings) -> None:
@@ -144,16 +132,9 @@ def test_two_workers_give_the_same_projections_as_one(isolated: Settings) -> Non
 
     events = town(5, people=200) + outbreak_at_venue("y")
     want = expected_rows(events)
-    # Small batches in one lane, so that the stream takes long enough to be seen midway.
-    with worker(with_overrides(isolated, worker_batch=10, worker_lanes=1), free_port()) as one:
+    with slow_worker(isolated) as one:
         publish_sync(isolated, events)
-        total = len(want["visits_by_person"])
-        eventually(
-            lambda: 0 < len(snapshot(isolated)["visits_by_person"]) < total or None,
-            timeout=90,
-            interval=0.1,
-            what="first worker mid-stream",
-        )
+        midway(isolated, want, "visits_by_person", timeout=90, what="first worker mid-stream")
         with worker(isolated, free_port()) as two:
             eventually(
                 lambda: run_coroutine(stable_members(isolated)) == 2,

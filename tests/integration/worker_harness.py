@@ -7,13 +7,14 @@ Shared by the integration tests of the worker, the programme, the store crash an
 from __future__ import annotations
 
 import hashlib
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from covidtech import kafka_clients, processes
-from covidtech.processes import child_env
+from covidtech.processes import child_env, free_port
 from covidtech.settings import Settings, with_overrides
 from projections.cassandra import CassandraStore
 from projections.model import TABLES
@@ -30,6 +31,49 @@ def worker(
     log = s.home / f"worker-{s.app_id}-{web_port}.log"
     with processes.child(command, log, child_env(s), grace=60) as proc:
         yield proc
+
+
+@contextmanager
+def slow_worker(s: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker in small batches in one lane, so that the stream takes long enough to be seen
+    midway."""
+    with worker(with_overrides(s, worker_batch=10, worker_lanes=1), free_port()) as proc:
+        yield proc
+
+
+def midway(
+    s: Settings,
+    want: dict[str, list[dict[str, Any]]],
+    table: str,
+    timeout: float,
+    what: str = "worker mid-stream",
+) -> None:
+    """Waits until some rows of ``table`` are written, but not all that ``want`` has."""
+    from tests.support import eventually
+
+    total = len(want[table])
+    eventually(
+        lambda: 0 < len(snapshot(s)[table]) < total or None,
+        timeout=timeout,
+        interval=0.1,
+        what=what,
+    )
+
+
+def resumes_after_a_kill(
+    s: Settings, events: list[Ev], table: str, midway_within: float, converge_within: float
+) -> None:
+    """The events published; a slow worker killed (SIGKILL) in the middle of the stream, some
+    rows of ``table`` written, not all; then a new worker converges to the rows the in-process
+    pipeline gives: nothing lost, nothing counted twice."""
+    want = expected_rows(events)
+    publish_sync(s, events)
+    with slow_worker(s) as proc:
+        midway(s, want, table, midway_within)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with worker(s, free_port()) as proc:
+        converge(s, want, proc, timeout=converge_within)
 
 
 async def publish(s: Settings, events: list[Ev]) -> None:

@@ -16,7 +16,7 @@ from streams.ids import to_days, to_ms
 from streams.people import PersonHandler, expired_positives
 from streams.testing import DeclarationHandler, SampleHandler
 from streams.venues import CLUSTER_RETENTION, prune_venue
-from tests.scenarios import T0, Ev, dose, m, outbreak_at_venue, result, sample, scan
+from tests.scenarios import T0, Ev, dose, m, outbreak_at_venue, result, sample, stay
 from tests.unit.pipeline_support import feed, run
 
 DAY = 24 * 3600 * 1000
@@ -234,7 +234,7 @@ async def test_a_pruned_person_starts_afresh() -> None:
     p, _ = await run(outbreak_at_venue())
     p.prune(to_ms(later))
     fresh, _ = await run([])
-    new = [scan("a", "gym", later, "IN"), scan("a", "gym", later + timedelta(hours=1), "OUT")]
+    new = stay("a", "gym", later, later + timedelta(hours=1))
     for pipeline in (p, fresh):
         await feed(pipeline, new)
     assert p.tables["persons"]["a"] == fresh.tables["persons"]["a"]
@@ -246,7 +246,7 @@ async def test_a_frozen_cluster_keeps_its_row_when_a_later_case_comes() -> None:
     cases_ = ["c1", "c2", "c3"]
     events: list[Ev] = []
     for i, c in enumerate(cases_):
-        events += [scan(c, "bar", m(i * 60), "IN"), scan(c, "bar", m(i * 60 + 30), "OUT")]
+        events += stay(c, "bar", m(i * 60), m(i * 60 + 30))
         events += [sample(f"t{c}", [c], m(24 * 60)), result(f"t{c}", "POSITIVE", m(25 * 60))]
     p, _ = await run(events, store=store)
     (cluster,) = await store.scan("clusters_by_province")
@@ -260,8 +260,7 @@ async def test_a_frozen_cluster_keeps_its_row_when_a_later_case_comes() -> None:
     # A fourth case at the bar: the venue's windows alone would make no cluster, and the
     # row would be deleted 64 days before its time.
     c4 = [
-        scan("c4", "bar", later, "IN"),
-        scan("c4", "bar", later + timedelta(minutes=30), "OUT"),
+        *stay("c4", "bar", later, later + timedelta(minutes=30)),
         sample("tc4", ["c4"], later + timedelta(hours=2)),
         result("tc4", "POSITIVE", later + timedelta(hours=3)),
     ]
