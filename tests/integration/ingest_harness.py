@@ -1,4 +1,5 @@
-"""Helpers of the ingest API integration tests: serve the app in-process, read topics, tokens.
+"""Helpers of the ingest API integration tests: serve the app in-process, read topics, tokens,
+register a venue and a person, a scan's body.
 
 The app runs in the test's event loop behind ``httpx.ASGITransport``; its lifespan is driven
 with the ASGI lifespan protocol, like uvicorn does, so the typed lifespan state reaches requests.
@@ -46,6 +47,51 @@ def client_id() -> str:
 
 def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def register_venue(
+    api: httpx.AsyncClient, s: Settings, venue: dict[str, Any]
+) -> dict[str, Any]:
+    """Registers ``venue`` as its province's venue admin: the answer (id, QR, posters)."""
+    r = await api.post(
+        "/v1/venues", json=venue, headers=bearer(s, f"venue-admin:{venue['province']}")
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def register_person(
+    api: httpx.AsyncClient,
+    s: Settings,
+    province: str = "79",
+    district: str = "760",
+    birth_year: int | None = 1985,
+) -> dict[str, Any]:
+    """Registers a person through the app: the answer (id, QR, the person's own token)."""
+    body: dict[str, Any] = {"province": province, "district": district}
+    if birth_year is not None:
+        body["birth_year"] = birth_year
+    r = await api.post("/v1/people", json=body, headers=bearer(s, "app"))
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def scan_body(
+    venue: dict[str, Any],
+    person: dict[str, Any],
+    *,
+    ago: timedelta = timedelta(0),
+    **changes: Any,
+) -> dict[str, Any]:
+    """A new scan (its own id) of the person IN at the venue, ``ago`` before now."""
+    return {
+        "scan_id": client_id(),
+        "venue_qr": venue["venue_qr"],
+        "person_qr": person["person_qr"],
+        "scanned_at": rfc3339(datetime.now(UTC) - ago),
+        "direction": "IN",
+        **changes,
+    }
 
 
 @asynccontextmanager

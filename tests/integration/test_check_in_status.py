@@ -11,15 +11,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
 from covidtech.processes import free_port
 from covidtech.settings import Settings, with_overrides
 from producers.app import create_app
-from tests.integration.ingest_harness import bearer, client_id, read_topic, rfc3339, serving
+from tests.integration.ingest_harness import (
+    bearer,
+    read_topic,
+    register_person,
+    register_venue,
+    scan_body,
+    serving,
+)
 from tests.integration.worker_harness import publish, worker
-from tests.scenarios import dose, m, result, sample
-from tests.scenarios import scan as scan_event
+from tests.scenarios import dose, m, result, sample, stay
 from tests.support import eventually_async
 
 VENUE = {
@@ -31,51 +35,23 @@ VENUE = {
 }
 
 
-async def _venue(api: httpx.AsyncClient, s: Settings) -> dict[str, Any]:
-    r = await api.post("/v1/venues", json=VENUE, headers=bearer(s, "venue-admin:79"))
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def _person(api: httpx.AsyncClient, s: Settings) -> dict[str, Any]:
-    r = await api.post(
-        "/v1/people",
-        json={"province": "79", "district": "760", "birth_year": 1985},
-        headers=bearer(s, "app"),
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
 def gate(s: Settings, venue: dict[str, Any]) -> dict[str, str]:
     """The venue's scanner: its staff scan each person's QR and see the colour."""
     return bearer(s, f"venue:{venue['venue_id']}@{venue['province']}")
 
 
-def _body(venue: dict[str, Any], person: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "scan_id": client_id(),
-        "venue_qr": venue["venue_qr"],
-        "person_qr": person["person_qr"],
-        "scanned_at": rfc3339(datetime.now(UTC)),
-        "direction": "IN",
-    }
-
-
 async def test_a_scan_answers_the_colour_the_worker_facts_give(isolated: Settings) -> None:
     async with serving(create_app(isolated)) as api:
-        venue = await _venue(api, isolated)
-        case, contact, vaccinated, nobody = [await _person(api, isolated) for _ in range(4)]
+        venue = await register_venue(api, isolated, VENUE)
+        case, contact, vaccinated, nobody = [await register_person(api, isolated) for _ in range(4)]
         c, a, v = (p["person_id"] for p in (case, contact, vaccinated))
         place, tube = f"venue-{uuid.uuid4().hex[:8]}", f"tube-{uuid.uuid4().hex[:8]}"
         now = datetime.now(UTC)
         events = [
             # the case and the contact overlap 30 min at a venue two days ago (HIGH); the
             # case's sample, collected yesterday, is positive
-            scan_event(c, place, m(0), "IN"),
-            scan_event(c, place, m(60), "OUT"),
-            scan_event(a, place, m(0), "IN"),
-            scan_event(a, place, m(30), "OUT"),
+            *stay(c, place, m(0), m(60)),
+            *stay(a, place, m(0), m(30)),
             sample(tube, [c], m(24 * 60)),
             result(tube, "POSITIVE", m(30 * 60)),
             # both the vaccinated person and the contact are fully vaccinated: the contact's
@@ -94,7 +70,7 @@ async def test_a_scan_answers_the_colour_the_worker_facts_give(isolated: Setting
 
                 async def shows(person: dict[str, Any] = person, colour: str = colour) -> bool:
                     r = await api.post(
-                        "/v1/scans", json=_body(venue, person), headers=gate(isolated, venue)
+                        "/v1/scans", json=scan_body(venue, person), headers=gate(isolated, venue)
                     )
                     assert r.status_code == 202, r.text
                     return bool(r.json()["person_status"] == colour)
@@ -103,7 +79,7 @@ async def test_a_scan_answers_the_colour_the_worker_facts_give(isolated: Setting
         # nobody known: neither vaccinated nor recovered; a batch answers per item
         r = await api.post(
             "/v1/scans",
-            json={"scans": [_body(venue, nobody), _body(venue, case), {"scan_id": "bad"}]},
+            json={"scans": [scan_body(venue, nobody), scan_body(venue, case), {"scan_id": "bad"}]},
             headers=gate(isolated, venue),
         )
         assert r.status_code == 200, r.text
@@ -117,9 +93,9 @@ async def test_without_the_store_a_scan_is_written_and_its_status_is_unknown(
 ) -> None:
     closed = with_overrides(isolated, cassandra_port=free_port())
     async with serving(create_app(closed)) as api:
-        venue = await _venue(api, closed)
-        person = await _person(api, closed)
-        body = _body(venue, person)
+        venue = await register_venue(api, closed, VENUE)
+        person = await register_person(api, closed)
+        body = scan_body(venue, person)
         r = await api.post("/v1/scans", json=body, headers=gate(closed, venue))
         assert r.status_code == 202, r.text
         assert r.json() == {

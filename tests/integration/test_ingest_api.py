@@ -28,7 +28,10 @@ from tests.integration.ingest_harness import (
     client_id,
     events_with,
     read_topic,
+    register_person,
+    register_venue,
     rfc3339,
+    scan_body,
     serving,
 )
 from tests.support import eventually_async
@@ -51,42 +54,19 @@ async def api(isolated: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def register_venue(api: httpx.AsyncClient, s: Settings, **changes: Any) -> dict[str, Any]:
-    r = await api.post("/v1/venues", json={**VENUE, **changes}, headers=bearer(s, "venue-admin:79"))
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-async def register_person(api: httpx.AsyncClient, s: Settings) -> dict[str, Any]:
-    r = await api.post(
-        "/v1/people",
-        json={"province": "79", "district": "760", "birth_year": 1985},
-        headers=bearer(s, "app"),
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
 def own(person: dict[str, Any]) -> dict[str, str]:
     """The person's own token, as registration answered it to the app."""
     return {"Authorization": f"Bearer {person['token']}"}
 
 
 def scan(venue: dict[str, Any], person: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {
-        "scan_id": client_id(),
-        "venue_qr": venue["venue_qr"],
-        "person_qr": person["person_qr"],
-        "scanned_at": rfc3339(datetime.now(UTC) - timedelta(minutes=1)),
-        "direction": "IN",
-        **changes,
-    }
+    return scan_body(venue, person, ago=timedelta(minutes=1), **changes)
 
 
 async def test_venue_registration_event_and_posters(
     api: httpx.AsyncClient, isolated: Settings
 ) -> None:
-    venue = await register_venue(api, isolated)
+    venue = await register_venue(api, isolated, VENUE)
     venue_id = venue["venue_id"]
     assert QrSigner(isolated.secret).parse(venue["venue_qr"]) == QrSubject(QrKind.VENUE, venue_id)
 
@@ -156,7 +136,7 @@ async def test_person_registration(api: httpx.AsyncClient, isolated: Settings) -
 async def test_person_scans_venue_once_even_when_retried(
     api: httpx.AsyncClient, isolated: Settings
 ) -> None:
-    venue = await register_venue(api, isolated)
+    venue = await register_venue(api, isolated, VENUE)
     person = await register_person(api, isolated)
     body = scan(venue, person)
     before = datetime.now(UTC)
@@ -183,7 +163,7 @@ async def test_person_scans_venue_once_even_when_retried(
 
 
 async def test_staff_scan_the_person(api: httpx.AsyncClient, isolated: Settings) -> None:
-    venue = await register_venue(api, isolated)
+    venue = await register_venue(api, isolated, VENUE)
     person = await register_person(api, isolated)
     body = scan(venue, person, direction="OUT", device_id="gate-2")
     r = await api.post("/v1/scans", json=body, headers=bearer(isolated, "venue-admin:79"))
@@ -230,7 +210,7 @@ async def test_registration_gives_the_app_a_token_bound_to_that_person(
         headers=bearer(isolated, "app"),
     )
     assert forged.status_code == 422 and forged.json()["errors"][0]["code"] == "forged-qr"
-    venue = await register_venue(api, isolated)
+    venue = await register_venue(api, isolated, VENUE)
     wrong = await api.post(
         "/v1/people/sessions",
         json={"person_qr": venue["venue_qr"]},
@@ -242,7 +222,10 @@ async def test_registration_gives_the_app_a_token_bound_to_that_person(
 async def test_a_person_token_places_its_person_only_and_staff_their_venue_only(
     api: httpx.AsyncClient, isolated: Settings
 ) -> None:
-    venue, elsewhere = await register_venue(api, isolated), await register_venue(api, isolated)
+    venue, elsewhere = (
+        await register_venue(api, isolated, VENUE),
+        await register_venue(api, isolated, VENUE),
+    )
     alice, bob = await register_person(api, isolated), await register_person(api, isolated)
 
     # Alice's token checks Alice in, and nobody else.
@@ -306,7 +289,7 @@ async def test_a_person_token_places_its_person_only_and_staff_their_venue_only(
 async def test_scan_batch_answers_per_item_and_writes_only_accepted(
     api: httpx.AsyncClient, isolated: Settings
 ) -> None:
-    venue = await register_venue(api, isolated)
+    venue = await register_venue(api, isolated, VENUE)
     person = await register_person(api, isolated)
     qr = QrSigner(isolated.secret)
     now = datetime.now(UTC)
@@ -364,7 +347,7 @@ async def test_scan_at_a_venue_registered_by_another_instance(
     api: httpx.AsyncClient, isolated: Settings
 ) -> None:
     async with serving(create_app(isolated)) as other:
-        venue = await register_venue(other, isolated)
+        venue = await register_venue(other, isolated, VENUE)
         person = await register_person(other, isolated)
     # This instance never saw the venue registered: the miss waits for its view of `venues`.
     r = await api.post("/v1/scans", json=scan(venue, person), headers=own(person))

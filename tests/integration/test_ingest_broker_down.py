@@ -27,7 +27,10 @@ from tests.integration.ingest_harness import (
     bearer,
     client_id,
     read_topic,
+    register_person,
+    register_venue,
     rfc3339,
+    scan_body,
     serving,
 )
 from tests.support import eventually_async, unique
@@ -69,33 +72,21 @@ async def test_broker_down_then_up(private_kafka: Settings) -> None:
     s = private_kafka
     config = IngestConfig(delivery_timeout_s=3.0, retry_after_s=1)
     async with serving(create_app(s, config=config)) as api:
-        venue = (
-            await api.post(
-                "/v1/venues",
-                json={
-                    "name": "Siêu thị",
-                    "address": "1 Hàng Bài",
-                    "province": "01",
-                    "district": "002",
-                    "category": "shop",
-                },
-                headers=bearer(s, "venue-admin:01"),
-            )
-        ).json()
-        person = (
-            await api.post(
-                "/v1/people", json={"province": "01", "district": "002"}, headers=bearer(s, "app")
-            )
-        ).json()
+        venue = await register_venue(
+            api,
+            s,
+            {
+                "name": "Siêu thị",
+                "address": "1 Hàng Bài",
+                "province": "01",
+                "district": "002",
+                "category": "shop",
+            },
+        )
+        person = await register_person(api, s, "01", "002", birth_year=None)
 
         def scan() -> dict[str, Any]:
-            return {
-                "scan_id": client_id(),
-                "venue_qr": venue["venue_qr"],
-                "person_qr": person["person_qr"],
-                "scanned_at": rfc3339(datetime.now(UTC)),
-                "direction": "IN",
-            }
+            return scan_body(venue, person)
 
         app, site = {"Authorization": f"Bearer {person['token']}"}, bearer(s, "site:s1@01")
         before = scan()

@@ -32,7 +32,10 @@ from tests.integration.ingest_harness import (
     OffsetReader,
     bearer,
     client_id,
+    register_person,
+    register_venue,
     rfc3339,
+    scan_body,
     serving,
     token,
 )
@@ -57,24 +60,18 @@ async def world(platform: Settings) -> AsyncIterator[World]:
     s = with_overrides(platform, topic_prefix=f"{unique('ing')}.")
     await create_topics(s)
     async with serving(create_app(s)) as api, OffsetReader(s) as offsets:
-        venue = (
-            await api.post(
-                "/v1/venues",
-                json={
-                    "name": "Chợ",
-                    "address": "1 Lê Lợi",
-                    "province": "79",
-                    "district": "760",
-                    "category": "market",
-                },
-                headers=bearer(s, "venue-admin:79"),
-            )
-        ).json()
-        person = (
-            await api.post(
-                "/v1/people", json={"province": "79", "district": "760"}, headers=bearer(s, "app")
-            )
-        ).json()
+        venue = await register_venue(
+            api,
+            s,
+            {
+                "name": "Chợ",
+                "address": "1 Lê Lợi",
+                "province": "79",
+                "district": "760",
+                "category": "market",
+            },
+        )
+        person = await register_person(api, s, birth_year=None)
         sample_id = f"T-{client_id()[:8]}"
         r = await api.post(
             "/v1/samples", json=sample(sample_id, person), headers=bearer(s, "site:s1@79")
@@ -92,14 +89,7 @@ def now() -> datetime:
 
 
 def scan(w: World, **changes: Any) -> dict[str, Any]:
-    body = {
-        "scan_id": client_id(),
-        "venue_qr": w.venue["venue_qr"],
-        "person_qr": w.person["person_qr"],
-        "scanned_at": rfc3339(now()),
-        "direction": "IN",
-        **changes,
-    }
+    body = scan_body(w.venue, w.person, **changes)
     return {k: v for k, v in body.items() if v is not ...}
 
 
