@@ -170,29 +170,20 @@ async def populate(store: ProjectionStore) -> DataSet:
             },
         ),
         # vaccination
-        Upsert(
-            "doses_by_person",
-            {
-                "person_id": "p79",
-                "administered_at": now - timedelta(days=60),
-                "dose_id": "d1",
-                "vaccine": "AZ",
-                "site_id": "vs-79",
-                "residence_province": "79",
-                "birth_year": 1980,
-            },
-        ),
-        Upsert(
-            "doses_by_person",
-            {
-                "person_id": "p79",
-                "administered_at": now - timedelta(days=5),
-                "dose_id": "d2",
-                "vaccine": "PFIZER",
-                "site_id": "vs-79",
-                "residence_province": "79",
-                "birth_year": 1980,
-            },
+        *(
+            Upsert(
+                "doses_by_person",
+                {
+                    "person_id": "p79",
+                    "administered_at": now - timedelta(days=days_ago),
+                    "dose_id": dose_id,
+                    "vaccine": vaccine,
+                    "site_id": "vs-79",
+                    "residence_province": "79",
+                    "birth_year": 1980,
+                },
+            )
+            for dose_id, vaccine, days_ago in (("d1", "AZ", 60), ("d2", "PFIZER", 5))
         ),
         # turnaround: three samples of lab-a, one of lab-b; one sample pending for 3 days
         *(
@@ -211,23 +202,17 @@ async def populate(store: ProjectionStore) -> DataSet:
                 [("lab-a", 3600), ("lab-a", 7200), ("lab-a", 10800), ("lab-b", 86400)]
             )
         ),
-        Upsert(
-            "pending_samples_by_province",
-            {
-                "province": "79",
-                "collected_at": now - timedelta(days=3),
-                "sample_id": "late-1",
-                "site_id": "site-79",
-            },
-        ),
-        Upsert(
-            "pending_samples_by_province",
-            {
-                "province": "79",
-                "collected_at": now - timedelta(hours=1),
-                "sample_id": "fresh-1",
-                "site_id": "site-79",
-            },
+        *(
+            Upsert(
+                "pending_samples_by_province",
+                {
+                    "province": "79",
+                    "collected_at": now - age,
+                    "sample_id": sample_id,
+                    "site_id": "site-79",
+                },
+            )
+            for sample_id, age in (("late-1", timedelta(days=3)), ("fresh-1", timedelta(hours=1)))
         ),
         # presence and exposure
         *(
@@ -254,49 +239,37 @@ async def populate(store: ProjectionStore) -> DataSet:
                 "venue_province": "79",
             },
         ),
-        Upsert(
-            "exposure_sites_by_province",
-            {
-                "province": "79",
-                "day": today,
-                "venue_id": "v79",
-                "case_person_id": "case-1",
-                "visit_start": now - timedelta(hours=5),
-                "window_start": now - timedelta(hours=5),
-                "window_end": now - timedelta(hours=4),
-            },
+        # in each province, an exposure site and a cluster of three cases
+        *(
+            Upsert(
+                "exposure_sites_by_province",
+                {
+                    "province": province,
+                    "day": today,
+                    "venue_id": f"v{province}",
+                    "case_person_id": case,
+                    "visit_start": now - timedelta(hours=5),
+                    "window_start": now - timedelta(hours=5),
+                    "window_end": now - timedelta(hours=4),
+                },
+            )
+            for province, case in (("79", "case-1"), ("01", "case-9"))
         ),
-        Upsert(
-            "exposure_sites_by_province",
-            {
-                "province": "01",
-                "day": today,
-                "venue_id": "v01",
-                "case_person_id": "case-9",
-                "visit_start": now - timedelta(hours=5),
-                "window_start": now - timedelta(hours=5),
-                "window_end": now - timedelta(hours=4),
-            },
-        ),
-        Upsert(
-            "clusters_by_province",
-            {
-                "province": "79",
-                "venue_id": "v79",
-                "case_person_ids": ["case-1", "case-2", "case-3"],
-                "first_window_start": now - timedelta(days=3),
-                "last_window_start": now - timedelta(days=1),
-            },
-        ),
-        Upsert(
-            "clusters_by_province",
-            {
-                "province": "01",
-                "venue_id": "v01",
-                "case_person_ids": ["case-7", "case-8", "case-9"],
-                "first_window_start": now - timedelta(days=3),
-                "last_window_start": now - timedelta(days=1),
-            },
+        *(
+            Upsert(
+                "clusters_by_province",
+                {
+                    "province": province,
+                    "venue_id": f"v{province}",
+                    "case_person_ids": cases,
+                    "first_window_start": now - timedelta(days=3),
+                    "last_window_start": now - timedelta(days=1),
+                },
+            )
+            for province, cases in (
+                ("79", ["case-1", "case-2", "case-3"]),
+                ("01", ["case-7", "case-8", "case-9"]),
+            )
         ),
         *alert_row("79", now - timedelta(hours=2), "a79-1", "p79"),
         *alert_row("01", now - timedelta(hours=2), "a01-1", "p01", case="case-9", venue="v01"),

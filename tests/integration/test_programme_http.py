@@ -44,17 +44,18 @@ async def test_registrations_appointments_doses_and_public_figures_end_to_end(
 ) -> None:
     now = datetime.now(UTC)
     async with serving(create_ingest_app(isolated)) as ingest:
-        r = await ingest.post(
-            "/v1/vaccination/allocations",
-            json={
-                "allocation_id": "alloc-79-az-1",
-                "province": "79",
-                "vaccine": "AZ",
-                "doses": 100,
-            },
-            headers=bearer(isolated, "moh"),
-        )
-        assert r.status_code == 202, r.text
+
+        async def accepted(path: str, body: dict[str, Any], scope: str) -> None:
+            r = await ingest.post(path, json=body, headers=bearer(isolated, scope))
+            assert r.status_code == 202, r.text
+
+        allocation = {
+            "allocation_id": "alloc-79-az-1",
+            "province": "79",
+            "vaccine": "AZ",
+            "doses": 100,
+        }
+        await accepted("/v1/vaccination/allocations", allocation, "moh")
         # An institution's list: four people, one row twice, one row with a bad province.
         rows = [row(n) for n in range(4)] + [row(1), row(9, province="99")]
         r = await ingest.post(
@@ -67,29 +68,21 @@ async def test_registrations_appointments_doses_and_public_figures_end_to_end(
         assert (body["accepted"], body["duplicate"], body["rejected"]) == (4, 1, 1)
         assert body["results"][5]["problem"]["field"] == "registrations[5].province"
         # Person 0 was expected two days ago and never came; person 1 got a dose.
-        r = await ingest.post(
-            "/v1/vaccination/appointments",
-            json={
-                "appointment_id": "appt-0000-0001",
-                "person_id": person(0),
-                "appointment_at": rfc3339(now - timedelta(days=2)),
-            },
-            headers=bearer(isolated, "site:s1@79"),
-        )
-        assert r.status_code == 202, r.text
-        r = await ingest.post(
-            "/v1/doses",
-            json={
-                "dose_id": "dose-0000-0001",
-                "person_id": person(1),
-                "administered_at": rfc3339(now - timedelta(hours=1)),
-                "vaccine": "AZ",
-                "birth_year": 1985,
-                "residence_province": "79",
-            },
-            headers=bearer(isolated, "site:s1@79"),
-        )
-        assert r.status_code == 202, r.text
+        appointment = {
+            "appointment_id": "appt-0000-0001",
+            "person_id": person(0),
+            "appointment_at": rfc3339(now - timedelta(days=2)),
+        }
+        await accepted("/v1/vaccination/appointments", appointment, "site:s1@79")
+        dose = {
+            "dose_id": "dose-0000-0001",
+            "person_id": person(1),
+            "administered_at": rfc3339(now - timedelta(hours=1)),
+            "vaccine": "AZ",
+            "birth_year": 1985,
+            "residence_province": "79",
+        }
+        await accepted("/v1/doses", dose, "site:s1@79")
 
     store = CassandraStore.from_settings(isolated)
     read_app = create_read_app(
