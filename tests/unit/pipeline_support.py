@@ -4,13 +4,15 @@ store), and reading the in-memory projections back, in the unit tests of the str
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from projections.memory import InMemoryStore
 from projections.model import TABLES
 from streams.local import LocalPipeline
-from tests.scenarios import Ev
+from tests.scenarios import Ev, shuffled
+
+Snapshot = dict[str, list[dict[str, Any]]]
 
 
 async def feed(p: LocalPipeline, events: Iterable[Ev], *, seed: int | None = None) -> None:
@@ -36,13 +38,24 @@ async def run(
     return p, store
 
 
-async def rows(
-    store: InMemoryStore, tables: Iterable[str] = TABLES
-) -> dict[str, list[dict[str, Any]]]:
+async def rows(store: InMemoryStore, tables: Iterable[str] = TABLES) -> Snapshot:
     return {t: sorted((await store.scan(t)), key=repr) for t in tables}
 
 
-def active_only(snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+async def same_rows_in_any_order(
+    events: list[Ev], seeds: int, view: Callable[[Snapshot], Snapshot] = lambda snap: snap
+) -> Snapshot:
+    """Asserts that the events in ``seeds`` shuffled orders, each delivered twice, give the
+    rows (seen through ``view``) they give in order; returns those."""
+    _, in_order = await run(events)
+    expected = view(await rows(in_order))
+    for seed in range(seeds):
+        _, store = await run(shuffled(events, seed), twice=True)
+        assert view(await rows(store)) == expected, f"seed {seed}"
+    return expected
+
+
+def active_only(snap: Snapshot) -> Snapshot:
     for t in ("alerts_by_person", "alerts_by_province"):
         assert all(r["overlap_seconds"] == 0 for r in snap[t] if r["status"] == "WITHDRAWN")
         snap[t] = [r for r in snap[t] if r["status"] == "ACTIVE"]

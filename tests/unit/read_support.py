@@ -1,24 +1,24 @@
 """Fakes of the read API's ports for in-process unit tests (no broker): an event log that
-keeps what it was given, no revocations, an idle alert source; and the read API over a store
-with them (``read_app``)."""
+keeps what it was given, no revocations, a scripted alert source and an idle one; and the read
+API over a store with them (``read_app``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
 from starlette.applications import Starlette
 
 from api.app import create_app
 from api.config import ReadApiConfig
+from api.kafka import FeedRecord
 from api.stream import AlertSource
 from covidtech.settings import Settings
 from covidtech.tokens import Claims
 from projections.model import ProjectionStore
 
-__all__ = ["IdleAlerts", "MemoryLog", "NoRevocations", "read_app"]
+__all__ = ["IdleAlerts", "MemoryLog", "NoRevocations", "Source", "read_app"]
 
 
 class MemoryLog:
@@ -51,21 +51,46 @@ class NoRevocations:
         return 0
 
 
-class IdleAlerts:
-    async def open(self) -> dict[int, int]:
-        return {}
+class Source:
+    """An alert source of ``partitions`` partitions (two unless told); ``log`` holds every
+    record; ``push`` makes records live."""
 
-    async def fetch(self, timeout_ms: int) -> list[Any]:
-        await asyncio.sleep(timeout_ms / 1000)
-        return []
+    def __init__(self, partitions: int = 2) -> None:
+        self.log: dict[int, list[bytes | None]] = {p: [] for p in range(partitions)}
+        self.live: asyncio.Queue[list[FeedRecord]] = asyncio.Queue()
+
+    def append(self, partition: int, value: bytes | None) -> FeedRecord:
+        self.log[partition].append(value)
+        return FeedRecord(partition, len(self.log[partition]) - 1, value)
+
+    def push(self, *records: FeedRecord) -> None:
+        self.live.put_nowait(list(records))
+
+    async def open(self) -> dict[int, int]:
+        return {p: len(v) for p, v in self.log.items()}
+
+    async def fetch(self, timeout_ms: int) -> list[FeedRecord]:
+        try:
+            return await asyncio.wait_for(self.live.get(), timeout_ms / 1000)
+        except TimeoutError:
+            return []
 
     async def close(self) -> None:
         pass
 
     async def read_range(
         self, ranges: Mapping[int, tuple[int, int]], timeout_s: float
-    ) -> list[Any]:
-        return []
+    ) -> list[FeedRecord]:
+        return [
+            FeedRecord(p, o, self.log[p][o]) for p, (a, b) in ranges.items() for o in range(a, b)
+        ]
+
+
+class IdleAlerts(Source):
+    """An alert source without partitions: nothing ever comes."""
+
+    def __init__(self) -> None:
+        super().__init__(partitions=0)
 
 
 def read_app(

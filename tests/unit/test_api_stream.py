@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 import pytest
 
-from api.kafka import FeedRecord
 from api.stream import (
     AlertBroadcaster,
     InvalidEventId,
@@ -18,6 +17,7 @@ from api.stream import (
     parse_event_id,
 )
 from schemas.codec import encode
+from tests.unit.read_support import Source
 
 T0 = datetime(2021, 8, 1, 3, 0, tzinfo=UTC)
 
@@ -40,40 +40,6 @@ def alert(alert_id: str, province: str) -> bytes:
             "version": 1,
         },
     )
-
-
-class Source:
-    """Two partitions; ``log`` holds every record; ``push`` makes records live."""
-
-    def __init__(self) -> None:
-        self.log: dict[int, list[bytes | None]] = {0: [], 1: []}
-        self.live: asyncio.Queue[list[FeedRecord]] = asyncio.Queue()
-
-    def append(self, partition: int, value: bytes | None) -> FeedRecord:
-        self.log[partition].append(value)
-        return FeedRecord(partition, len(self.log[partition]) - 1, value)
-
-    def push(self, *records: FeedRecord) -> None:
-        self.live.put_nowait(list(records))
-
-    async def open(self) -> dict[int, int]:
-        return {p: len(v) for p, v in self.log.items()}
-
-    async def fetch(self, timeout_ms: int) -> list[FeedRecord]:
-        try:
-            return await asyncio.wait_for(self.live.get(), timeout_ms / 1000)
-        except TimeoutError:
-            return []
-
-    async def close(self) -> None:
-        pass
-
-    async def read_range(
-        self, ranges: Mapping[int, tuple[int, int]], timeout_s: float
-    ) -> list[FeedRecord]:
-        return [
-            FeedRecord(p, o, self.log[p][o]) for p, (a, b) in ranges.items() for o in range(a, b)
-        ]
 
 
 def test_event_ids_round_trip_and_garbage_is_refused() -> None:

@@ -22,8 +22,7 @@ from schemas.codec import decode
 from streams.local import LocalPipeline
 from tests.scenarios import citizen_outbreak, m, scan
 from tests.unit.pipeline_support import run
-from tests.unit.read_support import MemoryLog, read_app
-from tests.unit.test_api_stream import Source
+from tests.unit.read_support import MemoryLog, Source, read_app
 
 SETTINGS = Settings(secret="unit-test-secret-0123456789")
 CONFIG = ReadApiConfig(aggregate_cache_seconds=0, page_size=50, notice_advice_low="Watch out.")

@@ -11,8 +11,8 @@ import streams.local
 from projections.memory import InMemoryStore
 from streams.batch import process_batch
 from streams.local import LocalPipeline
-from tests.scenarios import dose, m, outbreak_at_venue, pooled_retests, scan, shuffled, town
-from tests.unit.pipeline_support import active_only, feed, rows, run
+from tests.scenarios import dose, m, outbreak_at_venue, pooled_retests, scan, town
+from tests.unit.pipeline_support import active_only, feed, rows, run, same_rows_in_any_order
 
 
 def alerts(snapshot: dict[str, list[dict[str, Any]]]) -> dict[str, tuple[str, str, int]]:
@@ -34,24 +34,13 @@ async def test_a_case_alerts_the_contacts_that_overlapped_its_window() -> None:
 
 
 async def test_order_and_duplicates_do_not_change_the_projections() -> None:
-    events = outbreak_at_venue()
-    _, in_order = await run(events)
-    expected = await rows(in_order)
-    for seed in range(5):
-        _, store = await run(shuffled(events, seed), twice=True)
-        got = await rows(store)
-        assert got == expected, f"seed {seed}"
+    await same_rows_in_any_order(outbreak_at_venue(), 5)
 
 
 async def test_a_busy_town_converges_whatever_the_order() -> None:
     """Only ACTIVE alerts are a function of the set of events; WITHDRAWN rows record that an
     alert was published before a later event removed its overlap (history, kept for audit)."""
-    events = town(3, people=80, venues=6)
-    _, in_order = await run(events)
-    expected = active_only(await rows(in_order))
-    for seed in range(3):
-        _, store = await run(shuffled(events, seed), twice=True)
-        assert active_only(await rows(store)) == expected, f"seed {seed}"
+    await same_rows_in_any_order(town(3, people=80, venues=6), 3, active_only)
 
 
 async def test_random_interleavings_of_derived_topics_converge() -> None:
