@@ -1,24 +1,19 @@
-"""Shared set-up of the read API integration tests: an isolated environment and a data set.
+"""Shared set-up of the read API integration tests: a data set.
 
 Holds no tests itself; the other ``test_read_api*.py`` modules import it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from covidtech.settings import Settings
 from domain.results import lookup_code_hash, new_lookup_code
 from projections.access import LOCAL_TZ
+from projections.cassandra import CassandraStore
 from projections.model import ProjectionStore, Upsert
 from tests import support
-
-
-def isolated_env(platform: Settings) -> Iterator[Settings]:
-    """Like the ``isolated`` fixture, for module-scoped fixtures: own topics and keyspace."""
-    yield from support.isolated_env(platform, "r")
 
 
 @dataclass(frozen=True)
@@ -145,29 +140,23 @@ async def populate(store: ProjectionStore) -> DataSet:
                 "turnaround_seconds": None,
             },
         ),
-        Upsert(
-            "results_by_lookup",
-            {
-                "lookup_code_sha256": lookup_code_hash(code),
-                "sample_id": "s79",
-                "person_id": "p79",
-                "state": "NEGATIVE",
-                "test_type": "PCR",
-                "collected_at": now - timedelta(hours=20),
-                "resulted_at": now - timedelta(hours=8),
-            },
-        ),
-        Upsert(
-            "results_by_lookup",
-            {
-                "lookup_code_sha256": lookup_code_hash(pool_code),
-                "sample_id": "s01",
-                "person_id": "p01",
-                "state": "POOL_POSITIVE_RETEST",
-                "test_type": "PCR",
-                "collected_at": now - timedelta(hours=30),
-                "resulted_at": now - timedelta(hours=2),
-            },
+        *(
+            Upsert(
+                "results_by_lookup",
+                {
+                    "lookup_code_sha256": lookup_code_hash(lookup),
+                    "sample_id": f"s{province}",
+                    "person_id": f"p{province}",
+                    "state": state,
+                    "test_type": "PCR",
+                    "collected_at": now - timedelta(hours=collected),
+                    "resulted_at": now - timedelta(hours=resulted),
+                },
+            )
+            for lookup, province, state, collected, resulted in (
+                (code, "79", "NEGATIVE", 20, 8),
+                (pool_code, "01", "POOL_POSITIVE_RETEST", 30, 2),
+            )
         ),
         # vaccination
         *(
@@ -314,3 +303,17 @@ async def populate(store: ProjectionStore) -> DataSet:
     )
     await store.apply(rows)
     return DataSet(now=now, today=today, lookup_code=code, pool_code=pool_code)
+
+
+def populated(s: Settings) -> DataSet:
+    """The data set written to the keyspace of ``s`` through a store of its own, for module
+    fixtures (outside any event loop)."""
+
+    async def fill() -> DataSet:
+        store = CassandraStore.from_settings(s)
+        try:
+            return await populate(store)
+        finally:
+            store.close()
+
+    return support.run_coroutine(fill())

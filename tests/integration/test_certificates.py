@@ -19,27 +19,15 @@ from covidtech.settings import Settings
 from domain.certificate import CertificateKeys, certificate_doses, issue, pseudonym
 from projections.cassandra import CassandraStore
 from projections.model import Query
-from tests.integration.read_api_support import DataSet, isolated_env, populate
+from tests.integration.read_api_support import DataSet, populated
 from tests.support import run_coroutine, served_in_thread
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def env(platform: Settings) -> Iterator[Settings]:
-    yield from isolated_env(platform)
-
-
-@pytest.fixture(scope="module")
-def data(env: Settings) -> Iterator[DataSet]:
-    async def fill() -> DataSet:
-        store = CassandraStore.from_settings(env)
-        try:
-            return await populate(store)  # p79: AZ 60 days ago, PFIZER 5 days ago
-        finally:
-            store.close()
-
-    yield run_coroutine(fill())
+def data(env: Settings) -> DataSet:
+    return populated(env)  # p79: AZ 60 days ago, PFIZER 5 days ago
 
 
 @pytest.fixture(scope="module")

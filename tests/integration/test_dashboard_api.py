@@ -5,7 +5,7 @@ the real Kafka)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -23,7 +23,6 @@ from domain.coverage import ADULT_BANDS
 from projections.access import LOCAL_TZ
 from projections.memory import InMemoryStore
 from projections.model import Upsert
-from tests.integration.read_api_support import isolated_env
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration
@@ -39,11 +38,6 @@ class Dashboard:
     http: httpx.AsyncClient
     store: InMemoryStore
     today: date
-
-
-@pytest.fixture(scope="module")
-def env(platform: Settings) -> Iterator[Settings]:
-    yield from isolated_env(platform)
 
 
 def coverage_row(province: str, band: str, day: date, vaccinated: int, full: int) -> Upsert:

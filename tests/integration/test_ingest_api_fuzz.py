@@ -44,7 +44,7 @@ from domain.programme import DiscardReason
 from domain.vaccines import VACCINES
 from producers.app import create_app
 from producers.openapi import openapi_document
-from tests.support import isolated_env, served_in_thread
+from tests.support import served_in_thread
 from tests.unit.ingest_support import SCOPES
 
 pytestmark = [
@@ -73,11 +73,6 @@ def fuzz_token(s: Settings) -> str:
 
 def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@pytest.fixture(scope="module")
-def env(platform: Settings) -> Iterator[Settings]:
-    yield from isolated_env(platform)
 
 
 @pytest.fixture(scope="module")

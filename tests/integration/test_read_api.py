@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from covidtech.tokens import TokenSigner
 from projections.cassandra import CassandraStore
 from projections.model import Query, StoreUnavailable
 from schemas.codec import decode
-from tests.integration.read_api_support import DataSet, alert_row, isolated_env, populate
+from tests.integration.read_api_support import DataSet, alert_row, populate
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration
@@ -45,11 +45,6 @@ class Api:
 
     def auth(self, *scopes: str, **kw: Any) -> dict[str, str]:
         return bearer(self.settings, scopes, **kw)
-
-
-@pytest.fixture(scope="module")
-def env(platform: Settings) -> Iterator[Settings]:
-    yield from isolated_env(platform)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -29,9 +29,8 @@ from api.app import create_app
 from api.config import ReadApiConfig
 from api.routes import all_operations
 from covidtech.settings import Settings
-from projections.cassandra import CassandraStore
-from tests.integration.read_api_support import isolated_env, populate
-from tests.support import run_coroutine, served_in_thread
+from tests.integration.read_api_support import populated
+from tests.support import served_in_thread
 
 pytestmark = [
     pytest.mark.integration,
@@ -49,22 +48,9 @@ SENT: dict[tuple[str, str], int] = {}
 
 
 @pytest.fixture(scope="module")
-def env(platform: Settings) -> Iterator[Settings]:
-    yield from isolated_env(platform)
-
-
-@pytest.fixture(scope="module")
 def base_url(env: Settings) -> Iterator[str]:
     """The read API served by uvicorn in a thread of its own (its own event loop)."""
-
-    async def fill() -> None:
-        store = CassandraStore.from_settings(env)
-        try:
-            await populate(store)
-        finally:
-            store.close()
-
-    run_coroutine(fill())
+    populated(env)
     config = ReadApiConfig(
         lookup_rate_per_second=10_000,
         lookup_burst=10_000,

@@ -4,7 +4,7 @@ Last-Event-ID, keep-alives, clean ends on disconnect and on shutdown."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,18 +20,12 @@ from covidtech import kafka_clients
 from covidtech.settings import Settings
 from projections.memory import InMemoryStore
 from schemas.codec import encode
-from tests.integration.read_api_support import isolated_env
 from tests.support import eventually_async
 
 pytestmark = pytest.mark.integration
 
 CONFIG = ReadApiConfig(sse_keepalive_seconds=0.3)
 T0 = datetime(2021, 8, 1, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def env(platform: Settings) -> Iterator[Settings]:
-    yield from isolated_env(platform)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
