@@ -13,10 +13,10 @@ body, in field order, the codes of ``docs/ingest-api.md`` (``missing``, ``wrong-
 ``too-many-items``, and a type's own code such as ``unknown-province`` or ``forged-qr``).
 
 What depends on the deployment (a QR signer, the clock, the domain rules) reaches the validators
-through pydantic's validation context (:class:`Context`); checks across fields or against the
-domain's rules stay in the request parsers, after the model (``producers/requests/``). The
-choice of pydantic over msgspec and the hand reader is measured by ``bench.models``
-(docs/design.md, "Request models").
+through pydantic's validation context (:class:`Context`). Checks across fields or items are the
+model's validators too: one raises :func:`invalid_at` to name the fields it faults
+(``members[1].person_qr``). The choice of pydantic over msgspec and the hand reader is measured
+by ``bench.models`` (docs/design.md, "Request models").
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ __all__ = [
     "CLIENT_ID_HINT",
     "FORGED_QR",
     "Context",
+    "Loc",
     "RequestBody",
     "Rules",
     "body_schema",
@@ -58,9 +59,11 @@ __all__ = [
     "client_id",
     "context_of",
     "day",
+    "faults_of",
     "field_errors",
     "field_path",
     "invalid",
+    "invalid_at",
     "matching",
     "province",
     "read",
@@ -101,6 +104,28 @@ def context_of(info: ValidationInfo) -> Context:
 def invalid(code: str, message: str) -> PydanticCustomError:
     """A field's error with the API's own ``code`` (raise it from a validator)."""
     return PydanticCustomError(code, message)
+
+
+#: A place in a body, as pydantic names it: ``("members", 1, "person_qr")``.
+Loc = tuple[str | int, ...]
+
+
+def invalid_at(*errors: tuple[Loc, PydanticCustomError]) -> ValidationError:
+    """Errors below the validated value, each at its place, for a check across fields or
+    items (raise it from a validator; pydantic puts the value's own place in front):
+    ``raise invalid_at(((1, "person_qr"), invalid("duplicate-member", "...")))``."""
+    return ValidationError.from_exception_data(
+        "body", [{"type": error, "loc": loc, "input": None} for loc, error in errors]
+    )
+
+
+def faults_of(error: ValidationError) -> list[tuple[Loc, PydanticCustomError]]:
+    """The errors of ``error`` as :func:`invalid_at` takes them (a wrap validator raising
+    them again with its own)."""
+    return [
+        (tuple(e["loc"]), PydanticCustomError(e["type"], e["msg"], e.get("ctx")))
+        for e in error.errors(include_url=False, include_input=False)
+    ]
 
 
 # --------------------------------------------------------------------------- field types
@@ -275,8 +300,9 @@ def choice(enum: type[Enum]) -> Rules:
     the member: ``direction: Annotated[Direction, choice(Direction)]``."""
 
     def member(value: object) -> Enum:
+        symbol = _string(value)  # its wrong-type error is no ValueError of the enum's
         try:
-            return enum(_string(value))
+            return enum(symbol)
         except ValueError:
             symbols = ", ".join(str(e.value) for e in enum)
             raise invalid("unknown-enum", f"must be one of {symbols}") from None

@@ -1,8 +1,8 @@
 """The ``components.schemas`` of the ingest API's OpenAPI document: the bodies of the check-in,
-testing and dose routes, problem details and batch results. The check-in bodies are generated
-from their request models (``producers.requests.checkins``: declared once, for validation and
-documentation); the others' field limits mirror ``producers/requests/``; the programme's bodies
-are inline in :mod:`producers.openapi.vaccination`.
+testing and dose routes, problem details and batch results. The bodies are generated from
+their request models (``producers/requests/``: declared once, for validation and
+documentation; a sample's members written in place); the programme's bodies are inline in
+:mod:`producers.openapi.vaccination`.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 from covidtech.web.models import body_schema
 from covidtech.web.problems import PROBLEM_TYPES, type_uri
 from domain.status import CheckInStatus
-from domain.vaccines import VACCINES
 from producers.openapi.parts import (
-    ONE_PERSON,
     PER_ITEM,
     PROVINCE,
-    TIME,
     Schema,
-    id_schema,
     obj,
     ref,
 )
 from producers.requests.checkins import DeclarationBody, PersonBody, ScanBody, VenueBody
-from producers.requests.common import CLIENT_ID, PERSON_ID, SAMPLE_ID, SCOPE_ID
+from producers.requests.testing import ResultBody, SampleBody
+from producers.requests.vaccination import DoseBody
 
 __all__ = ["schemas"]
 
@@ -36,11 +33,6 @@ PERSON_TOKEN: dict[str, Schema] = {
 
 def schemas() -> dict[str, Schema]:
     """The named schemas (``#/components/schemas/<name>``)."""
-    client_id = CLIENT_ID.pattern
-    person_ref = {
-        "person_qr": {"type": "string", "description": "The person's signed QR payload."},
-        "person_id": id_schema(PERSON_ID.pattern, "Typed by staff when the QR cannot be scanned."),
-    }
     item_result: Schema = {
         "type": "object",
         "required": ["index", "status"],
@@ -132,43 +124,7 @@ def schemas() -> dict[str, Schema]:
             PER_ITEM,
         ),
         "Declaration": body_schema(DeclarationBody),
-        "SampleMember": {
-            "type": "object",
-            "properties": {
-                **person_ref,
-                "symptom_onset": {
-                    "type": ["string", "null"],
-                    "format": "date",
-                    "description": "Local day of symptom onset, when the person has symptoms.",
-                },
-            },
-            "oneOf": ONE_PERSON,
-            "additionalProperties": False,
-        },
-        "Sample": obj(
-            ["sample_id", "province", "test_type", "collected_at", "members"],
-            {
-                "sample_id": id_schema(SAMPLE_ID.pattern, "The tube's barcode."),
-                "site_id": id_schema(
-                    SCOPE_ID.pattern, "Needed only if the token has several sites."
-                ),
-                "province": PROVINCE,
-                "lab_id": id_schema(
-                    SCOPE_ID.pattern,
-                    "The lab the tube is sent to; it may result the sample whatever its own "
-                    "province. Without it, labs of the sample's province may.",
-                ),
-                "test_type": {"enum": ["PCR", "RAPID_ANTIGEN"]},
-                "collected_at": TIME,
-                "members": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 10,
-                    "items": ref("SampleMember"),
-                    "description": "One person, or a pool of 2-10.",
-                },
-            },
-        ),
+        "Sample": body_schema(SampleBody),
         "SampleCollected": {
             "type": "object",
             "properties": {
@@ -190,39 +146,8 @@ def schemas() -> dict[str, Schema]:
                 },
             },
         },
-        "Result": obj(
-            ["result"],
-            {
-                "result": {"enum": ["POSITIVE", "NEGATIVE", "INVALID"]},
-                "resulted_at": {**TIME, "description": "Default: now."},
-                "lab_id": id_schema(SCOPE_ID.pattern, "Needed only if the token has several labs."),
-            },
-        ),
-        "Dose": obj(
-            [
-                "dose_id",
-                "administered_at",
-                "vaccine",
-                "birth_year",
-                "residence_province",
-            ],
-            {
-                "dose_id": id_schema(client_id, "Client-generated; idempotency key and event id."),
-                **person_ref,
-                "administered_at": {**TIME, "description": "At most 30 days old."},
-                "site_id": id_schema(
-                    SCOPE_ID.pattern, "Needed only if the token has several sites."
-                ),
-                "vaccine": {"enum": list(VACCINES)},
-                "birth_year": {
-                    "type": "integer",
-                    "minimum": 1900,
-                    "description": "At most the current year.",
-                },
-                "residence_province": PROVINCE,
-            },
-            one_person=True,
-        ),
+        "Result": body_schema(ResultBody),
+        "Dose": body_schema(DoseBody),
         "DoseBatch": obj(
             ["doses"],
             {"doses": {"type": "array", "minItems": 1, "maxItems": 500, "items": ref("Dose")}},

@@ -8,10 +8,8 @@ from typing import Any
 
 __all__ = [
     "IDEMPOTENCY_KEY",
-    "ONE_PERSON",
     "PER_ITEM",
     "PROVINCE",
-    "TIME",
     "WRITE_ERRORS",
     "Schema",
     "id_schema",
@@ -31,15 +29,6 @@ PROVINCE: Schema = {
     "pattern": "^[0-9]{2}$",
     "description": "GSO two-digit province code (63 provinces, 2021), e.g. 01 = Ha Noi.",
 }
-TIME: Schema = {
-    "type": "string",
-    "format": "date-time",
-    "description": "RFC 3339 with an offset (Z or +07:00).",
-}
-
-
-#: A person is named by exactly one of ``person_qr`` and ``person_id`` (both: 422).
-ONE_PERSON: list[Schema] = [{"required": ["person_qr"]}, {"required": ["person_id"]}]
 
 
 #: How a batch's items are judged (a JSON schema cannot say it).
@@ -63,34 +52,21 @@ def or_null(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def obj(
-    required: list[str],
-    properties: dict[str, Schema],
-    description: str = "",
-    *,
-    one_person: bool = False,
-) -> Schema:
-    """A request object. An optional field sent as ``null`` is taken as absent (``Fields``),
-    so each is documented as nullable; but a person is named by exactly one of ``person_qr``
-    and ``person_id``, present even as ``null`` (both named: 422), which ``one_person``
-    states (:data:`ONE_PERSON`)."""
+def obj(required: list[str], properties: dict[str, Schema], description: str = "") -> Schema:
+    """A request object not declared by a request model (a batch's envelope, the sign-in).
+    An optional field sent as ``null`` is taken as absent, so each is documented as
+    nullable."""
     out: Schema = {
         "type": "object",
         "required": required,
         "properties": {
-            name: (
-                schema
-                if name in required or name in ("person_qr", "person_id")
-                else or_null(schema)
-            )
+            name: schema if name in required else or_null(schema)
             for name, schema in properties.items()
         },
         "additionalProperties": False,
     }
     if description:
         out["description"] = description
-    if one_person:
-        out["oneOf"] = ONE_PERSON
     return out
 
 

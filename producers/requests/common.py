@@ -1,25 +1,36 @@
-"""What every request parser shares: id patterns, limits, the QR signer, the field readers.
+"""What every request parser shares: id patterns, limits, the QR signer, the field rules of
+the request models (``covidtech.web.models``) and the person a body names.
 
-The readers here each read one field (or the person of a body) with
-:class:`~producers.validation.Fields` and append a :class:`~producers.validation.FieldError`
-instead of raising; ``ok(errors, before)`` then tells a parser whether its body was clean.
+What still reads a body field by field (a batch's envelope, the sign-in's QR code) uses
+:class:`~producers.validation.Fields`, which appends a
+:class:`~producers.validation.FieldError` instead of raising; ``ok(errors, before)`` then
+tells whether the body was clean.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 
 from covidtech.settings import Settings
-from covidtech.web.models import Context, RequestBody, Rules, invalid, matching, read, signed_qr
+from covidtech.web.models import (
+    Context,
+    RequestBody,
+    Rules,
+    context_of,
+    invalid,
+    matching,
+    read,
+    signed_qr,
+)
 from domain.programme import DEFAULT_PROGRAMME_RULES, ProgrammeRules
 from domain.qr import ForgedQr, MalformedQr, QrKind, QrSigner, QrSubject
-from domain.reference import is_province
 from domain.results import DEFAULT_RULES as RESULT_RULES
 from domain.results import ResultRules
 from domain.rules import DEFAULT_RULES as PRESENCE_RULES
@@ -42,19 +53,16 @@ __all__ = [
     "VaccinationLimits",
     "batch_items",
     "between",
-    "bounded_time",
-    "client_id_field",
+    "ingest_limits",
     "limits_of",
     "ok",
-    "person_field",
+    "person_faults",
     "person_qr",
-    "province_field",
     "qr_subject",
     "read_naming_person",
+    "recent",
     "site",
-    "site_field",
     "vaccine",
-    "vaccine_field",
 ]
 
 #: Ids the API issues: a kind prefix and 20 random base32 characters (100 bits).
@@ -174,44 +182,6 @@ def batch_items(
     return items if ok(errors, before) else None
 
 
-def client_id_field(fields: Fields, name: str, *, required: bool = True) -> str | None:
-    """A client-generated id (the idempotency key of a write)."""
-    return fields.string(
-        name, required=required, max_length=64, pattern=CLIENT_ID, pattern_hint=CLIENT_ID_HINT
-    )
-
-
-def site_field(fields: Fields) -> str | None:
-    """``site_id``: needed only when the token holds several ``site:`` scopes."""
-    return fields.string(
-        "site_id",
-        required=False,
-        max_length=64,
-        pattern=SCOPE_ID,
-        pattern_hint="must be a site id like the one of your site:<id> scope",
-    )
-
-
-def province_field(fields: Fields, name: str, *, required: bool = True) -> str | None:
-    code = fields.string(name, required=required, max_length=2)
-    if code is not None and not is_province(code):
-        fields.error(name, "unknown-province", "must be a GSO two-digit province code, e.g. 01")
-        return None
-    return code
-
-
-def vaccine_field(fields: Fields) -> str | None:
-    """``vaccine``: a product code of :data:`domain.vaccines.VACCINES`."""
-    code = fields.string("vaccine", max_length=32)
-    if code is not None:
-        try:
-            get_vaccine(code)
-        except UnknownVaccine as e:
-            fields.error("vaccine", "unknown-vaccine", str(e))
-            return None
-    return code
-
-
 #: How the check-in, testing and dose routes word a QR code's errors.
 FORGED_QR = "the QR code's signature does not match (forged or altered)"
 
@@ -246,55 +216,6 @@ def qr_subject(
         )
         return None
     return subject.id
-
-
-def person_field(
-    fields: Fields,
-    qr: QrSigner,
-    *,
-    allow_id: bool = True,
-    forged: str = FORGED_QR,
-    wrong_kind: str | None = None,
-) -> str | None:
-    """``person_qr`` (scanned) or, where staff may type it (``allow_id``), ``person_id``:
-    exactly one of them."""
-    if allow_id and fields.has("person_id") and fields.has("person_qr"):
-        fields.ignore("person_id")
-        fields.ignore("person_qr")
-        fields.error("person_id", "invalid-value", "give person_qr or person_id, not both")
-        return None
-    if allow_id and fields.has("person_id"):
-        return fields.string(
-            "person_id", pattern=PERSON_ID, pattern_hint="must be a person id issued by the API"
-        )
-    return qr_subject(fields, "person_qr", qr, QrKind.PERSON, forged=forged, wrong_kind=wrong_kind)
-
-
-def bounded_time(
-    fields: Fields,
-    name: str,
-    now: datetime,
-    lateness: timedelta,
-    future: timedelta,
-    *,
-    required: bool = True,
-) -> datetime | None:
-    """The instant ``name`` if it lies within ``lateness`` before and ``future`` after
-    ``now``."""
-    value = fields.timestamp(name, required=required)
-    if value is None:
-        return None
-    if value - now > future:
-        fields.error(
-            name,
-            "time-in-future",
-            f"is more than {future} ahead of the server clock ({now.isoformat()})",
-        )
-        return None
-    if now - value > lateness:
-        fields.error(name, "time-too-old", f"is more than {lateness} before the server clock")
-        return None
-    return value
 
 
 # ------------------------------------------------------------- field rules of request models
@@ -340,6 +261,36 @@ def between(at: datetime, earliest: datetime, latest: datetime) -> datetime:
     return at
 
 
+def ingest_limits(info: ValidationInfo) -> IngestLimits:
+    """The :class:`IngestLimits` a body is read with (the defaults if none were given)."""
+    limits = context_of(info).limits
+    return limits if isinstance(limits, IngestLimits) else IngestLimits()
+
+
+def recent(lateness: Callable[[IngestLimits], timedelta]) -> Rules:
+    """An instant at most ``lateness(limits)`` before the server clock and the limits'
+    ``future_tolerance`` after it (the context's clock and limits; the check-in, testing and
+    dose routes' wording): ``recent(lambda limits: limits.dose_lateness)``."""
+
+    def check(at: datetime, info: ValidationInfo) -> datetime:
+        now = context_of(info).now
+        assert now is not None, "a recent instant is read at a time"
+        limits = ingest_limits(info)
+        if at - now > limits.future_tolerance:
+            raise invalid(
+                "time-in-future",
+                f"is more than {limits.future_tolerance} ahead of the server clock "
+                f"({now.isoformat()})",
+            )
+        if now - at > lateness(limits):
+            raise invalid(
+                "time-too-old", f"is more than {lateness(limits)} before the server clock"
+            )
+        return at
+
+    return Rules(AfterValidator(check))
+
+
 def person_qr(*, forged: str = FORGED_QR, wrong_kind: str | None = None) -> Rules:
     """``person_qr``: a person's signed QR payload, read as the person's id."""
     return signed_qr(QrKind.PERSON, forged=forged, wrong_kind=wrong_kind)
@@ -374,6 +325,25 @@ class NamesPerson(RequestBody):
     model_config = ConfigDict(json_schema_extra=_one_person_schema)
 
 
+def person_faults(body: dict[str, Any], *, allow_id: bool = True) -> list[tuple[str, str, str]]:
+    """What is wrong with how ``body`` (a JSON object) names its person, as (field, code,
+    message): both ``person_qr`` and ``person_id`` (even ``null``) is ``person_id``'s error,
+    neither is ``person_qr``'s, and so is ``person_id`` where staff may not type it
+    (``allow_id``). The keys at fault are taken out of ``body``, which is read after."""
+    found: list[tuple[str, str, str]] = []
+    if not allow_id and "person_id" in body:
+        del body["person_id"]
+        found.append(("person_id", "unknown-field", "is not a field of this request"))
+    if "person_qr" in body and "person_id" in body:
+        del body["person_qr"], body["person_id"]
+        found.append(("person_id", "invalid-value", "give person_qr or person_id, not both"))
+    else:
+        name = "person_id" if "person_id" in body else "person_qr"
+        if body.get(name) is None:
+            found.append((name, "missing", "must not be null" if name in body else "is required"))
+    return found
+
+
 def read_naming_person(
     model: type[B],
     value: object,
@@ -388,22 +358,12 @@ def read_naming_person(
     both (even ``null``) is ``person_id``'s error. The errors in the model's field order."""
     if not isinstance(value, dict):
         return read(model, value, errors, path, context)
-    found: list[FieldError] = []
     body = dict(value)
     at = (lambda name: f"{path}.{name}") if path else (lambda name: name)
-    if not allow_id and "person_id" in body:
-        del body["person_id"]
-        found.append(FieldError(at("person_id"), "unknown-field", "is not a field of this request"))
-    if "person_qr" in body and "person_id" in body:
-        del body["person_qr"], body["person_id"]
-        found.append(
-            FieldError(at("person_id"), "invalid-value", "give person_qr or person_id, not both")
-        )
-    else:
-        name = "person_id" if "person_id" in body else "person_qr"
-        if body.get(name) is None:
-            message = "must not be null" if name in body else "is required"
-            found.append(FieldError(at(name), "missing", message))
+    found = [
+        FieldError(at(name), code, message)
+        for name, code, message in person_faults(body, allow_id=allow_id)
+    ]
     model_value = read(model, body, found, path, context)
     order = {at(name): i for i, name in enumerate(model.model_fields)}
     found.sort(key=lambda e: order.get(e.field, len(order)))

@@ -33,24 +33,20 @@ from producers.requests.common import (
     PersonId,
     VaccinationLimits,
     between,
-    bounded_time,
-    client_id_field,
-    ok,
-    person_field,
     person_qr,
-    province_field,
     read_naming_person,
+    recent,
     site,
-    site_field,
-    vaccine_field,
+    vaccine,
 )
-from producers.validation import FieldError, Fields, field_path
+from producers.validation import FieldError, field_path
 
 __all__ = [
     "AppointmentBody",
     "AppointmentRequest",
     "CancellationBody",
     "CancellationRequest",
+    "DoseBody",
     "DoseRequest",
     "RegistrationBody",
     "RegistrationListBody",
@@ -107,6 +103,40 @@ class CancellationRequest:
     site_id: str | None
 
 
+#: The dose route words a QR code's errors as the check-in and testing routes do.
+_DOSE_QR = person_qr()
+
+
+def _born_by_now(year: int, info: ValidationInfo) -> int:
+    now = context_of(info).now
+    assert now is not None, "a dose is read at a time"
+    if year > now.year:
+        raise invalid("out-of-range", f"must be between 1900 and {now.year}")
+    return year
+
+
+class DoseBody(NamesPerson):
+    """One dose given: the person, the vaccine, when and where."""
+
+    dose_id: Annotated[
+        str, client_id(), Field(description="Client-generated; idempotency key and event id.")
+    ]
+    person_qr: Annotated[str, _DOSE_QR] | None = None
+    person_id: PersonId | None = None
+    administered_at: Annotated[
+        datetime,
+        timestamp(),
+        recent(lambda limits: limits.dose_lateness),
+        Field(description="RFC 3339 with an offset (Z or +07:00); at most 30 days old."),
+    ]
+    site_id: Annotated[str, site()] | None = None
+    vaccine: Annotated[str, vaccine()]
+    birth_year: Annotated[
+        int, Field(ge=1900, description="At most the current year."), AfterValidator(_born_by_now)
+    ]
+    residence_province: Annotated[str, province()]
+
+
 def parse_dose(
     value: object,
     path: str,
@@ -115,29 +145,22 @@ def parse_dose(
     now: datetime,
     limits: IngestLimits,
 ) -> DoseRequest | None:
-    """One dose.
-
-    ``{dose_id, person_qr | person_id, administered_at, site_id?, vaccine, birth_year,
-    residence_province}``
-    """
-    before = len(errors)
-    f = Fields.of(value, path, errors)
-    if f is None:
+    """A :class:`DoseBody`: ``administered_at`` at most ``dose_lateness`` old (paper
+    records are back-filled), born at the latest this year."""
+    d = read_naming_person(DoseBody, value, errors, path, Context(qr, now, limits))
+    if d is None:
         return None
-    dose_id = client_id_field(f, "dose_id")
-    person_id = person_field(f, qr)
-    administered_at = bounded_time(
-        f, "administered_at", now, limits.dose_lateness, limits.future_tolerance
+    person_id = d.person_qr or d.person_id
+    assert person_id is not None
+    return DoseRequest(
+        d.dose_id,
+        person_id,
+        d.administered_at,
+        d.site_id,
+        d.vaccine,
+        d.birth_year,
+        d.residence_province,
     )
-    site_id = site_field(f)
-    vaccine = vaccine_field(f)
-    birth_year = f.integer("birth_year", minimum=limits.min_birth_year, maximum=now.year)
-    residence = province_field(f, "residence_province")
-    f.finish()
-    if not ok(errors, before):
-        return None
-    assert dose_id and person_id and administered_at and vaccine and birth_year and residence
-    return DoseRequest(dose_id, person_id, administered_at, site_id, vaccine, birth_year, residence)
 
 
 #: The programme's routes word a QR code's errors more briefly than the dose route.

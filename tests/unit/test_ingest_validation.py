@@ -183,6 +183,8 @@ def test_a_valid_scan() -> None:
         ({"person_qr": ...}, "person_qr", "missing"),
         ({"direction": "SIDEWAYS"}, "direction", "unknown-enum"),
         ({"direction": "in"}, "direction", "unknown-enum"),
+        ({"direction": 5}, "direction", "wrong-type"),
+        ({"direction": None}, "direction", "missing"),
         ({"scan_id": "short"}, "scan_id", "invalid-value"),
         ({"scan_id": "has:colon-123"}, "scan_id", "invalid-value"),
         ({"scanned_at": "2021-08-01T09:00:00"}, "scanned_at", "invalid-value"),
@@ -300,6 +302,52 @@ def test_bad_samples(body: dict[str, Any], field: str, code: str) -> None:
     errors: list[FieldError] = []
     assert parse_sample(body, errors, QR, NOW, LIMITS) is None
     assert codes(errors) == {field: code}
+
+
+def test_a_sample_names_every_fault_at_once() -> None:
+    # Checks across members (a person twice, an onset after the day of collection) are
+    # reported with the other fields' errors, each at its member.
+    body = sample_body(
+        sample_id="a b",
+        members=[
+            {"person_id": PERSON},
+            {"person_qr": person()},
+            {"person_id": PERSON2, "symptom_onset": "2021-08-05"},
+        ],
+    )
+    errors: list[FieldError] = []
+    assert parse_sample(body, errors, QR, NOW, LIMITS) is None
+    assert codes(errors) == {
+        "sample_id": "invalid-value",
+        "members[1].person_qr": "duplicate-member",
+        "members[2].symptom_onset": "out-of-range",
+    }
+    assert errors[1].message == "the same person is already members[0]"
+    # A pool too large is refused before its members are read.
+    errors.clear()
+    assert parse_sample(sample_body(11, members=[{}] * 11), errors, QR, NOW, LIMITS) is None
+    assert codes(errors) == {"members": "pool-size"}
+
+
+@pytest.mark.parametrize(
+    ("member", "faults"),
+    [
+        # Both named, even one as null, is person_id's error; the member's other fields are
+        # judged all the same.
+        ({"person_qr": "x", "person_id": None}, {"person_id": "invalid-value"}),
+        (
+            {"person_qr": "x", "person_id": PERSON, "symptom_onset": "1 Aug"},
+            {"person_id": "invalid-value", "symptom_onset": "invalid-value"},
+        ),
+        ({"person_id": None}, {"person_id": "missing"}),
+        ({"person_qr": None, "extra": 1}, {"person_qr": "missing", "extra": "unknown-field"}),
+    ],
+)
+def test_a_member_names_its_person_once(member: dict[str, Any], faults: dict[str, str]) -> None:
+    errors: list[FieldError] = []
+    body = sample_body(members=[{"person_id": PERSON2}, member])
+    assert parse_sample(body, errors, QR, NOW, LIMITS) is None
+    assert codes(errors) == {f"members[1].{name}": code for name, code in faults.items()}
 
 
 def test_symptom_onset_is_compared_with_the_local_day() -> None:
