@@ -34,11 +34,11 @@ import msgspec
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from covidtech.instants import parse_instant
+from covidtech.web.problems import FieldError
 from domain.presence import check_scan_time
 from domain.qr import QrKind
 from producers.requests.checkins import parse_scan
 from producers.requests.common import CachedQrSigner, IngestLimits
-from producers.validation import FieldError
 
 SECRET = "bench-models-secret-0123456789"
 QR = CachedQrSigner(SECRET)

@@ -31,7 +31,7 @@ from covidtech.tokens import (
     TokenError,
     is_scope_value,
 )
-from covidtech.web.problems import Problem, validation_problem
+from covidtech.web.problems import FieldError, Problem, validation_problem
 from domain.qr import QrKind
 from producers import posters
 from producers.caches import KnownSample, SampleBook, VenueDirectory, VenueEntry
@@ -41,7 +41,6 @@ from producers.metrics import IngestMetrics
 from producers.ports import BrokerUnavailable, Delivery, EventLog, Feed
 from producers.requests.common import CachedQrSigner, IngestLimits
 from producers.status import StatusLookup
-from producers.validation import FieldError
 from schemas.codec import Registry
 
 __all__ = [

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from annotated_types import GroupedMetadata
 from pydantic import (
@@ -38,6 +38,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
 )
 from pydantic_core import PydanticCustomError
 
@@ -50,10 +51,12 @@ __all__ = [
     "CLIENT_ID",
     "CLIENT_ID_HINT",
     "FORGED_QR",
+    "PER_ITEM",
     "Context",
     "Loc",
     "RequestBody",
     "Rules",
+    "batch_body",
     "body_schema",
     "choice",
     "client_id",
@@ -67,6 +70,7 @@ __all__ = [
     "matching",
     "province",
     "read",
+    "read_batch",
     "signed_qr",
     "text",
     "timestamp",
@@ -313,6 +317,45 @@ def choice(enum: type[Enum]) -> Rules:
 # --------------------------------------------------------------------------- reading
 
 
+#: What a batch promises its client (the envelope's description).
+PER_ITEM = (
+    "Items are validated one by one: an invalid item is rejected in the results and the "
+    "others are written (200); only when every item is rejected is the answer 422."
+)
+
+
+def batch_body(
+    key: str, item: str, max_items: int, description: str = PER_ITEM
+) -> type[RequestBody]:
+    """The model of a batch's envelope ``{"<key>": [...]}``: 1..``max_items`` items, which
+    are read one by one afterwards (:func:`read_batch`), so that a bad item does not sink the
+    others; its schema refers to the item's component ``item``."""
+    items = Annotated[list[Any], Field(min_length=1, max_length=max_items)]
+    fields: dict[str, Any] = {key: (items, ...)}
+    model: type[RequestBody] = create_model(
+        f"{item}Batch", __base__=RequestBody, __doc__=description, **fields
+    )
+    _BATCH_ITEMS[model] = (key, item)
+    return model
+
+
+#: A batch envelope's field and the component of its items (pydantic would not refer to a
+#: component it does not generate itself: :func:`body_schema` writes the reference).
+_BATCH_ITEMS: dict[type[BaseModel], tuple[str, str]] = {}
+
+
+def read_batch(
+    model: type[RequestBody], body: object, errors: list[FieldError]
+) -> list[tuple[str, Any]] | None:
+    """The items of a batch ``body`` read as ``model`` (:func:`batch_body`), each with its
+    path (``scans[3]``), or None with the envelope's errors appended to ``errors``."""
+    envelope = read(model, body, errors)
+    if envelope is None:
+        return None
+    (key,) = model.model_fields
+    return [(field_path(key, i), item) for i, item in enumerate(getattr(envelope, key))]
+
+
 def read(
     model: type[M],
     value: object,
@@ -442,6 +485,9 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(mode="validation")
     defs = schema.pop("$defs", {})
     tidy: dict[str, Any] = _tidy(_nested(schema, defs))
+    if model in _BATCH_ITEMS:
+        key, item = _BATCH_ITEMS[model]
+        tidy["properties"][key]["items"] = {"$ref": f"#/components/schemas/{item}"}
     return tidy
 
 

@@ -11,15 +11,20 @@ from covidtech.web.models import body_schema
 from covidtech.web.problems import PROBLEM_TYPES, type_uri
 from domain.status import CheckInStatus
 from producers.openapi.parts import (
-    PER_ITEM,
     PROVINCE,
     Schema,
-    obj,
     ref,
 )
-from producers.requests.checkins import DeclarationBody, PersonBody, ScanBody, VenueBody
+from producers.requests.checkins import (
+    DeclarationBody,
+    PersonBody,
+    ScanBatchBody,
+    ScanBody,
+    SignInBody,
+    VenueBody,
+)
 from producers.requests.testing import ResultBody, SampleBody
-from producers.requests.vaccination import DoseBody
+from producers.requests.vaccination import DoseBatchBody, DoseBody
 
 __all__ = ["schemas"]
 
@@ -111,18 +116,14 @@ def schemas() -> dict[str, Schema]:
             "description": "token, token_expires_at and scopes only for an app token "
             "(self-registration): the person's own token.",
         },
-        "SignIn": obj(["person_qr"], {"person_qr": {"type": "string", "maxLength": 256}}),
+        "SignIn": body_schema(SignInBody),
         "PersonSession": {
             "type": "object",
             "required": ["person_id", "token", "token_expires_at", "scopes"],
             "properties": {"person_id": {"type": "string"}, **PERSON_TOKEN},
         },
         "Scan": body_schema(ScanBody),
-        "ScanBatch": obj(
-            ["scans"],
-            {"scans": {"type": "array", "minItems": 1, "maxItems": 500, "items": ref("Scan")}},
-            PER_ITEM,
-        ),
+        "ScanBatch": body_schema(ScanBatchBody),
         "Declaration": body_schema(DeclarationBody),
         "Sample": body_schema(SampleBody),
         "SampleCollected": {
@@ -148,11 +149,7 @@ def schemas() -> dict[str, Schema]:
         },
         "Result": body_schema(ResultBody),
         "Dose": body_schema(DoseBody),
-        "DoseBatch": obj(
-            ["doses"],
-            {"doses": {"type": "array", "minItems": 1, "maxItems": 500, "items": ref("Dose")}},
-            PER_ITEM,
-        ),
+        "DoseBatch": body_schema(DoseBatchBody),
         "Accepted": {
             "type": "object",
             "required": ["status"],

@@ -8,13 +8,11 @@ from typing import Any
 
 __all__ = [
     "IDEMPOTENCY_KEY",
-    "PER_ITEM",
     "PROVINCE",
     "WRITE_ERRORS",
     "Schema",
     "id_schema",
     "json_content",
-    "obj",
     "one_or_batch",
     "or_null",
     "path_param",
@@ -32,10 +30,6 @@ PROVINCE: Schema = {
 
 
 #: How a batch's items are judged (a JSON schema cannot say it).
-PER_ITEM = (
-    "Items are validated one by one: an invalid item is rejected in the results and the "
-    "others are written (200); only when every item is rejected is the answer 422."
-)
 
 
 def ref(name: str) -> Schema:
@@ -50,24 +44,6 @@ def or_null(schema: Schema) -> Schema:
     if {"type": "null"} in schema.get("anyOf", ()):
         return schema
     return {"anyOf": [schema, {"type": "null"}]}
-
-
-def obj(required: list[str], properties: dict[str, Schema], description: str = "") -> Schema:
-    """A request object not declared by a request model (a batch's envelope, the sign-in).
-    An optional field sent as ``null`` is taken as absent, so each is documented as
-    nullable."""
-    out: Schema = {
-        "type": "object",
-        "required": required,
-        "properties": {
-            name: schema if name in required else or_null(schema)
-            for name, schema in properties.items()
-        },
-        "additionalProperties": False,
-    }
-    if description:
-        out["description"] = description
-    return out
 
 
 def problem_responses(*statuses: int) -> dict[str, Any]:

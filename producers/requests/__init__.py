@@ -4,7 +4,7 @@ Each ``parse_*`` function reads one JSON value as its request model (``covidtech
 declared once, for validation and the OpenAPI document), which checks everything that needs
 no lookup (types, enums, lengths, province codes, QR signatures, time bounds against the
 injected ``now``, pool sizes, vaccine products), and returns a frozen command, or ``None``
-after appending :class:`~producers.validation.FieldError` s. What needs state (does the venue
+after appending :class:`~covidtech.web.problems.FieldError` s. What needs state (does the venue
 exist, may this token write for that province, was this sample resulted) is checked by the
 routes against the caches.
 

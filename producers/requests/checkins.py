@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field, ValidationInfo
 from covidtech.web.models import (
     Context,
     RequestBody,
+    batch_body,
     choice,
     client_id,
     context_of,
@@ -23,10 +24,10 @@ from covidtech.web.models import (
     text,
     timestamp,
 )
+from covidtech.web.problems import FieldError
 from domain.presence import Direction, ScanInFuture, ScanTooLate, check_scan_time
 from domain.qr import QrKind, QrSigner
 from producers.requests.common import SCOPE_ID, IngestLimits
-from producers.validation import FieldError
 
 _SCAN_ID = "Client-generated; idempotency key and event id."
 _METHOD = (
@@ -40,15 +41,18 @@ __all__ = [
     "DeclarationRequest",
     "PersonBody",
     "PersonRequest",
+    "ScanBatchBody",
     "ScanBody",
     "ScanMethod",
     "ScanRequest",
+    "SignInBody",
     "Symptom",
     "VenueBody",
     "VenueRequest",
     "parse_declaration",
     "parse_person",
     "parse_scan",
+    "parse_sign_in",
     "parse_venue",
 ]
 
@@ -216,6 +220,22 @@ class DeclarationBody(RequestBody):
     ] = Field(default_factory=list)
     contact_with_case: bool
     travelled_from_province: Annotated[str, province()] | None = None
+
+
+class SignInBody(RequestBody):
+    """A person's app signing in again: the person's signed QR is the credential."""
+
+    person_qr: Annotated[str, signed_qr(QrKind.PERSON)]
+
+
+#: ``POST /v1/scans`` with ``{"scans": [...]}``: up to 500 scans, each judged on its own.
+ScanBatchBody = batch_body("scans", "Scan", IngestLimits().max_batch)
+
+
+def parse_sign_in(body: object, errors: list[FieldError], qr: QrSigner) -> str | None:
+    """The person a :class:`SignInBody` names."""
+    sign_in = read(SignInBody, body, errors, context=Context(qr))
+    return None if sign_in is None else sign_in.person_qr
 
 
 def parse_venue(

@@ -1,10 +1,5 @@
 """What every request parser shares: id patterns, limits, the QR signer, the field rules of
 the request models (``covidtech.web.models``) and the person a body names.
-
-What still reads a body field by field (a batch's envelope, the sign-in's QR code) uses
-:class:`~producers.validation.Fields`, which appends a
-:class:`~producers.validation.FieldError` instead of raising; ``ok(errors, before)`` then
-tells whether the body was clean.
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, WithJson
 
 from covidtech.settings import Settings
 from covidtech.web.models import (
+    FORGED_QR,
     Context,
     RequestBody,
     Rules,
@@ -29,14 +25,14 @@ from covidtech.web.models import (
     read,
     signed_qr,
 )
+from covidtech.web.problems import FieldError
 from domain.programme import DEFAULT_PROGRAMME_RULES, ProgrammeRules
-from domain.qr import ForgedQr, MalformedQr, QrKind, QrSigner, QrSubject
+from domain.qr import QrKind, QrSigner, QrSubject
 from domain.results import DEFAULT_RULES as RESULT_RULES
 from domain.results import ResultRules
 from domain.rules import DEFAULT_RULES as PRESENCE_RULES
 from domain.rules import PresenceRules
 from domain.vaccines import VACCINES, UnknownVaccine, get_vaccine
-from producers.validation import FieldError, Fields
 
 __all__ = [
     "CLIENT_ID",
@@ -51,14 +47,11 @@ __all__ = [
     "NamesPerson",
     "PersonId",
     "VaccinationLimits",
-    "batch_items",
     "between",
     "ingest_limits",
     "limits_of",
-    "ok",
     "person_faults",
     "person_qr",
-    "qr_subject",
     "read_naming_person",
     "recent",
     "site",
@@ -162,60 +155,6 @@ class CachedQrSigner(QrSigner):
                 self._valid.clear()
             self._valid[payload] = subject
         return subject
-
-
-def ok(errors: list[FieldError], before: int) -> bool:
-    """No error was added since ``before`` (the length of ``errors`` when parsing began)."""
-    return len(errors) == before
-
-
-def batch_items(
-    body: object, key: str, max_items: int, errors: list[FieldError]
-) -> list[tuple[str, Any]] | None:
-    """The items of a batch body ``{"<key>": [...]}`` (1..max_items), with their paths."""
-    before = len(errors)
-    fields = Fields.of(body, "", errors)
-    if fields is None:
-        return None
-    items = fields.array(key, min_items=1, max_items=max_items)
-    fields.finish()
-    return items if ok(errors, before) else None
-
-
-#: How the check-in, testing and dose routes word a QR code's errors.
-FORGED_QR = "the QR code's signature does not match (forged or altered)"
-
-
-def qr_subject(
-    fields: Fields,
-    name: str,
-    qr: QrSigner,
-    kind: QrKind,
-    *,
-    forged: str = FORGED_QR,
-    wrong_kind: str | None = None,
-) -> str | None:
-    """The id a signed QR payload names, if it is of ``kind``; ``forged`` and ``wrong_kind``
-    word the errors (the programme's routes say it more briefly)."""
-    payload = fields.string(name, max_length=256)
-    if payload is None:
-        return None
-    try:
-        subject = qr.parse(payload)
-    except ForgedQr:
-        fields.error(name, "forged-qr", forged)
-        return None
-    except MalformedQr as e:
-        fields.error(name, "malformed-qr", f"not a covidtech QR code: {e}")
-        return None
-    if subject.kind is not kind:
-        fields.error(
-            name,
-            "wrong-qr-kind",
-            wrong_kind or f"must be a {kind.value} QR code, not a {subject.kind.value} one",
-        )
-        return None
-    return subject.id
 
 
 # ------------------------------------------------------------- field rules of request models

@@ -20,10 +20,10 @@ from covidtech.web.models import (
     read,
     timestamp,
 )
+from covidtech.web.problems import FieldError
 from domain import reference
 from domain.programme import DiscardReason, PriorityGroup
 from producers.requests.common import PROGRAMME_LIMITS, VaccinationLimits, between, site, vaccine
-from producers.validation import FieldError
 
 __all__ = [
     "AllocationBody",

@@ -32,6 +32,7 @@ from covidtech.web.models import (
     read,
     timestamp,
 )
+from covidtech.web.problems import FieldError
 from domain.qr import QrSigner
 from domain.results import DEFAULT_RULES, InvalidSample, TestResult, TestType, validate_pool_size
 from producers.requests.common import (
@@ -46,7 +47,6 @@ from producers.requests.common import (
     recent,
     site,
 )
-from producers.validation import FieldError
 
 __all__ = [
     "MemberRequest",

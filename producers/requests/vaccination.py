@@ -14,16 +14,19 @@ from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema
 from covidtech.web.models import (
     Context,
     RequestBody,
+    batch_body,
     body_schema,
     choice,
     client_id,
     context_of,
+    field_path,
     invalid,
     province,
     read,
     text,
     timestamp,
 )
+from covidtech.web.problems import FieldError
 from domain.programme import PriorityGroup
 from domain.qr import QrSigner
 from producers.requests.common import (
@@ -39,13 +42,13 @@ from producers.requests.common import (
     site,
     vaccine,
 )
-from producers.validation import FieldError, field_path
 
 __all__ = [
     "AppointmentBody",
     "AppointmentRequest",
     "CancellationBody",
     "CancellationRequest",
+    "DoseBatchBody",
     "DoseBody",
     "DoseRequest",
     "RegistrationBody",
@@ -135,6 +138,10 @@ class DoseBody(NamesPerson):
         int, Field(ge=1900, description="At most the current year."), AfterValidator(_born_by_now)
     ]
     residence_province: Annotated[str, province()]
+
+
+#: ``POST /v1/doses`` with ``{"doses": [...]}``: up to 500 doses, each judged on its own.
+DoseBatchBody = batch_body("doses", "Dose", IngestLimits().max_batch)
 
 
 def parse_dose(

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import validation_problem
+from covidtech.web.problems import FieldError, validation_problem
 from producers.events import appointment_cancelled, appointment_scheduled
 from producers.openapi import vaccination as doc
 from producers.requests.common import CLIENT_ID, CLIENT_ID_HINT
@@ -15,7 +15,6 @@ from producers.requests.vaccination import parse_appointment, parse_cancellation
 from producers.routes.common import accepted, reused_id, service, write_one
 from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import fingerprint, read_json, scoped_id
-from producers.validation import FieldError
 
 
 async def schedule_appointment(request: Request) -> Response:

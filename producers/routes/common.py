@@ -11,13 +11,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from covidtech.web.problems import Problem, validation_problem
+from covidtech.web.models import RequestBody, field_path, read_batch
+from covidtech.web.problems import FieldError, Problem, validation_problem
 from producers.events import Outgoing
 from producers.idempotency import Outcome
 from producers.ports import BrokerUnavailable, Delivery
-from producers.requests.common import batch_items
 from producers.service import IngestService
-from producers.validation import FieldError, field_path
 
 __all__ = [
     "BatchItem",
@@ -147,13 +146,17 @@ def raw_id(value: object, name: str) -> str | None:
     return None
 
 
-def single_or_batch(body: object, key: str, max_items: int) -> tuple[bool, list[tuple[str, Any]]]:
-    """Whether ``body`` is a batch ``{"<key>": [...]}``, and its items with their paths (a
-    single item has the path ``""``); 422 naming the errors of a bad batch envelope."""
+def single_or_batch(
+    body: object, envelope: type[RequestBody]
+) -> tuple[bool, list[tuple[str, Any]]]:
+    """Whether ``body`` is a batch (the ``envelope`` model's one field present: ``{"scans":
+    [...]}``), and its items with their paths (a single item has the path ``""``); 422
+    naming the errors of a bad batch envelope."""
+    (key,) = envelope.model_fields
     if not (isinstance(body, dict) and key in body):
         return False, [("", body)]
     errors: list[FieldError] = []
-    items = batch_items(body, key, max_items, errors)
+    items = read_batch(envelope, body, errors)
     if items is None:
         raise validation_problem(errors)
     return True, items

@@ -6,14 +6,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import validation_problem
+from covidtech.web.problems import FieldError, validation_problem
 from producers.events import declaration_submitted, new_id
 from producers.openapi.parts import json_content, ref
 from producers.requests.checkins import parse_declaration
 from producers.routes.common import accepted, id_conflict, service, write_one
 from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import fingerprint, read_json, require_own_person
-from producers.validation import FieldError
 
 
 async def submit_declaration(request: Request) -> Response:

@@ -6,10 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import Problem
+from covidtech.web.models import field_path
+from covidtech.web.problems import FieldError, Problem
 from producers.events import dose_administered
 from producers.openapi.parts import json_content, one_or_batch, ref
-from producers.requests.vaccination import parse_dose
+from producers.requests.vaccination import DoseBatchBody, parse_dose
 from producers.routes.common import (
     BatchItem,
     Write,
@@ -21,7 +22,6 @@ from producers.routes.common import (
 )
 from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import fingerprint, read_json, require_province, scoped_id
-from producers.validation import FieldError, field_path
 
 ROUTE = "/v1/doses"
 
@@ -37,7 +37,7 @@ async def record_doses(request: Request) -> Response:
     claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
-    is_batch, raw_items = single_or_batch(body, "doses", svc.limits.max_batch)
+    is_batch, raw_items = single_or_batch(body, DoseBatchBody)
     items: list[BatchItem] = []
     writes: list[tuple[BatchItem, Write]] = []
     for index, (path, raw) in enumerate(raw_items):

@@ -14,17 +14,15 @@ from starlette.responses import Response
 
 from covidtech.settings import parse_duration
 from covidtech.tokens import Scope, ScopeKind
-from covidtech.web.problems import Problem, validation_problem
+from covidtech.web.problems import FieldError, Problem, validation_problem
 from domain.qr import QrKind
 from producers.events import new_id, person_registered
 from producers.openapi.parts import IDEMPOTENCY_KEY, json_content, ref
 from producers.posters import person_qr_png
-from producers.requests.checkins import parse_person
-from producers.requests.common import ok, qr_subject
+from producers.requests.checkins import parse_person, parse_sign_in
 from producers.routes.common import json_response, service
 from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import IngestService, fingerprint, read_json
-from producers.validation import FieldError, Fields
 
 
 def person_token(svc: IngestService, person_id: str) -> dict[str, Any]:
@@ -92,12 +90,8 @@ async def sign_in(request: Request) -> Response:
     svc = service(request)
     body = await read_json(request, svc.config.max_body_bytes)
     errors: list[FieldError] = []
-    f = Fields.of(body, "", errors)
-    person_id = None
-    if f is not None:
-        person_id = qr_subject(f, "person_qr", svc.qr, QrKind.PERSON)
-        f.finish()
-    if f is None or not ok(errors, 0) or person_id is None:
+    person_id = parse_sign_in(body, errors, svc.qr)
+    if person_id is None:
         raise validation_problem(errors)
     return json_response(201, {"person_id": person_id, **person_token(svc, person_id)})
 

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import validation_problem
+from covidtech.web.problems import FieldError, validation_problem
 from domain import reference
 from producers.events import plan_id_of, plan_set
 from producers.openapi import vaccination as doc
@@ -16,7 +16,6 @@ from producers.requests.supply import parse_plan
 from producers.routes.common import accepted, reused_id, service, write_one
 from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import fingerprint, read_json, scope_problem
-from producers.validation import FieldError
 
 
 async def set_plan(request: Request) -> Response:

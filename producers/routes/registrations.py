@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import Claims, ScopeKind
-from covidtech.web.problems import validation_problem
+from covidtech.web.models import field_path
+from covidtech.web.problems import FieldError, validation_problem
 from producers.events import vaccination_registered
 from producers.openapi import vaccination as doc
 from producers.requests.vaccination import parse_registration, parse_registration_list
@@ -33,7 +34,6 @@ from producers.service import (
     scope_problem,
 )
 from producers.service import scoped_id as scoped_value
-from producers.validation import FieldError, field_path
 
 ROUTE = "/v1/vaccination/registrations"
 

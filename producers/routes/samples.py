@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import Problem, validation_problem
+from covidtech.web.problems import FieldError, Problem, validation_problem
 from domain.results import (
     InvalidResult,
     SampleMember,
@@ -29,7 +29,6 @@ from producers.service import (
     scope_problem,
     scoped_id,
 )
-from producers.validation import FieldError
 
 
 async def collect_sample(request: Request) -> Response:

@@ -8,11 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import Claims, ScopeKind
-from covidtech.web.problems import Problem
+from covidtech.web.models import field_path
+from covidtech.web.problems import FieldError, Problem
 from producers.caches import VenueEntry
 from producers.events import checkin_scanned
 from producers.openapi.parts import json_content, one_or_batch, ref
-from producers.requests.checkins import ScanMethod, ScanRequest, parse_scan
+from producers.requests.checkins import ScanBatchBody, ScanMethod, ScanRequest, parse_scan
 from producers.routes.common import (
     BatchItem,
     Write,
@@ -26,7 +27,6 @@ from producers.routes.common import (
 )
 from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import fingerprint, read_json, scope_problem
-from producers.validation import FieldError, field_path
 
 ROUTE = "/v1/scans"
 
@@ -91,7 +91,7 @@ async def record_scans(request: Request) -> Response:
     claims = claims_of(request)
     body = await read_json(request, svc.config.max_body_bytes)
     now = svc.now()
-    is_batch, raw_items = single_or_batch(body, "scans", svc.limits.max_batch)
+    is_batch, raw_items = single_or_batch(body, ScanBatchBody)
 
     items: list[BatchItem] = []
     scans: list[ScanRequest | None] = []

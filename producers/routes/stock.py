@@ -7,14 +7,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import validation_problem
+from covidtech.web.problems import FieldError, validation_problem
 from producers.events import doses_discarded, vaccine_allocated
 from producers.openapi import vaccination as doc
 from producers.requests.supply import parse_allocation, parse_discard
 from producers.routes.common import accepted, reused_id, service, write_one
 from producers.routes.edge import IngestOperation, claims_of, kinds
 from producers.service import fingerprint, read_json, require_province, scoped_id
-from producers.validation import FieldError
 
 
 async def allocate(request: Request) -> Response:

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import Problem, validation_problem
+from covidtech.web.problems import FieldError, Problem, validation_problem
 from domain.qr import QrKind
 from producers.caches import VenueEntry
 from producers.events import new_id, venue_registered
@@ -16,7 +16,6 @@ from producers.requests.common import VENUE_ID
 from producers.routes.common import json_response, service
 from producers.routes.edge import Endpoint, IngestOperation, claims_of, kinds
 from producers.service import fingerprint, read_json, scope_problem
-from producers.validation import FieldError
 
 
 async def register_venue(request: Request) -> Response:

@@ -8,11 +8,14 @@ import hashlib
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import Field
 
-from covidtech.web.problems import PROBLEM_TYPES, Problem, type_uri, validation_problem
+from covidtech.instants import parse_instant as parse_timestamp
+from covidtech.web.models import RequestBody, read, read_batch, text
+from covidtech.web.problems import PROBLEM_TYPES, FieldError, Problem, type_uri, validation_problem
 from domain.presence import Direction
 from domain.qr import QrKind, QrSigner
 from domain.results import TestResult, TestType, lookup_code_hash, new_lookup_code
@@ -22,6 +25,7 @@ from producers.caches import SampleBook, VenueDirectory
 from producers.idempotency import IdConflict, IdempotencyGuard
 from producers.openapi import openapi_document
 from producers.requests.checkins import (
+    ScanBatchBody,
     ScanMethod,
     Symptom,
     parse_declaration,
@@ -29,10 +33,9 @@ from producers.requests.checkins import (
     parse_scan,
     parse_venue,
 )
-from producers.requests.common import IngestLimits, batch_items
+from producers.requests.common import IngestLimits
 from producers.requests.testing import parse_result, parse_sample
 from producers.requests.vaccination import parse_dose
-from producers.validation import FieldError, Fields, parse_timestamp
 from schemas.codec import default_registry
 
 SECRET = "unit-test-secret-0123456789"
@@ -75,6 +78,20 @@ def test_timestamps_need_an_offset() -> None:
             parse_timestamp(bad)
 
 
+class Number(RequestBody):
+    n: Annotated[int, Field(ge=1, le=10)]
+
+
+class Named(RequestBody):
+    a: str
+
+
+class Texts(RequestBody):
+    a: Annotated[str, text()]
+    b: Annotated[str, text()] | None = None
+    c: Annotated[str, text()] | None = None
+
+
 @pytest.mark.parametrize(
     ("value", "code"),
     [
@@ -87,25 +104,21 @@ def test_timestamps_need_an_offset() -> None:
 )
 def test_integers_are_strict(value: object, code: str) -> None:
     errors: list[FieldError] = []
-    fields = Fields({"n": value}, "x", errors)
-    assert fields.integer("n", minimum=1, maximum=10) is None
+    assert read(Number, {"n": value}, errors, "x") is None
     assert codes(errors) == {"x.n": code}
 
 
 def test_unknown_fields_are_reported_with_their_path() -> None:
     errors: list[FieldError] = []
-    fields = Fields({"a": "x", "typo": 1}, "items[2]", errors)
-    fields.string("a")
-    fields.finish()
+    assert read(Named, {"a": "x", "typo": 1}, errors, "items[2]") is None
     assert codes(errors) == {"items[2].typo": "unknown-field"}
 
 
 def test_text_is_stripped_and_refuses_control_characters() -> None:
     errors: list[FieldError] = []
-    fields = Fields({"a": "  Chợ  ", "b": "x\u0000y", "c": "   "}, "", errors)
-    assert fields.text("a") == "Chợ"
-    assert fields.text("b") is None
-    assert fields.text("c") is None
+    body = read(Texts, {"a": "  Chợ  "}, errors)
+    assert body is not None and body.a == "Chợ" and not errors
+    assert read(Texts, {"a": "x", "b": "x\u0000y", "c": "   "}, errors) is None
     assert codes(errors) == {"b": "invalid-value", "c": "invalid-value"}
 
 
@@ -207,15 +220,15 @@ def test_scan_time_bounds_are_inclusive() -> None:
 
 def test_batch_envelope() -> None:
     errors: list[FieldError] = []
-    assert batch_items({"scans": []}, "scans", 500, errors) is None
-    assert batch_items({"scans": [{}] * 501}, "scans", 500, errors) is None
-    assert batch_items({"scans": [{}], "x": 1}, "scans", 500, errors) is None
+    assert read_batch(ScanBatchBody, {"scans": []}, errors) is None
+    assert read_batch(ScanBatchBody, {"scans": [{}] * 501}, errors) is None
+    assert read_batch(ScanBatchBody, {"scans": [{}], "x": 1}, errors) is None
     assert [(e.field, e.code) for e in errors] == [
         ("scans", "too-few-items"),
         ("scans", "too-many-items"),
         ("x", "unknown-field"),
     ]
-    items = batch_items({"scans": [{"a": 1}, 2]}, "scans", 500, [])
+    items = read_batch(ScanBatchBody, {"scans": [{"a": 1}, 2]}, [])
     assert items == [("scans[0]", {"a": 1}), ("scans[1]", 2)]
 
 

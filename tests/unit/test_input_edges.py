@@ -13,6 +13,7 @@ import pytest
 
 from api.params import ParamError, parse_datetime
 from covidtech.instants import InstantError, parse_instant
+from covidtech.instants import parse_instant as parse_timestamp
 from covidtech.jsonbody import BodyError, parse_json
 from covidtech.tokens import (
     AUDIENCE,
@@ -20,7 +21,6 @@ from covidtech.tokens import (
     TokenSigner,
     is_scope_value,
 )
-from producers.validation import parse_timestamp
 
 EDGES = (
     "0001-01-01T00:00:00+01:00",

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from covidtech.settings import Settings
-from covidtech.web.problems import Problem, problem_response
+from covidtech.web.problems import FieldError, Problem, problem_response
 from domain import reference
 from domain.programme import PriorityGroup
 from domain.qr import QrKind, QrSigner
@@ -26,7 +26,6 @@ from producers.requests.common import VaccinationLimits
 from producers.requests.supply import parse_allocation, parse_discard, parse_plan
 from producers.requests.vaccination import parse_registration, parse_registration_list
 from producers.service import IngestService
-from producers.validation import FieldError
 from tests.unit.ingest_support import MemoryLog
 
 NOW = datetime(2021, 8, 2, 3, 0, tzinfo=UTC)
