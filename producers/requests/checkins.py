@@ -27,7 +27,7 @@ from covidtech.web.models import (
 from covidtech.web.problems import FieldError
 from domain.presence import Direction, ScanInFuture, ScanTooLate, check_scan_time
 from domain.qr import QrKind, QrSigner
-from producers.requests.common import SCOPE_ID, IngestLimits
+from producers.requests.common import SCOPE_ID, IngestLimits, ingest_limits
 
 _SCAN_ID = "Client-generated; idempotency key and event id."
 _METHOD = (
@@ -124,13 +124,8 @@ class DeclarationRequest:
     travelled_from_province: str | None
 
 
-def _limits(info: ValidationInfo) -> IngestLimits:
-    limits = context_of(info).limits
-    return limits if isinstance(limits, IngestLimits) else IngestLimits()
-
-
 def _dwell(minutes: int, info: ValidationInfo) -> int:
-    most = int(_limits(info).presence.max_dwell.total_seconds() // 60)
+    most = int(ingest_limits(info).presence.max_dwell.total_seconds() // 60)
     if minutes > most:
         raise invalid("out-of-range", f"must be between 1 and {most}")
     return minutes
@@ -147,7 +142,7 @@ def _scan_time(at: datetime, info: ValidationInfo) -> datetime:
     context = context_of(info)
     assert context.now is not None, "a scan is read at a time"
     try:
-        check_scan_time(at, context.now, _limits(info).presence)
+        check_scan_time(at, context.now, ingest_limits(info).presence)
     except ScanTooLate as e:
         raise invalid("scan-too-late", str(e)) from None
     except ScanInFuture as e:
