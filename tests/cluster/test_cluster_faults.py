@@ -40,6 +40,7 @@ from tests.support import eventually, isolated_env, kill_service, run_coroutine
 
 pytestmark = pytest.mark.integration
 RATE = 100  # scans per second through the ingest API
+CONNECTIONS = 100  # the load's requests in flight at most
 
 
 _TAKEN: set[int] = set()
@@ -200,26 +201,34 @@ class ScanLoad:
         people = self.people
         base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         i, started = 0, time.monotonic()
-        # No pool timeout: while the API is slow, the generator's own queue of requests
-        # waiting for a connection is not an answer of the API.
-        timeout = httpx.Timeout(60.0, pool=None)
-        async with httpx.AsyncClient(base_url=self.url, timeout=timeout) as client:
+        # At most CONNECTIONS requests in flight, waiting for their turn on a semaphore of
+        # our own; the client's pool is never full, so it never queues requests itself
+        # (httpcore 1.0.9's queue can leave a waiting request without a connection for good
+        # under contention: encode/httpcore#822, #1110). Three runs stalled for 120 s with
+        # thousands of requests started, none timing out after its 60 s and the API's event
+        # loop idle: requests waiting for the pool, not for the API.
+        turns = asyncio.Semaphore(CONNECTIONS)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=CONNECTIONS)
+        async with httpx.AsyncClient(
+            base_url=self.url, timeout=httpx.Timeout(60.0), limits=limits
+        ) as client:
             self._client = client
 
             async def one(person: dict[str, str], at: datetime) -> None:
                 self.in_flight += 1
                 try:
-                    r = await client.post(
-                        "/v1/scans",
-                        headers=headers,
-                        json={
-                            "scan_id": client_id(),
-                            "venue_qr": self.venue_qr,
-                            "person_qr": person["person_qr"],
-                            "scanned_at": rfc3339(at),
-                            "direction": "IN",
-                        },
-                    )
+                    async with turns:
+                        r = await client.post(
+                            "/v1/scans",
+                            headers=headers,
+                            json={
+                                "scan_id": client_id(),
+                                "venue_qr": self.venue_qr,
+                                "person_qr": person["person_qr"],
+                                "scanned_at": rfc3339(at),
+                                "direction": "IN",
+                            },
+                        )
                 except httpx.HTTPError as e:  # no answer at all: counted, and refused below
                     self.statuses[0] += 1
                     self.refused = f"no answer: {e!r}"
