@@ -37,6 +37,7 @@ from api.services import Services
 from api.stream import EventStreamResponse, InvalidEventId, alert_events, parse_event_id
 from covidtech.jsonbody import BodyError, parse_json
 from covidtech.tokens import Claims, ScopeKind
+from covidtech.web import operations
 from covidtech.web.operations import Declaration
 from domain import reference
 from domain.coverage import NATION
@@ -254,30 +255,20 @@ class Operation(Declaration):
         return frozenset(p.name for p in self.params if p.where == "query")
 
 
-class Area:
-    """The declarations of one area of ``api/routes/``: what its operations share (its tag,
-    scope kinds and any other field of :class:`Operation`, e.g. ``caching``, ``errors``,
-    ``audited``) stated once, so that each operation states only its path, id, summary,
-    handler and what it does not share (a keyword overrides the area's value). A parameter
-    of the path that ``params`` does not declare is an id (:func:`api.params.id_path`), put
-    first."""
+class Area(operations.Area[Operation]):
+    """The declarations of one area of ``api/routes/``
+    (:class:`covidtech.web.operations.Area` of :class:`Operation`: e.g. ``caching``,
+    ``errors``, ``audited`` stated once). A parameter of the path that ``params`` does not
+    declare is an id (:func:`api.params.id_path`), put first."""
 
     def __init__(self, tag: str, scopes: frozenset[ScopeKind] | None, **shared: Any) -> None:
-        self.shared: dict[str, Any] = {"tag": tag, "scopes": scopes, **shared}
+        super().__init__(Operation, tag, scopes, **shared)
 
-    def op(
-        self, method: str, path: str, op_id: str, summary: str, handler: Handler, **own: Any
-    ) -> Operation:
-        fields = {"method": method, "path": path, "op_id": op_id, "summary": summary}
-        params: tuple[Param, ...] = own.get("params", self.shared.get("params", ()))
+    def complete(self, path: str, fields: dict[str, Any]) -> dict[str, Any]:
+        params: tuple[Param, ...] = fields.get("params", ())
         declared = {p.name for p in params}
         ids = tuple(id_path(n) for n in _PATH_NAMES.findall(path) if n not in declared)
-        return Operation(
-            **{**self.shared, **fields, "handler": handler, **own, "params": (*ids, *params)}
-        )
-
-    def get(self, path: str, op_id: str, summary: str, handler: Handler, **own: Any) -> Operation:
-        return self.op("GET", path, op_id, summary, handler, **own)
+        return {**fields, "params": (*ids, *params)}
 
 
 # ------------------------------------------------------------------------------ dispatch

@@ -8,17 +8,21 @@ API's :class:`api.edge.Operation`: parameters, caching, audit; the ingest API's
 same objects its Starlette routes and its ``/openapi.json`` paths (:func:`paths_of`), so the
 document cannot drift from what is served. The scope matrix tests are generated from the
 ``x-scopes`` each operation object carries.
+
+An area of either API declares its operations through an :class:`Area`, which states once what
+they share (tag, scopes, any other field of the API's declaration class), so that each
+declaration states only its path, id, summary, handler and what differs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from covidtech.tokens import ScopeKind
 
-__all__ = ["Declaration", "Schema", "operation_object", "paths_of", "x_scopes"]
+__all__ = ["Area", "Declaration", "Schema", "operation_object", "paths_of", "x_scopes"]
 
 Schema = dict[str, Any]
 
@@ -36,6 +40,37 @@ class Declaration:
     tag: str
     scopes: frozenset[ScopeKind] | None  # None: public (no token)
     description: str = ""
+
+
+class Area(Generic[D]):
+    """The declarations of one area: what its operations share (its tag, scope kinds and any
+    other field of the declaration class ``make``) stated once, so that each operation states
+    only its method, path, id, summary, handler and what it does not share (a keyword
+    overrides the area's value). An API adds what it derives of a declaration in
+    :meth:`complete`."""
+
+    def __init__(
+        self, make: Callable[..., D], tag: str, scopes: frozenset[ScopeKind] | None, **shared: Any
+    ) -> None:
+        self.make = make
+        self.shared: dict[str, Any] = {"tag": tag, "scopes": scopes, **shared}
+
+    def complete(self, path: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields of the declaration of ``path`` (the area's, overridden by its own);
+        none derived here."""
+        return fields
+
+    def op(self, method: str, path: str, op_id: str, summary: str, handler: Any, **own: Any) -> D:
+        fields = {"method": method, "path": path, "op_id": op_id, "summary": summary}
+        return self.make(
+            **self.complete(path, {**self.shared, **fields, "handler": handler, **own})
+        )
+
+    def get(self, path: str, op_id: str, summary: str, handler: Any, **own: Any) -> D:
+        return self.op("GET", path, op_id, summary, handler, **own)
+
+    def post(self, path: str, op_id: str, summary: str, handler: Any, **own: Any) -> D:
+        return self.op("POST", path, op_id, summary, handler, **own)
 
 
 def x_scopes(kinds: Iterable[ScopeKind]) -> list[str]:

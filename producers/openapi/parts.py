@@ -11,6 +11,7 @@ __all__ = [
     "PROVINCE",
     "WRITE_ERRORS",
     "Schema",
+    "created",
     "id_schema",
     "json_content",
     "one_or_batch",
@@ -18,6 +19,8 @@ __all__ = [
     "path_param",
     "problem_responses",
     "ref",
+    "registered",
+    "written",
 ]
 
 Schema = dict[str, Any]
@@ -92,3 +95,22 @@ IDEMPOTENCY_KEY: Schema = {
 
 def json_content(description: str, schema: Schema) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def written(again: str = "Already written.", schema: Schema | None = None) -> dict[str, Any]:
+    """The answers of a write: 202 written, 200 ``again`` (a duplicate); both an ``Accepted``
+    unless ``schema`` says otherwise."""
+    body = schema or ref("Accepted")
+    return {"202": json_content("Written.", body), "200": json_content(again, body)}
+
+
+def created(first: str, again: str, name: str) -> dict[str, Any]:
+    """The answers of a write that creates: 201 ``first``, 200 ``again`` (the same request
+    before); both a ``name`` component."""
+    return {"201": json_content(first, ref(name)), "200": json_content(again, ref(name))}
+
+
+def registered(what: str, name: str) -> dict[str, Any]:
+    """The answers of a registration under an Idempotency-Key: 201, or 200 the ``what``
+    registered before under the key; both a ``name`` component."""
+    return created("Registered.", f"The {what} before under this Idempotency-Key.", name)

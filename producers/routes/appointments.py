@@ -13,7 +13,7 @@ from producers.openapi import vaccination as doc
 from producers.requests.common import CLIENT_ID, CLIENT_ID_HINT
 from producers.requests.vaccination import parse_appointment, parse_cancellation
 from producers.routes.common import accepted, reused_id, service, write_one
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, scoped_id
 
 
@@ -61,32 +61,24 @@ async def cancel_appointment(request: Request) -> Response:
     return accepted(duplicate, {"appointment_id": appointment_id})
 
 
+_AREA = area("vaccination", kinds(ScopeKind.SITE), who="site:<id>", errors=(409,))
+
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path="/v1/vaccination/appointments",
-        op_id="schedule_appointment",
-        summary="Schedule an appointment",
-        tag="vaccination",
-        handler=schedule_appointment,
-        scopes=kinds(ScopeKind.SITE),
-        who="site:<id>",
+    _AREA.post(
+        "/v1/vaccination/appointments",
+        "schedule_appointment",
+        "Schedule an appointment",
+        schedule_appointment,
         body=doc.APPOINTMENT,
         answers=doc.answers("appointment_id"),
-        errors=(409,),
     ),
-    IngestOperation(
-        method="POST",
-        path="/v1/vaccination/appointments/{appointment_id}/cancel",
-        op_id="cancel_appointment",
-        summary="Cancel an appointment",
-        tag="vaccination",
-        handler=cancel_appointment,
-        scopes=kinds(ScopeKind.SITE),
-        who="site:<id>",
+    _AREA.post(
+        "/v1/vaccination/appointments/{appointment_id}/cancel",
+        "cancel_appointment",
+        "Cancel an appointment",
+        cancel_appointment,
         body=doc.CANCELLATION,
         answers=doc.answers("appointment_id"),
-        errors=(409,),
         parameters=(doc.APPOINTMENT_ID,),
     ),
 )

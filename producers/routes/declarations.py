@@ -8,10 +8,10 @@ from starlette.responses import Response
 from covidtech.tokens import ScopeKind
 from covidtech.web.problems import FieldError, validation_problem
 from producers.events import declaration_submitted, new_id
-from producers.openapi.parts import json_content, ref
+from producers.openapi.parts import ref, written
 from producers.requests.checkins import parse_declaration
 from producers.routes.common import accepted, id_conflict, service, write_one
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, require_own_person
 
 
@@ -48,20 +48,14 @@ async def submit_declaration(request: Request) -> Response:
 
 
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path="/v1/declarations",
-        op_id="submit_declaration",
-        summary="Submit a health declaration",
-        tag="declarations",
-        handler=submit_declaration,
-        scopes=kinds(ScopeKind.APP),
+    area("declarations", kinds(ScopeKind.APP)).post(
+        "/v1/declarations",
+        "submit_declaration",
+        "Submit a health declaration",
+        submit_declaration,
         who="app (a person's own token: that person only)",
         body=ref("Declaration"),
-        answers={
-            "202": json_content("Written.", ref("Accepted")),
-            "200": json_content("Already written.", ref("Accepted")),
-        },
+        answers=written(),
         errors=(409,),
     ),
 )

@@ -20,7 +20,7 @@ from producers.routes.common import (
     single_or_batch,
     write_batch,
 )
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, require_province, scoped_id
 
 ROUTE = "/v1/doses"
@@ -72,14 +72,11 @@ async def record_doses(request: Request) -> Response:
 
 
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path=ROUTE,
-        op_id="record_doses",
-        summary="Record a dose, or a batch of up to 500",
-        tag="doses",
-        handler=record_doses,
-        scopes=kinds(ScopeKind.SITE),
+    area("doses", kinds(ScopeKind.SITE)).post(
+        ROUTE,
+        "record_doses",
+        "Record a dose, or a batch of up to 500",
+        record_doses,
         who="site:<id>@<the dose's residence_province>",
         body=one_or_batch("Dose", "DoseBatch"),
         answers={

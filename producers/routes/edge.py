@@ -23,10 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from covidtech.tokens import Claims, ScopeKind
-from covidtech.web.operations import Declaration, Schema
+from covidtech.web.operations import Area, Declaration, Schema
 from producers.service import require_any
 
-__all__ = ["Endpoint", "IngestOperation", "claims_of", "kinds"]
+__all__ = ["Endpoint", "IngestOperation", "area", "claims_of", "kinds"]
 
 #: A Starlette endpoint. The handler of a route with ``scopes`` runs after the edge has
 #: authenticated its token and found one of them (:meth:`IngestOperation.route`); it takes the
@@ -78,3 +78,10 @@ class IngestOperation(Declaration):
             return await handler(request)
 
         return Route(self.path, guarded, methods=[self.method])
+
+
+def area(tag: str, scopes: frozenset[ScopeKind] | None, **shared: Any) -> Area[IngestOperation]:
+    """The declarations of one area of ``producers/routes/``
+    (:class:`covidtech.web.operations.Area`): its tag, scopes and e.g. ``who`` or ``errors``
+    stated once, each :class:`IngestOperation` stating what differs."""
+    return Area(IngestOperation, tag, scopes, **shared)

@@ -11,7 +11,7 @@ from producers.metrics import CONTENT_TYPE_LATEST
 from producers.openapi import openapi_document
 from producers.openapi.parts import json_content, ref
 from producers.routes.common import json_response, service
-from producers.routes.edge import Endpoint, IngestOperation, kinds
+from producers.routes.edge import Endpoint, IngestOperation, area, kinds
 
 
 async def healthz(request: Request) -> Response:
@@ -69,28 +69,25 @@ async def vaccines(request: Request) -> Response:
     )
 
 
+_PUBLIC = area("ops", None)
+
+
 def _public(path: str, summary: str, handler: Endpoint, media: str) -> IngestOperation:
-    return IngestOperation(
-        method="GET",
-        path=path,
-        op_id=handler.__name__,
-        summary=summary,
-        tag="ops",
-        handler=handler,
-        scopes=None,
+    return _PUBLIC.get(
+        path,
+        handler.__name__,
+        summary,
+        handler,
         answers={"200": {"description": "OK", "content": {media: {}}}},
     )
 
 
 OPERATIONS = (
-    IngestOperation(
-        method="GET",
-        path="/v1/vaccines",
-        op_id="list_vaccines",
-        summary="Vaccine products (single-dose products marked)",
-        tag="ops",
-        handler=vaccines,
-        scopes=kinds(*ScopeKind),
+    area("ops", kinds(*ScopeKind)).get(
+        "/v1/vaccines",
+        "list_vaccines",
+        "Vaccine products (single-dose products marked)",
+        vaccines,
         who="any valid token",
         answers={"200": json_content("The fixed product list.", ref("Vaccines"))},
         errors=(401,),

@@ -17,11 +17,11 @@ from covidtech.tokens import Scope, ScopeKind
 from covidtech.web.problems import FieldError, Problem, validation_problem
 from domain.qr import QrKind
 from producers.events import new_id, person_registered
-from producers.openapi.parts import IDEMPOTENCY_KEY, json_content, ref
+from producers.openapi.parts import IDEMPOTENCY_KEY, json_content, ref, registered
 from producers.posters import person_qr_png
 from producers.requests.checkins import parse_person, parse_sign_in
 from producers.routes.common import json_response, service
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import IngestService, fingerprint, read_json
 
 
@@ -96,34 +96,26 @@ async def sign_in(request: Request) -> Response:
     return json_response(201, {"person_id": person_id, **person_token(svc, person_id)})
 
 
+_AREA = area("people", kinds(ScopeKind.APP))
+
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path="/v1/people",
-        op_id="register_person",
-        summary="Issue a person id and personal QR (and, to an app, the person's own token)",
-        tag="people",
-        handler=register_person,
+    _AREA.post(
+        "/v1/people",
+        "register_person",
+        "Issue a person id and personal QR (and, to an app, the person's own token)",
+        register_person,
         scopes=kinds(ScopeKind.APP, ScopeKind.SITE, ScopeKind.INSTITUTION),
         who="app, site:<id>@<code> or institution:<id>",
         body=ref("PersonRequest"),
-        answers={
-            "201": json_content("Registered.", ref("PersonCreated")),
-            "200": json_content(
-                "The person issued before under this Idempotency-Key.", ref("PersonCreated")
-            ),
-        },
+        answers=registered("person issued", "PersonCreated"),
         errors=(409,),
         parameters=(IDEMPOTENCY_KEY,),
     ),
-    IngestOperation(
-        method="POST",
-        path="/v1/people/sessions",
-        op_id="sign_in",
-        summary="Sign a person's app in with the person's QR: a fresh person token",
-        tag="people",
-        handler=sign_in,
-        scopes=kinds(ScopeKind.APP),
+    _AREA.post(
+        "/v1/people/sessions",
+        "sign_in",
+        "Sign a person's app in with the person's QR: a fresh person token",
+        sign_in,
         who="app (the QR is the credential, as on a printed PC-Covid QR)",
         body=ref("SignIn"),
         answers={"201": json_content("Signed in.", ref("PersonSession"))},

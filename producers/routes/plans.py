@@ -14,7 +14,7 @@ from producers.openapi import vaccination as doc
 from producers.requests.common import PROGRAMME_LIMITS
 from producers.requests.supply import parse_plan
 from producers.routes.common import accepted, reused_id, service, write_one
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, scope_problem
 
 
@@ -48,14 +48,12 @@ async def set_plan(request: Request) -> Response:
 
 
 OPERATIONS = (
-    IngestOperation(
-        method="PUT",
-        path="/v1/vaccination/plans/{province}",
-        op_id="set_plan",
-        summary="Set a province's plan (the latest wins)",
-        tag="vaccination",
-        handler=set_plan,
-        scopes=kinds(ScopeKind.MOH, ScopeKind.PROVINCE),
+    area("vaccination", kinds(ScopeKind.MOH, ScopeKind.PROVINCE)).op(
+        "PUT",
+        "/v1/vaccination/plans/{province}",
+        "set_plan",
+        "Set a province's plan (the latest wins)",
+        set_plan,
         who="moh or province:<code>",
         body=doc.PLAN,
         answers=doc.answers("plan_id", doc.PLAN_ANSWERED),

@@ -25,7 +25,7 @@ from producers.routes.common import (
     write_batch,
     write_one,
 )
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import (
     IngestService,
     fingerprint,
@@ -125,14 +125,11 @@ async def _register_list(
 
 
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path=ROUTE,
-        op_id="register_for_vaccination",
-        summary="Register a person, or an institution's list of up to 1,000",
-        tag="vaccination",
-        handler=register,
-        scopes=kinds(ScopeKind.APP, ScopeKind.INSTITUTION),
+    area("vaccination", kinds(ScopeKind.APP, ScopeKind.INSTITUTION)).post(
+        ROUTE,
+        "register_for_vaccination",
+        "Register a person, or an institution's list of up to 1,000",
+        register,
         who="app (one person, by person_qr) or institution:<id>",
         body=doc.REGISTRATIONS,
         answers=doc.answers("registration_id"),

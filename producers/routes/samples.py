@@ -17,11 +17,11 @@ from domain.results import (
     validate_members,
 )
 from producers.events import sample_collected, sample_resulted
-from producers.openapi.parts import id_schema, json_content, path_param, ref
+from producers.openapi.parts import created, id_schema, path_param, ref, written
 from producers.requests.common import SAMPLE_ID
 from producers.requests.testing import parse_result, parse_sample
 from producers.routes.common import json_response, service
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import (
     fingerprint,
     read_json,
@@ -173,37 +173,29 @@ async def record_result(request: Request) -> Response:
     return answer(200 if outcome.duplicate else 202, outcome.duplicate)
 
 
+_AREA = area("samples", kinds(ScopeKind.SITE), errors=(409,))
+
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path="/v1/samples",
-        op_id="collect_sample",
-        summary="Record a sample (one person or a pool of 2-10)",
-        tag="samples",
-        handler=collect_sample,
-        scopes=kinds(ScopeKind.SITE),
+    _AREA.post(
+        "/v1/samples",
+        "collect_sample",
+        "Record a sample (one person or a pool of 2-10)",
+        collect_sample,
         who="site:<id>@<the sample's province>",
         body=ref("Sample"),
-        answers={
-            "201": json_content("Collected; lookup codes shown once.", ref("SampleCollected")),
-            "200": json_content("Same collection again.", ref("SampleCollected")),
-        },
-        errors=(409,),
+        answers=created(
+            "Collected; lookup codes shown once.", "Same collection again.", "SampleCollected"
+        ),
     ),
-    IngestOperation(
-        method="POST",
-        path="/v1/samples/{sample_id}/result",
-        op_id="record_result",
-        summary="Record a lab result",
-        tag="samples",
-        handler=record_result,
+    _AREA.post(
+        "/v1/samples/{sample_id}/result",
+        "record_result",
+        "Record a lab result",
+        record_result,
         scopes=kinds(ScopeKind.LAB),
         who="lab:<id>@<the sample's province>, or lab:<id>@<any> for a sample sent to it",
         body=ref("Result"),
-        answers={
-            "202": json_content("Written.", ref("Accepted")),
-            "200": json_content("The same result again (idempotent).", ref("Accepted")),
-        },
+        answers=written("The same result again (idempotent)."),
         errors=(404, 409),
         parameters=(path_param("sample_id", id_schema(SAMPLE_ID.pattern, "")),),
     ),

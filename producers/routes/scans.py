@@ -25,7 +25,7 @@ from producers.routes.common import (
     single_or_batch,
     single_response,
 )
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, scope_problem
 
 ROUTE = "/v1/scans"
@@ -151,14 +151,11 @@ async def record_scans(request: Request) -> Response:
 
 
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path=ROUTE,
-        op_id="record_scans",
-        summary="Record a check-in scan, or a batch of up to 500",
-        tag="scans",
-        handler=record_scans,
-        scopes=kinds(ScopeKind.PERSON, ScopeKind.VENUE, ScopeKind.VENUE_ADMIN),
+    area("scans", kinds(ScopeKind.PERSON, ScopeKind.VENUE, ScopeKind.VENUE_ADMIN)).post(
+        ROUTE,
+        "record_scans",
+        "Record a check-in scan, or a batch of up to 500",
+        record_scans,
         who="person:<id> (the person's own app scans the venue: that person only), "
         "venue:<venue id>@<province> or venue-admin:<province> (staff scan the person)",
         body=one_or_batch("Scan", "ScanBatch"),

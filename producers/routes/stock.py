@@ -12,7 +12,7 @@ from producers.events import doses_discarded, vaccine_allocated
 from producers.openapi import vaccination as doc
 from producers.requests.supply import parse_allocation, parse_discard
 from producers.routes.common import accepted, reused_id, service, write_one
-from producers.routes.edge import IngestOperation, claims_of, kinds
+from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, require_province, scoped_id
 
 
@@ -56,31 +56,26 @@ async def report_discard(request: Request) -> Response:
     return accepted(duplicate, {"discard_id": discard.discard_id})
 
 
+_AREA = area("vaccination", kinds(ScopeKind.SITE), errors=(409,))
+
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path="/v1/vaccination/allocations",
-        op_id="allocate_doses",
-        summary="Allocate doses of a product to a province",
-        tag="vaccination",
-        handler=allocate,
+    _AREA.post(
+        "/v1/vaccination/allocations",
+        "allocate_doses",
+        "Allocate doses of a product to a province",
+        allocate,
         scopes=kinds(ScopeKind.MOH),
         who="moh",
         body=doc.ALLOCATION,
         answers=doc.answers("allocation_id"),
-        errors=(409,),
     ),
-    IngestOperation(
-        method="POST",
-        path="/v1/vaccination/discards",
-        op_id="report_discard",
-        summary="Report discarded doses",
-        tag="vaccination",
-        handler=report_discard,
-        scopes=kinds(ScopeKind.SITE),
+    _AREA.post(
+        "/v1/vaccination/discards",
+        "report_discard",
+        "Report discarded doses",
+        report_discard,
         who="site:<id>@<province>",
         body=doc.DISCARD,
         answers=doc.answers("discard_id"),
-        errors=(409,),
     ),
 )

@@ -10,11 +10,11 @@ from covidtech.web.problems import FieldError, Problem, validation_problem
 from domain.qr import QrKind
 from producers.caches import VenueEntry
 from producers.events import new_id, venue_registered
-from producers.openapi.parts import IDEMPOTENCY_KEY, id_schema, json_content, path_param, ref
+from producers.openapi.parts import IDEMPOTENCY_KEY, id_schema, path_param, ref, registered
 from producers.requests.checkins import parse_venue
 from producers.requests.common import VENUE_ID
 from producers.routes.common import json_response, service
-from producers.routes.edge import Endpoint, IngestOperation, claims_of, kinds
+from producers.routes.edge import Endpoint, IngestOperation, area, claims_of, kinds
 from producers.service import fingerprint, read_json, scope_problem
 
 
@@ -104,15 +104,15 @@ async def venue_poster_svg(request: Request) -> Response:
     return await _poster(request, "svg")
 
 
+_AREA = area("venues", kinds(ScopeKind.VENUE_ADMIN))
+
+
 def _poster_operation(kind: str, media: str, handler: Endpoint) -> IngestOperation:
-    return IngestOperation(
-        method="GET",
-        path=f"/v1/venues/{{venue_id}}/poster.{kind.lower()}",
-        op_id=handler.__name__,
-        summary=f"The venue's printable A4 poster ({kind})",
-        tag="venues",
-        handler=handler,
-        scopes=kinds(ScopeKind.VENUE_ADMIN),
+    return _AREA.get(
+        f"/v1/venues/{{venue_id}}/poster.{kind.lower()}",
+        handler.__name__,
+        f"The venue's printable A4 poster ({kind})",
+        handler,
         who="venue-admin:<the venue's province>",
         parameters=(
             path_param(
@@ -131,22 +131,14 @@ def _poster_operation(kind: str, media: str, handler: Endpoint) -> IngestOperati
 
 
 OPERATIONS = (
-    IngestOperation(
-        method="POST",
-        path="/v1/venues",
-        op_id="register_venue",
-        summary="Register a venue",
-        tag="venues",
-        handler=register_venue,
-        scopes=kinds(ScopeKind.VENUE_ADMIN),
+    _AREA.post(
+        "/v1/venues",
+        "register_venue",
+        "Register a venue",
+        register_venue,
         who="venue-admin:<province of the venue>",
         body=ref("VenueRequest"),
-        answers={
-            "201": json_content("Registered.", ref("VenueCreated")),
-            "200": json_content(
-                "The venue registered before under this Idempotency-Key.", ref("VenueCreated")
-            ),
-        },
+        answers=registered("venue registered", "VenueCreated"),
         errors=(409,),
         parameters=(IDEMPOTENCY_KEY,),
     ),
