@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from domain.results import (
     ConflictingResult,
@@ -33,13 +34,42 @@ from domain.results import (
     TestType,
     apply_result,
 )
-from schemas.codec import CodecError, Registry
+from schemas.codec import CodecError, Event, Registry
 
 __all__ = ["KnownSample", "SampleBook", "VenueDirectory", "VenueEntry"]
 
 log = logging.getLogger(__name__)
 
 _VENUE_EVENTS = frozenset({"covidtech.checkin.VenueRegistered", "covidtech.checkin.VenueUpdated"})
+
+
+E = TypeVar("E")
+
+
+class _Book(Generic[E]):
+    """Entries by id, folded from the records of ``topic`` and from local writes."""
+
+    def __init__(self, registry: Registry, topic: str) -> None:
+        self._registry = registry
+        self._topic = topic
+        self._entries: dict[str, E] = {}
+        self.undecodable = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, entry_id: str) -> E | None:
+        """The entry, or None if this instance has not seen it (yet)."""
+        return self._entries.get(entry_id)
+
+    def _decode(self, value: bytes) -> Event | None:
+        """The record's event; None if it cannot be decoded (counted and logged)."""
+        try:
+            return self._registry.decode(value)
+        except CodecError as e:
+            self.undecodable += 1
+            log.warning("skipping undecodable record on %s: %s", self._topic, e)
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,38 +85,24 @@ class VenueEntry:
     default_dwell_minutes: int
 
 
-class VenueDirectory:
+class VenueDirectory(_Book[VenueEntry]):
     """Venues by id, from the ``venues`` topic and local registrations."""
 
     def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-        self._venues: dict[str, VenueEntry] = {}
-        self.undecodable = 0
-
-    def __len__(self) -> int:
-        return len(self._venues)
-
-    def get(self, venue_id: str) -> VenueEntry | None:
-        """The venue, or None if this instance has not seen it (yet)."""
-        return self._venues.get(venue_id)
+        super().__init__(registry, "venues")
 
     def put(self, venue: VenueEntry) -> None:
         """Record a venue (after its VenueRegistered was acknowledged)."""
-        self._venues[venue.venue_id] = venue
+        self._entries[venue.venue_id] = venue
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Fold one record of the ``venues`` topic; a tombstone removes the venue."""
         if value is None:
             if key is not None:
-                self._venues.pop(key.decode("utf-8", "replace"), None)
+                self._entries.pop(key.decode("utf-8", "replace"), None)
             return
-        try:
-            event = self._registry.decode(value)
-        except CodecError as e:
-            self.undecodable += 1
-            log.warning("skipping undecodable record on venues: %s", e)
-            return
-        if event.name not in _VENUE_EVENTS:
+        event = self._decode(value)
+        if event is None or event.name not in _VENUE_EVENTS:
             return
         r = event.record
         self.put(
@@ -116,20 +132,11 @@ class KnownSample:
         return self.sample.result
 
 
-class SampleBook:
+class SampleBook(_Book[KnownSample]):
     """Samples by id, from the ``samples`` topic and local writes."""
 
     def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-        self._samples: dict[str, KnownSample] = {}
-        self.undecodable = 0
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    def get(self, sample_id: str) -> KnownSample | None:
-        """The sample, or None if this instance has not seen it (yet)."""
-        return self._samples.get(sample_id)
+        super().__init__(registry, "samples")
 
     def collected(
         self,
@@ -142,7 +149,7 @@ class SampleBook:
         addressed_to: str | None = None,
     ) -> None:
         """Record a collection; the first one of a sample id wins."""
-        if sample_id in self._samples:
+        if sample_id in self._entries:
             return
         sample = Sample(
             sample_id=sample_id,
@@ -152,13 +159,13 @@ class SampleBook:
             collected_at=collected_at,
             members=(),
         )
-        self._samples[sample_id] = KnownSample(sample, member_count, addressed_to)
+        self._entries[sample_id] = KnownSample(sample, member_count, addressed_to)
 
     def resulted(
         self, sample_id: str, result: TestResult, resulted_at: datetime, lab_id: str
     ) -> None:
         """Record a result; the first one wins, a result of an unknown sample is dropped."""
-        known = self._samples.get(sample_id)
+        known = self._entries.get(sample_id)
         if known is None:
             return
         try:
@@ -166,19 +173,14 @@ class SampleBook:
         except (ConflictingResult, InvalidResult):
             return
         if decision.accepted:
-            self._samples[sample_id] = KnownSample(
+            self._entries[sample_id] = KnownSample(
                 decision.sample, known.member_count, known.addressed_to
             )
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Fold one record of the ``samples`` topic."""
-        if value is None:
-            return
-        try:
-            event = self._registry.decode(value)
-        except CodecError as e:
-            self.undecodable += 1
-            log.warning("skipping undecodable record on samples: %s", e)
+        event = None if value is None else self._decode(value)
+        if event is None:
             return
         r = event.record
         if event.name == "covidtech.testing.SampleCollected":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from xml.sax.saxutils import escape
 
@@ -48,12 +49,14 @@ def _font(size: int, bold: bool = False) -> Font:
     return ImageFont.load_default(size=size)
 
 
-def _wrap(text: str, font: Font, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+def _wrap_words(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """``text`` broken into at most four lines, a word at a time while a line ``fits`` (a
+    word too long for a line stands alone on its own)."""
     lines: list[str] = []
     current = ""
     for word in text.split():
         candidate = f"{current} {word}".strip()
-        if not current or draw.textlength(candidate, font=font) <= width:
+        if not current or fits(candidate):
             current = candidate
         else:
             lines.append(current)
@@ -61,6 +64,10 @@ def _wrap(text: str, font: Font, width: int, draw: ImageDraw.ImageDraw) -> list[
     if current:
         lines.append(current)
     return lines[:4]
+
+
+def _wrap(text: str, font: Font, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+    return _wrap_words(text, lambda line: draw.textlength(line, font=font) <= width)
 
 
 def venue_poster_png(name: str, address: str, venue_id: str, payload: str) -> bytes:
@@ -101,18 +108,7 @@ _VIEWBOX = re.compile(r'viewBox="([^"]*)"')
 
 
 def _svg_lines(text: str, max_chars: int) -> list[str]:
-    lines: list[str] = []
-    current = ""
-    for word in text.split():
-        candidate = f"{current} {word}".strip()
-        if not current or len(candidate) <= max_chars:
-            current = candidate
-        else:
-            lines.append(current)
-            current = word
-    if current:
-        lines.append(current)
-    return lines[:4]
+    return _wrap_words(text, lambda line: len(line) <= max_chars)
 
 
 def venue_poster_svg(name: str, address: str, venue_id: str, payload: str) -> bytes:
