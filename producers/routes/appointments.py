@@ -12,7 +12,7 @@ from producers.events import appointment_cancelled, appointment_scheduled
 from producers.openapi import vaccination as doc
 from producers.requests.common import CLIENT_ID, CLIENT_ID_HINT
 from producers.requests.vaccination import parse_appointment, parse_cancellation
-from producers.routes.common import accepted, reused_id, service, write_one
+from producers.routes.common import service, write_accepted
 from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, scoped_id
 
@@ -28,14 +28,14 @@ async def schedule_appointment(request: Request) -> Response:
     if appt is None:
         raise validation_problem(errors)
     site_id = scoped_id(claims, ScopeKind.SITE, appt.site_id, "site_id")
-    duplicate = await write_one(
+    return await write_accepted(
         svc,
         f"appointments/{appt.appointment_id}",
         fingerprint(appt, site_id),
         appointment_scheduled(appt, site_id, now),
-        reused_id("appointment_id", appt.appointment_id),
+        "appointment_id",
+        appt.appointment_id,
     )
-    return accepted(duplicate, {"appointment_id": appt.appointment_id})
 
 
 async def cancel_appointment(request: Request) -> Response:
@@ -51,14 +51,14 @@ async def cancel_appointment(request: Request) -> Response:
     if cancellation is None or errors:
         raise validation_problem(errors)
     site_id = scoped_id(claims, ScopeKind.SITE, cancellation.site_id, "site_id")
-    duplicate = await write_one(
+    return await write_accepted(
         svc,
         f"appointments/{appointment_id}/cancel",
         fingerprint(appointment_id, cancellation, site_id),
         appointment_cancelled(appointment_id, cancellation, site_id, svc.now()),
-        reused_id("appointment_id", appointment_id),
+        "appointment_id",
+        appointment_id,
     )
-    return accepted(duplicate, {"appointment_id": appointment_id})
 
 
 _AREA = area("vaccination", kinds(ScopeKind.SITE), who="site:<id>", errors=(409,))

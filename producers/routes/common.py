@@ -4,9 +4,9 @@ event or of a batch's events, and the 409 of a reused id."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,7 +16,7 @@ from covidtech.web.problems import FieldError, Problem, validation_problem
 from producers.events import Outgoing
 from producers.idempotency import Outcome
 from producers.ports import BrokerUnavailable, Delivery
-from producers.service import IngestService
+from producers.service import IngestService, read_json
 
 __all__ = [
     "BatchItem",
@@ -37,6 +37,10 @@ __all__ = [
 
 #: One event of a batch to write: (idempotency key, content fingerprint, event, its 409).
 Write = tuple[str, bytes, Outgoing, Callable[[], Problem]]
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def service(request: Request) -> IngestService:
@@ -229,4 +233,57 @@ def accepted(duplicate: bool, body: dict[str, Any]) -> Response:
     """202 ``{..., "status": "accepted"}``, or 200 ``duplicate`` for a repeated write."""
     return json_response(
         200 if duplicate else 202, {**body, "status": "duplicate" if duplicate else "accepted"}
+    )
+
+
+async def read_command(
+    request: Request,
+    parse: Callable[Concatenate[Any, list[FieldError], P], T | None],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """The request's JSON body (:func:`producers.service.read_json`) read by ``parse`` into a
+    command; 422 naming every offending field if it is not one."""
+    body = await read_json(request, service(request).config.max_body_bytes)
+    errors: list[FieldError] = []
+    command = parse(body, errors, *args, **kwargs)
+    if command is None:
+        raise validation_problem(errors)
+    return command
+
+
+async def write_accepted(
+    svc: IngestService,
+    key: str,
+    content: bytes,
+    out: Outgoing,
+    id_name: str,
+    id_value: str,
+    answered: dict[str, Any] | None = None,
+) -> Response:
+    """A programme write (:func:`write_one`) of ``out`` once per ``key``: 202 naming its id
+    (and ``answered``), 200 ``duplicate``, 409 if the id was used for other content
+    (:func:`reused_id`)."""
+    duplicate = await write_one(svc, key, content, out, reused_id(id_name, id_value))
+    return accepted(duplicate, {id_name: id_value, **(answered or {})})
+
+
+async def register_once(
+    svc: IngestService,
+    caller: str,
+    key: str | None,
+    what: str,
+    content: bytes,
+    write: Callable[[], Awaitable[T]],
+) -> Outcome[T]:
+    """A registration of a ``what`` (``write``) once per Idempotency-Key ``key`` of the
+    ``caller`` (``<area>/<subject>``; no key: every request is a new one); 409 if the key was
+    used for another ``what``."""
+    return await svc.write_once(
+        f"{caller}/{key}" if key else None,
+        content,
+        write,
+        conflict=lambda: Problem(
+            "id-conflict", f"this Idempotency-Key was used for another {what}"
+        ),
     )

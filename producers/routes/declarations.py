@@ -6,13 +6,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import FieldError, validation_problem
 from producers.events import declaration_submitted, new_id
 from producers.openapi.parts import ref, written
 from producers.requests.checkins import parse_declaration
-from producers.routes.common import accepted, id_conflict, service, write_one
+from producers.routes.common import accepted, id_conflict, read_command, service, write_one
 from producers.routes.edge import area, claims_of, kinds
-from producers.service import fingerprint, read_json, require_own_person
+from producers.service import fingerprint, require_own_person
 
 
 async def submit_declaration(request: Request) -> Response:
@@ -25,11 +24,7 @@ async def submit_declaration(request: Request) -> Response:
     """
     svc = service(request)
     claims = claims_of(request)
-    body = await read_json(request, svc.config.max_body_bytes)
-    errors: list[FieldError] = []
-    declaration = parse_declaration(body, errors, svc.qr)
-    if declaration is None:
-        raise validation_problem(errors)
+    declaration = await read_command(request, parse_declaration, svc.qr)
     require_own_person(claims, declaration.person_id, "person_qr")
     event_id = declaration.declaration_id or new_id("d")
     duplicate = await write_one(

@@ -14,15 +14,14 @@ from starlette.responses import Response
 
 from covidtech.settings import parse_duration
 from covidtech.tokens import Scope, ScopeKind
-from covidtech.web.problems import FieldError, Problem, validation_problem
 from domain.qr import QrKind
 from producers.events import new_id, person_registered
 from producers.openapi.parts import IDEMPOTENCY_KEY, json_content, ref, registered
 from producers.posters import person_qr_png
 from producers.requests.checkins import parse_person, parse_sign_in
-from producers.routes.common import json_response, service
+from producers.routes.common import json_response, read_command, register_once, service
 from producers.routes.edge import area, claims_of, kinds
-from producers.service import IngestService, fingerprint, read_json
+from producers.service import IngestService, fingerprint
 
 
 def person_token(svc: IngestService, person_id: str) -> dict[str, Any]:
@@ -51,22 +50,15 @@ async def register_person(request: Request) -> Response:
     svc = service(request)
     claims = claims_of(request)
     key = svc.idempotency_key(request)
-    body = await read_json(request, svc.config.max_body_bytes)
-    errors: list[FieldError] = []
-    person = parse_person(body, errors, svc.now())
-    if person is None:
-        raise validation_problem(errors)
+    person = await read_command(request, parse_person, svc.now())
 
     async def write() -> str:
         person_id = new_id("p")
         await svc.produce(person_registered(person_id, person, svc.now()))
         return person_id
 
-    outcome = await svc.write_once(
-        f"people/{claims.subject}/{key}" if key else None,
-        fingerprint(person),
-        write,
-        conflict=lambda: Problem("id-conflict", "this Idempotency-Key was used for another person"),
+    outcome = await register_once(
+        svc, f"people/{claims.subject}", key, "person", fingerprint(person), write
     )
     person_id = outcome.value
     payload = svc.qr.payload(QrKind.PERSON, person_id)
@@ -88,11 +80,7 @@ async def sign_in(request: Request) -> Response:
     may act as that person (docs/security.md, "Citizens"). Nothing is written.
     """
     svc = service(request)
-    body = await read_json(request, svc.config.max_body_bytes)
-    errors: list[FieldError] = []
-    person_id = parse_sign_in(body, errors, svc.qr)
-    if person_id is None:
-        raise validation_problem(errors)
+    person_id = await read_command(request, parse_sign_in, svc.qr)
     return json_response(201, {"person_id": person_id, **person_token(svc, person_id)})
 
 

@@ -13,7 +13,7 @@ from producers.events import plan_id_of, plan_set
 from producers.openapi import vaccination as doc
 from producers.requests.common import PROGRAMME_LIMITS
 from producers.requests.supply import parse_plan
-from producers.routes.common import accepted, reused_id, service, write_one
+from producers.routes.common import service, write_accepted
 from producers.routes.edge import area, claims_of, kinds
 from producers.service import fingerprint, read_json, scope_problem
 
@@ -37,14 +37,15 @@ async def set_plan(request: Request) -> Response:
     if plan is None:
         raise validation_problem(errors)
     plan_id = plan_id_of(province, plan)
-    duplicate = await write_one(
+    return await write_accepted(
         svc,
         f"plans/{province}/{plan_id}",
         fingerprint(province, plan),
         plan_set(province, plan, now),
-        reused_id("plan_id", plan_id),
+        "plan_id",
+        plan_id,
+        {"province": province},
     )
-    return accepted(duplicate, {"plan_id": plan_id, "province": province})
 
 
 OPERATIONS = (

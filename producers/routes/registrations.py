@@ -18,12 +18,11 @@ from producers.requests.vaccination import parse_registration, parse_registratio
 from producers.routes.common import (
     BatchItem,
     Write,
-    accepted,
     raw_id,
     reused_id,
     service,
+    write_accepted,
     write_batch,
-    write_one,
 )
 from producers.routes.edge import area, claims_of, kinds
 from producers.service import (
@@ -60,14 +59,14 @@ async def register(request: Request) -> Response:
         raise validation_problem(errors)
     if institution is None:  # a person's own token registers that person only
         require_own_person(claims, reg.person_id, "person_qr")
-    duplicate = await write_one(
+    return await write_accepted(
         svc,
         f"vaccination-registrations/{reg.registration_id}",
         fingerprint(reg, institution),
         vaccination_registered(reg, institution, now),
-        reused_id("registration_id", reg.registration_id),
+        "registration_id",
+        reg.registration_id,
     )
-    return accepted(duplicate, {"registration_id": reg.registration_id})
 
 
 def _institution(claims: Claims, body: object) -> str | None:

@@ -20,7 +20,7 @@ from producers.events import sample_collected, sample_resulted
 from producers.openapi.parts import created, id_schema, path_param, ref, written
 from producers.requests.common import SAMPLE_ID
 from producers.requests.testing import parse_result, parse_sample
-from producers.routes.common import json_response, service
+from producers.routes.common import json_response, read_command, service
 from producers.routes.edge import area, claims_of, kinds
 from producers.service import (
     fingerprint,
@@ -42,11 +42,7 @@ async def collect_sample(request: Request) -> Response:
     """
     svc = service(request)
     claims = claims_of(request)
-    body = await read_json(request, svc.config.max_body_bytes)
-    errors: list[FieldError] = []
-    sample = parse_sample(body, errors, svc.qr, svc.now(), svc.limits)
-    if sample is None:
-        raise validation_problem(errors)
+    sample = await read_command(request, parse_sample, svc.qr, svc.now(), svc.limits)
     site_id = scoped_id(claims, ScopeKind.SITE, sample.site_id, "site_id")
     require_province(claims, ScopeKind.SITE, site_id, sample.province, "province")
     key = f"samples/{sample.sample_id}.collected"

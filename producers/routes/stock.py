@@ -7,31 +7,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import FieldError, validation_problem
 from producers.events import doses_discarded, vaccine_allocated
 from producers.openapi import vaccination as doc
 from producers.requests.supply import parse_allocation, parse_discard
-from producers.routes.common import accepted, reused_id, service, write_one
+from producers.routes.common import read_command, service, write_accepted
 from producers.routes.edge import area, claims_of, kinds
-from producers.service import fingerprint, read_json, require_province, scoped_id
+from producers.service import fingerprint, require_province, scoped_id
 
 
 async def allocate(request: Request) -> Response:
     """Scope ``moh``; idempotent by ``allocation_id``."""
     svc = service(request)
-    body = await read_json(request, svc.config.max_body_bytes)
-    errors: list[FieldError] = []
-    allocation = parse_allocation(body, errors)
-    if allocation is None:
-        raise validation_problem(errors)
-    duplicate = await write_one(
+    allocation = await read_command(request, parse_allocation)
+    return await write_accepted(
         svc,
         f"allocations/{allocation.allocation_id}",
         fingerprint(allocation),
         vaccine_allocated(allocation, svc.now()),
-        reused_id("allocation_id", allocation.allocation_id),
+        "allocation_id",
+        allocation.allocation_id,
     )
-    return accepted(duplicate, {"allocation_id": allocation.allocation_id})
 
 
 async def report_discard(request: Request) -> Response:
@@ -39,21 +34,17 @@ async def report_discard(request: Request) -> Response:
     ``discard_id``."""
     svc = service(request)
     claims = claims_of(request)
-    body = await read_json(request, svc.config.max_body_bytes)
-    errors: list[FieldError] = []
-    discard = parse_discard(body, errors, svc.now())
-    if discard is None:
-        raise validation_problem(errors)
+    discard = await read_command(request, parse_discard, svc.now())
     site_id = scoped_id(claims, ScopeKind.SITE, discard.site_id, "site_id")
     require_province(claims, ScopeKind.SITE, site_id, discard.province, "province")
-    duplicate = await write_one(
+    return await write_accepted(
         svc,
         f"discards/{discard.discard_id}",
         fingerprint(discard, site_id),
         doses_discarded(discard, site_id),
-        reused_id("discard_id", discard.discard_id),
+        "discard_id",
+        discard.discard_id,
     )
-    return accepted(duplicate, {"discard_id": discard.discard_id})
 
 
 _AREA = area("vaccination", kinds(ScopeKind.SITE), errors=(409,))

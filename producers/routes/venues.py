@@ -6,16 +6,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from covidtech.tokens import ScopeKind
-from covidtech.web.problems import FieldError, Problem, validation_problem
+from covidtech.web.problems import Problem
 from domain.qr import QrKind
 from producers.caches import VenueEntry
 from producers.events import new_id, venue_registered
 from producers.openapi.parts import IDEMPOTENCY_KEY, id_schema, path_param, ref, registered
 from producers.requests.checkins import parse_venue
 from producers.requests.common import VENUE_ID
-from producers.routes.common import json_response, service
+from producers.routes.common import json_response, read_command, register_once, service
 from producers.routes.edge import Endpoint, IngestOperation, area, claims_of, kinds
-from producers.service import fingerprint, read_json, scope_problem
+from producers.service import fingerprint, scope_problem
 
 
 async def register_venue(request: Request) -> Response:
@@ -28,11 +28,7 @@ async def register_venue(request: Request) -> Response:
     svc = service(request)
     claims = claims_of(request)
     key = svc.idempotency_key(request)
-    body = await read_json(request, svc.config.max_body_bytes)
-    errors: list[FieldError] = []
-    venue = parse_venue(body, errors, svc.config.limits)
-    if venue is None:
-        raise validation_problem(errors)
+    venue = await read_command(request, parse_venue, svc.config.limits)
     if not claims.has(ScopeKind.VENUE_ADMIN, venue.province):
         raise scope_problem(f"venue-admin:{venue.province}", "province")
 
@@ -52,11 +48,8 @@ async def register_venue(request: Request) -> Response:
         )
         return venue_id
 
-    outcome = await svc.write_once(
-        f"venues/{claims.subject}/{key}" if key else None,
-        fingerprint(venue),
-        write,
-        conflict=lambda: Problem("id-conflict", "this Idempotency-Key was used for another venue"),
+    outcome = await register_once(
+        svc, f"venues/{claims.subject}", key, "venue", fingerprint(venue), write
     )
     venue_id = outcome.value
     location = f"/v1/venues/{venue_id}"
