@@ -11,6 +11,7 @@ __all__ = [
     "PROVINCE",
     "WRITE_ERRORS",
     "Schema",
+    "batch_answers",
     "created",
     "id_schema",
     "json_content",
@@ -114,3 +115,12 @@ def registered(what: str, name: str) -> dict[str, Any]:
     """The answers of a registration under an Idempotency-Key: 201, or 200 the ``what``
     registered before under the key; both a ``name`` component."""
     return created("Registered.", f"The {what} before under this Idempotency-Key.", name)
+
+
+def batch_answers(written: str, single: str, results: str, batch: str) -> dict[str, Any]:
+    """The answers of a route taking one item or a batch: 202 ``written`` (a ``single``
+    component), 200 ``results`` (a ``batch`` component, or a ``single`` already written)."""
+    return {
+        "202": json_content(written, ref(single)),
+        "200": json_content(results, {"oneOf": [ref(batch), ref(single)]}),
+    }

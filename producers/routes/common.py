@@ -150,12 +150,14 @@ def raw_id(value: object, name: str) -> str | None:
     return None
 
 
-def single_or_batch(
-    body: object, envelope: type[RequestBody]
+async def single_or_batch(
+    request: Request, envelope: type[RequestBody]
 ) -> tuple[bool, list[tuple[str, Any]]]:
-    """Whether ``body`` is a batch (the ``envelope`` model's one field present: ``{"scans":
-    [...]}``), and its items with their paths (a single item has the path ``""``); 422
-    naming the errors of a bad batch envelope."""
+    """Whether the request's JSON body (:func:`producers.service.read_json`) is a batch (the
+    ``envelope`` model's one field present: ``{"scans": [...]}``), and its items with their
+    paths (a single item has the path ``""``); 422 naming the errors of a bad batch
+    envelope."""
+    body = await read_json(request, service(request).config.max_body_bytes)
     (key,) = envelope.model_fields
     if not (isinstance(body, dict) and key in body):
         return False, [("", body)]

@@ -9,7 +9,7 @@ from covidtech.tokens import ScopeKind
 from covidtech.web.models import field_path
 from covidtech.web.problems import FieldError, Problem
 from producers.events import dose_administered
-from producers.openapi.parts import json_content, one_or_batch, ref
+from producers.openapi.parts import batch_answers, one_or_batch
 from producers.requests.vaccination import DoseBatchBody, parse_dose
 from producers.routes.common import (
     BatchItem,
@@ -21,7 +21,7 @@ from producers.routes.common import (
     write_batch,
 )
 from producers.routes.edge import area, claims_of, kinds
-from producers.service import fingerprint, read_json, require_province, scoped_id
+from producers.service import fingerprint, require_province, scoped_id
 
 ROUTE = "/v1/doses"
 
@@ -35,9 +35,8 @@ async def record_doses(request: Request) -> Response:
     """
     svc = service(request)
     claims = claims_of(request)
-    body = await read_json(request, svc.config.max_body_bytes)
+    is_batch, raw_items = await single_or_batch(request, DoseBatchBody)
     now = svc.now()
-    is_batch, raw_items = single_or_batch(body, DoseBatchBody)
     items: list[BatchItem] = []
     writes: list[tuple[BatchItem, Write]] = []
     for index, (path, raw) in enumerate(raw_items):
@@ -79,13 +78,9 @@ OPERATIONS = (
         record_doses,
         who="site:<id>@<the dose's residence_province>",
         body=one_or_batch("Dose", "DoseBatch"),
-        answers={
-            "202": json_content("Dose written.", ref("Accepted")),
-            "200": json_content(
-                "Batch results, or a known dose_id.",
-                {"oneOf": [ref("BatchResult"), ref("Accepted")]},
-            ),
-        },
+        answers=batch_answers(
+            "Dose written.", "Accepted", "Batch results, or a known dose_id.", "BatchResult"
+        ),
         errors=(409,),
     ),
 )

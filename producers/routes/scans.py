@@ -12,7 +12,7 @@ from covidtech.web.models import field_path
 from covidtech.web.problems import FieldError, Problem
 from producers.caches import VenueEntry
 from producers.events import checkin_scanned
-from producers.openapi.parts import json_content, one_or_batch, ref
+from producers.openapi.parts import batch_answers, one_or_batch
 from producers.requests.checkins import ScanBatchBody, ScanMethod, ScanRequest, parse_scan
 from producers.routes.common import (
     BatchItem,
@@ -26,7 +26,7 @@ from producers.routes.common import (
     single_response,
 )
 from producers.routes.edge import area, claims_of, kinds
-from producers.service import fingerprint, read_json, scope_problem
+from producers.service import fingerprint, scope_problem
 
 ROUTE = "/v1/scans"
 
@@ -89,9 +89,8 @@ async def record_scans(request: Request) -> Response:
     """
     svc = service(request)
     claims = claims_of(request)
-    body = await read_json(request, svc.config.max_body_bytes)
+    is_batch, raw_items = await single_or_batch(request, ScanBatchBody)
     now = svc.now()
-    is_batch, raw_items = single_or_batch(body, ScanBatchBody)
 
     items: list[BatchItem] = []
     scans: list[ScanRequest | None] = []
@@ -159,13 +158,12 @@ OPERATIONS = (
         who="person:<id> (the person's own app scans the venue: that person only), "
         "venue:<venue id>@<province> or venue-admin:<province> (staff scan the person)",
         body=one_or_batch("Scan", "ScanBatch"),
-        answers={
-            "202": json_content("Scan written; the person's check-in status.", ref("ScanAccepted")),
-            "200": json_content(
-                "Batch: one result per item; single: already written (duplicate).",
-                {"oneOf": [ref("ScanBatchResult"), ref("ScanAccepted")]},
-            ),
-        },
+        answers=batch_answers(
+            "Scan written; the person's check-in status.",
+            "ScanAccepted",
+            "Batch: one result per item; single: already written (duplicate).",
+            "ScanBatchResult",
+        ),
         errors=(409,),
     ),
 )
