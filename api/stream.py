@@ -36,6 +36,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.kafka import FeedRecord
 from api.problems import LogUnavailable
+from covidtech import tasks
 from schemas.codec import CodecError, decode
 
 __all__ = [
@@ -216,10 +217,7 @@ class AlertBroadcaster:
     async def stop(self) -> None:
         self.close_clients()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.cancel(task)
         await self._source.close()
 
 

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from covidtech import kafka_clients
+from covidtech import kafka_clients, tasks
 from covidtech.settings import Settings
 from covidtech.tokens import Claims
 from covidtech.topics import GRANTS
@@ -239,10 +239,7 @@ class RevocationList:
     async def stop(self) -> None:
         """Stop following the topic (idempotent)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.cancel(task)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(KafkaError, OSError):

@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from covidtech import kafka_clients
+from covidtech import kafka_clients, tasks
 from covidtech.settings import Settings
 from covidtech.topics import partition_of
 from producers.ports import BrokerUnavailable, Delivery
@@ -133,10 +133,7 @@ class KafkaEventLog:
         """Flush pending records for at most ``grace`` s, fail the rest, close."""
         self._stopping = True
         for task in (self._probe, self._connect):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await tasks.cancel(task)
         producer, self._producer = self._producer, None
         self._available = False
         if producer is None:
@@ -277,10 +274,7 @@ class TopicFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.cancel(task)
 
     async def wait_caught_up(self, within: float) -> bool:
         """Wait until the initial catch-up is done; False on timeout."""
